@@ -1,0 +1,172 @@
+//! `App`: builds every part from a `Config` and runs them on listeners it is given.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::document::CachePolicy;
+use crate::fetch::Fetcher;
+use crate::refresh::{spawn_all, IssuerRefresh};
+use crate::routes::Router;
+use crate::server::serve;
+use crate::service::Proxy;
+use crate::store::DocumentStore;
+use crate::tls::{self, CertResolver, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot load the server certificate")]
+    Certificate(#[source] TlsError),
+    #[error("cannot set up upstream TLS for issuer {issuer:?}")]
+    UpstreamTls {
+        issuer: String,
+        #[source]
+        source: TlsError,
+    },
+    #[error("[server.tls] is configured but no HTTPS listener was given")]
+    NoHttpsListener,
+}
+
+/// The listeners `App::run` serves; the caller binds them (tests bind port 0).
+pub struct Listeners {
+    /// Required exactly when the config has `[server.tls]`.
+    pub https: Option<TcpListener>,
+    pub plain: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address the config names.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        async fn bind(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+            match addr {
+                Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|err| {
+                    std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+                }),
+                None => Ok(None),
+            }
+        }
+        Ok(Listeners {
+            https: bind(config.server.listen).await?,
+            plain: bind(config.server.listen_plain).await?,
+            admin: bind(Some(config.admin.listen)).await?,
+        })
+    }
+}
+
+pub struct App {
+    config: Arc<Config>,
+    store: Arc<DocumentStore>,
+    policy: CachePolicy,
+    tls: Option<TlsAcceptor>,
+    /// Swapped on certificate reload; kept so that reloads can reach it.
+    _certs: Option<Arc<CertResolver>>,
+    refreshers: Vec<IssuerRefresh>,
+}
+
+impl App {
+    /// Loads certificates and upstream trust; fetches nothing yet.
+    pub fn new(config: Config) -> Result<App, StartError> {
+        let policy = CachePolicy {
+            max_age: config.cache.max_age,
+            refresh: config.cache.refresh,
+            fetch_timeout: config.cache.fetch_timeout,
+            stale_if_error: config.cache.stale_if_error,
+        };
+        let (tls, certs) = match &config.server.tls {
+            Some(files) => {
+                let key = tls::load_certified_key(&files.cert, &files.key)
+                    .map_err(StartError::Certificate)?;
+                let resolver = Arc::new(CertResolver::new(key));
+                let server_config =
+                    tls::server_config(resolver.clone()).map_err(StartError::Certificate)?;
+                (Some(TlsAcceptor::from(server_config)), Some(resolver))
+            }
+            None => (None, None),
+        };
+        let store = Arc::new(DocumentStore::new(config.issuers.len()));
+        let refreshers = config
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(index, issuer)| {
+                let client =
+                    tls::client_config(issuer.upstream_ca.as_deref()).map_err(|source| {
+                        StartError::UpstreamTls {
+                            issuer: issuer.name.clone(),
+                            source,
+                        }
+                    })?;
+                Ok(IssuerRefresh {
+                    index,
+                    issuer: Arc::new(issuer.clone()),
+                    fetcher: Fetcher::new(
+                        client,
+                        config.cache.fetch_timeout,
+                        config.cache.max_document_bytes,
+                    ),
+                    store: store.clone(),
+                    policy,
+                })
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            policy,
+            tls,
+            _certs: certs,
+            refreshers,
+        })
+    }
+
+    /// Starts the refreshers, serves until `shutdown` completes, then drains and stops.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        if self.tls.is_some() && listeners.https.is_none() {
+            return Err(StartError::NoHttpsListener);
+        }
+        let refreshers = spawn_all(self.refreshers);
+        let proxy = Arc::new(Proxy::new(
+            Router::new(&self.config.issuers),
+            self.store.clone(),
+            self.policy,
+            self.config.server.deadline,
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let mut servers = tokio::task::JoinSet::new();
+        if let (Some(listener), Some(tls)) = (listeners.https, self.tls) {
+            servers.spawn(serve(listener, Some(tls), proxy.clone(), until_stopped()));
+        }
+        if let Some(listener) = listeners.plain {
+            servers.spawn(serve(listener, None, proxy.clone(), until_stopped()));
+        }
+        if let Some(listener) = listeners.admin {
+            let names = self.config.issuers.iter().map(|i| i.name.clone()).collect();
+            let admin = Arc::new(Admin::new(names, self.store.clone(), self.policy));
+            servers.spawn(serve(listener, None, admin, until_stopped()));
+        }
+        shutdown.await;
+        info!("shutting down: no new connections, draining");
+        let _ = stop.send(true);
+        while servers.join_next().await.is_some() {}
+        drop(refreshers);
+        info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The command line: `serve`, `check-config` and `demo`, with their exit codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jwks_edge::app::{App, Listeners};
+use jwks_edge::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jwks-edge",
+    version,
+    about = "Publishes OpenID Connect discovery and JWKS documents from memory, at the edge"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Load and validate a configuration (certificates and CA files included), print
+    /// the effective configuration, exit 2 on error.
+    CheckConfig {
+        #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
+        config: PathBuf,
+    },
+    /// Start an embedded GitLab-shaped IdP with jwks-edge in front of it, and print
+    /// commands to compare the two.
+    Demo {
+        /// HTTPS listener of the proxy.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Admin listener (/healthz, /readyz).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+    },
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+const RUNTIME_FAILURE: u8 = 1;
+const CONFIG_ERROR: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Demo {
+            listen,
+            admin_listen,
+        } => runtime().and_then(|rt| {
+            rt.block_on(crate::demo::run(listen, admin_listen))
+                .map_err(|err| (RUNTIME_FAILURE, err))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, err)) => {
+            // `{:#}` prints the whole cause chain on one line, once.
+            eprintln!("error: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+type Outcome = Result<(), (u8, anyhow::Error)>;
+
+fn runtime() -> Result<tokio::runtime::Runtime, (u8, anyhow::Error)> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(|err| (RUNTIME_FAILURE, err))
+}
+
+/// Loads the config and everything it points at (certificates, CA bundles).
+fn load(path: &std::path::Path) -> Result<(Config, App), (u8, anyhow::Error)> {
+    let config = Config::load(path).map_err(|err| (CONFIG_ERROR, err.into()))?;
+    let app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
+    Ok((config, app))
+}
+
+fn check_config(path: PathBuf) -> Outcome {
+    let (config, _app) = load(&path)?;
+    print!("{config}");
+    Ok(())
+}
+
+fn serve(path: PathBuf) -> Outcome {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let (config, app) = load(&path)?;
+        let listeners = Listeners::bind(&config)
+            .await
+            .map_err(|err| (RUNTIME_FAILURE, err.into()))?;
+        tracing::info!(config = %path.display(), issuers = config.issuers.len(), "jwks-edge starting");
+        app.run(listeners, shutdown_signal())
+            .await
+            .map_err(|err| (RUNTIME_FAILURE, err.into()))
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a signal handler can be installed");
+    let mut int = signal(SignalKind::interrupt()).expect("a signal handler can be installed");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

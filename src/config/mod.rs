@@ -1,0 +1,468 @@
+//! Configuration: the TOML file (`raw`) validated into the typed `Config` the program runs on.
+
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::base_url::BaseUrl;
+use raw::{RawCache, RawConfig, RawIssuer, RawServer};
+
+/// AWS STS gives up on a discovery or key fetch after about this long.
+const STS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path:?}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path:?} is not valid")]
+    Syntax {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{key} = {value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{key}: {reason}")]
+    Missing { key: String, reason: String },
+}
+
+fn invalid(
+    key: impl Into<String>,
+    value: impl Into<String>,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The validated configuration. Paths are absolute or relative to the working directory
+/// (relative paths in the file are resolved against the file's own directory).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: Server,
+    pub admin: Admin,
+    pub cache: Cache,
+    pub issuers: Vec<Issuer>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    /// HTTPS listener; present exactly when `tls` is.
+    pub listen: Option<SocketAddr>,
+    pub listen_plain: Option<SocketAddr>,
+    pub deadline: Duration,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub max_age: Duration,
+    pub refresh: Duration,
+    pub stale_if_error: Duration,
+    pub fetch_timeout: Duration,
+    pub max_document_bytes: usize,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    /// Short name for logs and admin actions; defaults to the public URL's host and path.
+    pub name: String,
+    /// Exactly the tokens' `iss`, as configured.
+    pub public_url: String,
+    pub public: BaseUrl,
+    pub upstream: BaseUrl,
+    /// Absolute path on the public host where the key set is published.
+    pub public_jwks_path: Option<String>,
+    /// Where the key set is fetched, overriding what the discovery document implies.
+    pub upstream_jwks_url: Option<String>,
+    pub upstream_ca: Option<PathBuf>,
+}
+
+impl Issuer {
+    /// The public path of the discovery document.
+    pub fn discovery_path(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.public.path())
+    }
+
+    /// The upstream URL of the discovery document.
+    pub fn upstream_discovery_url(&self) -> String {
+        self.upstream.join("/.well-known/openid-configuration")
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base).map_err(|err| match err {
+            ConfigError::Syntax { source, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Validates TOML text; relative paths are resolved against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
+        let resolve = |p: &str| base_dir.join(p);
+        let server = validate_server(raw.server, &resolve)?;
+        let admin = Admin {
+            listen: parse_addr(
+                "admin.listen",
+                raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"),
+            )?,
+        };
+        let cache = validate_cache(raw.cache, &resolve)?;
+        if raw.issuer.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "issuer".into(),
+                reason: "at least one [[issuer]] with public_url and upstream is required".into(),
+            });
+        }
+        let mut issuers = Vec::with_capacity(raw.issuer.len());
+        let mut routes = HashSet::new();
+        let mut names = HashSet::new();
+        for (i, raw) in raw.issuer.into_iter().enumerate() {
+            let issuer = validate_issuer(i, raw, &resolve)?;
+            if !routes.insert((
+                issuer.public.host().to_owned(),
+                issuer.public.path().to_owned(),
+            )) {
+                return Err(invalid(
+                    format!("issuer[{i}].public_url"),
+                    &issuer.public_url,
+                    "another issuer already has this public URL",
+                ));
+            }
+            if !names.insert(issuer.name.clone()) {
+                return Err(invalid(
+                    format!("issuer[{i}].name"),
+                    &issuer.name,
+                    "another issuer has this name",
+                ));
+            }
+            issuers.push(issuer);
+        }
+        Ok(Config {
+            server,
+            admin,
+            cache,
+            issuers,
+        })
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "expected an IP address and port such as \"0.0.0.0:8443\" or \"[::]:8443\"",
+        )
+    })
+}
+
+fn parse_duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    let duration = humantime::parse_duration(value).map_err(|_| {
+        invalid(
+            key,
+            value,
+            "expected a duration such as \"2s\", \"5m\" or \"24h\"",
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(invalid(key, value, "must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+fn validate_server(
+    raw: RawServer,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Server, ConfigError> {
+    let deadline = parse_duration("server.deadline", raw.deadline.as_deref(), "2s")?;
+    if deadline >= STS_TIMEOUT {
+        return Err(invalid(
+            "server.deadline",
+            raw.deadline.unwrap_or_default(),
+            "must be under 5s: AWS STS gives up after about 5 seconds",
+        ));
+    }
+    let listen_plain = raw
+        .listen_plain
+        .as_deref()
+        .map(|v| parse_addr("server.listen_plain", v))
+        .transpose()?;
+    let tls = raw.tls.map(|tls| {
+        for (key, value) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
+            if value.is_empty() {
+                return Err(invalid(key, value, "a file path is required"));
+            }
+        }
+        Ok(Tls {
+            cert: resolve(&tls.cert),
+            key: resolve(&tls.key),
+        })
+    });
+    let tls = tls.transpose()?;
+    let listen = match (&tls, raw.listen.as_deref()) {
+        (Some(_), value) => Some(parse_addr("server.listen", value.unwrap_or("0.0.0.0:8443"))?),
+        (None, Some(value)) => {
+            return Err(invalid(
+                "server.listen",
+                value,
+                "the HTTPS listener needs [server.tls] cert and key (use server.listen_plain for plain HTTP)",
+            ))
+        }
+        (None, None) => None,
+    };
+    if listen.is_none() && listen_plain.is_none() {
+        return Err(ConfigError::Missing {
+            key: "server".into(),
+            reason: "no listener: set [server.tls] cert and key for HTTPS, or server.listen_plain"
+                .into(),
+        });
+    }
+    if listen.is_some() && listen == listen_plain {
+        return Err(invalid(
+            "server.listen_plain",
+            raw.listen_plain.unwrap_or_default(),
+            "is the same address as server.listen",
+        ));
+    }
+    Ok(Server {
+        listen,
+        listen_plain,
+        deadline,
+        tls,
+    })
+}
+
+fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Cache, ConfigError> {
+    let refresh = parse_duration("cache.refresh", raw.refresh.as_deref(), "60s")?;
+    if refresh < Duration::from_secs(1) {
+        return Err(invalid(
+            "cache.refresh",
+            raw.refresh.unwrap_or_default(),
+            "must be at least 1s",
+        ));
+    }
+    let fetch_timeout = parse_duration("cache.fetch_timeout", raw.fetch_timeout.as_deref(), "5s")?;
+    let max_document_bytes = match raw.max_document_bytes {
+        None => 1024 * 1024,
+        Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(invalid(
+                "cache.max_document_bytes",
+                n.to_string(),
+                "must be between 1024 and 67108864 (64 MiB)",
+            ))
+        }
+    };
+    let state_dir = match raw.state_dir.as_deref() {
+        Some("") => {
+            return Err(invalid(
+                "cache.state_dir",
+                "",
+                "a directory path is required",
+            ))
+        }
+        Some(dir) => Some(resolve(dir)),
+        None => None,
+    };
+    Ok(Cache {
+        max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
+        refresh,
+        stale_if_error: parse_duration(
+            "cache.stale_if_error",
+            raw.stale_if_error.as_deref(),
+            "24h",
+        )?,
+        fetch_timeout,
+        max_document_bytes,
+        state_dir,
+    })
+}
+
+fn validate_issuer(
+    i: usize,
+    raw: RawIssuer,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Issuer, ConfigError> {
+    let key = |k: &str| format!("issuer[{i}].{k}");
+    let public = BaseUrl::parse(&raw.public_url)
+        .map_err(|r| invalid(key("public_url"), &raw.public_url, r))?;
+    if !public.is_https() {
+        return Err(invalid(
+            key("public_url"),
+            &raw.public_url,
+            "must be https: relying parties such as AWS STS only accept https issuers",
+        ));
+    }
+    let upstream =
+        BaseUrl::parse(&raw.upstream).map_err(|r| invalid(key("upstream"), &raw.upstream, r))?;
+    let public_jwks_path = match raw.public_jwks_path {
+        None => None,
+        Some(path) => {
+            let bad = !path.starts_with('/')
+                || path.contains(['?', '#', '%', ' '])
+                || path.contains("//")
+                || path.split('/').any(|s| s == "." || s == "..");
+            if bad {
+                return Err(invalid(
+                    key("public_jwks_path"),
+                    &path,
+                    "expected an absolute path such as \"/openid/v1/jwks\", without query, '%', '//', '.' or '..'",
+                ));
+            }
+            if path == format!("{}/.well-known/openid-configuration", public.path()) {
+                return Err(invalid(
+                    key("public_jwks_path"),
+                    &path,
+                    "is the discovery document's path",
+                ));
+            }
+            Some(path)
+        }
+    };
+    let upstream_jwks_https = match raw.upstream_jwks_url.as_deref() {
+        Some(v) => Some(
+            BaseUrl::parse(v)
+                .map_err(|r| invalid(key("upstream_jwks_url"), v, r))?
+                .is_https(),
+        ),
+        None => None,
+    };
+    let upstream_ca = match raw.upstream_ca.as_deref() {
+        Some("") => {
+            return Err(invalid(
+                key("upstream_ca"),
+                "",
+                "a PEM file path is required",
+            ))
+        }
+        Some(path) if !upstream.is_https() && upstream_jwks_https != Some(true) => {
+            return Err(invalid(
+                key("upstream_ca"),
+                path,
+                "only applies to an https upstream",
+            ))
+        }
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
+    let name = match raw.name {
+        Some(name)
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            return Err(invalid(
+                key("name"),
+                name,
+                "must be non-empty, without spaces",
+            ))
+        }
+        Some(name) => name,
+        None => format!("{}{}", public.host(), public.path()),
+    };
+    Ok(Issuer {
+        name,
+        public_url: raw.public_url,
+        public,
+        upstream,
+        public_jwks_path,
+        upstream_jwks_url: raw.upstream_jwks_url,
+        upstream_ca,
+    })
+}
+
+/// Renders the effective configuration (defaults filled in) as TOML for `check-config`.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        writeln!(f, "[server]")?;
+        if let Some(listen) = self.server.listen {
+            writeln!(f, "listen = \"{listen}\"")?;
+        }
+        if let Some(plain) = self.server.listen_plain {
+            writeln!(f, "listen_plain = \"{plain}\"")?;
+        }
+        writeln!(f, "deadline = \"{}\"", dur(self.server.deadline))?;
+        if let Some(tls) = &self.server.tls {
+            writeln!(f, "\n[server.tls]")?;
+            writeln!(f, "cert = {:?}", tls.cert.display().to_string())?;
+            writeln!(f, "key = {:?}", tls.key.display().to_string())?;
+        }
+        writeln!(f, "\n[admin]\nlisten = \"{}\"", self.admin.listen)?;
+        let c = &self.cache;
+        writeln!(f, "\n[cache]")?;
+        writeln!(f, "max_age = \"{}\"", dur(c.max_age))?;
+        writeln!(f, "refresh = \"{}\"", dur(c.refresh))?;
+        writeln!(f, "stale_if_error = \"{}\"", dur(c.stale_if_error))?;
+        writeln!(f, "fetch_timeout = \"{}\"", dur(c.fetch_timeout))?;
+        writeln!(f, "max_document_bytes = {}", c.max_document_bytes)?;
+        if let Some(dir) = &c.state_dir {
+            writeln!(f, "state_dir = {:?}", dir.display().to_string())?;
+        }
+        for issuer in &self.issuers {
+            writeln!(f, "\n[[issuer]]")?;
+            writeln!(f, "name = {:?}", issuer.name)?;
+            writeln!(f, "public_url = {:?}", issuer.public_url)?;
+            writeln!(f, "upstream = \"{}\"", issuer.upstream)?;
+            writeln!(
+                f,
+                "# discovery served at {}",
+                issuer.public.join("/.well-known/openid-configuration")
+            )?;
+            if let Some(path) = &issuer.public_jwks_path {
+                writeln!(f, "public_jwks_path = {path:?}")?;
+            }
+            if let Some(url) = &issuer.upstream_jwks_url {
+                writeln!(f, "upstream_jwks_url = {url:?}")?;
+            }
+            if let Some(ca) = &issuer.upstream_ca {
+                writeln!(f, "upstream_ca = {:?}", ca.display().to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

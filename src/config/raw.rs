@@ -1,0 +1,60 @@
+//! The configuration file exactly as written: a serde mirror that rejects unknown keys.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub issuer: Vec<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub listen_plain: Option<String>,
+    pub deadline: Option<String>,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub max_age: Option<String>,
+    pub refresh: Option<String>,
+    pub stale_if_error: Option<String>,
+    pub fetch_timeout: Option<String>,
+    pub max_document_bytes: Option<i64>,
+    pub state_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: Option<String>,
+    pub public_url: String,
+    pub upstream: String,
+    pub public_jwks_path: Option<String>,
+    pub upstream_jwks_url: Option<String>,
+    pub upstream_ca: Option<String>,
+}

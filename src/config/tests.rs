@@ -1,0 +1,191 @@
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml(text, Path::new("/etc/jwks-edge"))
+}
+
+const MINIMAL: &str = r#"
+[server]
+listen_plain = "127.0.0.1:8080"
+
+[[issuer]]
+public_url = "https://gitlab.example.com"
+upstream = "http://gitlab.internal:8080"
+"#;
+
+fn with(extra_server: &str, extra_cache: &str, issuer: &str) -> String {
+    format!(
+        "[server]\nlisten_plain = \"127.0.0.1:8080\"\n{extra_server}\n[cache]\n{extra_cache}\n[[issuer]]\n{issuer}\n"
+    )
+}
+
+const ISSUER: &str =
+    "public_url = \"https://gitlab.example.com\"\nupstream = \"http://gitlab.internal:8080\"";
+
+fn error_of(text: &str) -> String {
+    let err = load(text).expect_err("config should be rejected");
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.server.listen, None);
+    assert_eq!(config.server.deadline, Duration::from_secs(2));
+    assert_eq!(config.admin.listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(config.cache.max_age, Duration::from_secs(300));
+    assert_eq!(config.cache.refresh, Duration::from_secs(60));
+    assert_eq!(config.cache.stale_if_error, Duration::from_secs(86400));
+    assert_eq!(config.cache.fetch_timeout, Duration::from_secs(5));
+    assert_eq!(config.cache.max_document_bytes, 1 << 20);
+    let issuer = &config.issuers[0];
+    assert_eq!(issuer.name, "gitlab.example.com");
+    assert_eq!(issuer.discovery_path(), "/.well-known/openid-configuration");
+    assert_eq!(
+        issuer.upstream_discovery_url(),
+        "http://gitlab.internal:8080/.well-known/openid-configuration"
+    );
+}
+
+#[test]
+fn tls_enables_https_listener_and_paths_resolve_against_the_file() {
+    let config = load(&format!(
+        "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n[[issuer]]\n{ISSUER}\nupstream_ca = \"ca.pem\"\n"
+    ))
+    .unwrap_err();
+    // upstream_ca on a plain-http upstream is a mistake worth naming.
+    assert!(
+        config.to_string().contains("issuer[0].upstream_ca"),
+        "{config}"
+    );
+
+    let config = load(&format!(
+        "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n[[issuer]]\npublic_url = \"https://a.example\"\nupstream = \"https://kc:8443\"\nupstream_ca = \"ca.pem\"\n"
+    ))
+    .unwrap();
+    assert_eq!(config.server.listen, Some("0.0.0.0:8443".parse().unwrap()));
+    let tls = config.server.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, Path::new("/etc/jwks-edge/tls/cert.pem"));
+    assert_eq!(tls.key, Path::new("/abs/key.pem"));
+    assert_eq!(
+        config.issuers[0].upstream_ca.as_deref(),
+        Some(Path::new("/etc/jwks-edge/ca.pem"))
+    );
+}
+
+#[test]
+fn server_errors_name_the_key_and_quote_the_value() {
+    let cases = [
+        (format!("[server]\nlisten_plain = \"nope\"\n[[issuer]]\n{ISSUER}"), "server.listen_plain = \"nope\""),
+        (with("deadline = \"2 parsecs\"", "", ISSUER), "server.deadline = \"2 parsecs\""),
+        (with("deadline = \"6s\"", "", ISSUER), "must be under 5s"),
+        (with("deadline = \"0s\"", "", ISSUER), "greater than zero"),
+        (with("listen = \"0.0.0.0:8443\"", "", ISSUER), "server.listen = \"0.0.0.0:8443\""),
+        (with("colour = \"blue\"", "", ISSUER), "unknown field `colour`"),
+        (format!("[admin]\nlisten = \"localhost\"\n[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\n{ISSUER}"), "admin.listen = \"localhost\""),
+        (format!("[[issuer]]\n{ISSUER}"), "no listener"),
+        (format!("[server.tls]\ncert = \"c.pem\"\n[[issuer]]\n{ISSUER}"), "missing field `key`"),
+    ];
+    for (text, expected) in cases {
+        let msg = error_of(&text);
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+    }
+}
+
+#[test]
+fn cache_errors_name_the_key_and_quote_the_value() {
+    let cases = [
+        (
+            "max_age = \"5 minutes-ish\"",
+            "cache.max_age = \"5 minutes-ish\"",
+        ),
+        (
+            "refresh = \"10ms\"",
+            "cache.refresh = \"10ms\": must be at least 1s",
+        ),
+        (
+            "stale_if_error = \"forever\"",
+            "cache.stale_if_error = \"forever\"",
+        ),
+        ("fetch_timeout = \"\"", "cache.fetch_timeout = \"\""),
+        (
+            "max_document_bytes = 10",
+            "cache.max_document_bytes = \"10\"",
+        ),
+        ("state_dir = \"\"", "cache.state_dir = \"\""),
+        ("max_age = 300", "invalid type"),
+    ];
+    for (line, expected) in cases {
+        let msg = error_of(&with("", line, ISSUER));
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+    }
+}
+
+#[test]
+fn issuer_errors_name_the_key_and_quote_the_value() {
+    let cases = [
+        ("public_url = \"http://gitlab.example.com\"\nupstream = \"http://x\"", "issuer[0].public_url = \"http://gitlab.example.com\": must be https"),
+        ("public_url = \"gitlab.example.com\"\nupstream = \"http://x\"", "issuer[0].public_url = \"gitlab.example.com\""),
+        ("public_url = \"https://a.example/?x=1\"\nupstream = \"http://x\"", "query or fragment"),
+        ("public_url = \"https://a.example\"\nupstream = \"gopher://x\"", "issuer[0].upstream = \"gopher://x\""),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\npublic_jwks_path = \"jwks\"", "issuer[0].public_jwks_path = \"jwks\""),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\npublic_jwks_path = \"/a/../b\"", "issuer[0].public_jwks_path"),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\npublic_jwks_path = \"/.well-known/openid-configuration\"", "discovery document's path"),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_jwks_url = \"/keys\"", "issuer[0].upstream_jwks_url = \"/keys\""),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nname = \"two words\"", "issuer[0].name = \"two words\""),
+        ("public_url = \"https://a.example\"", "missing field `upstream`"),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstrem_ca = \"x\"", "unknown field `upstrem_ca`"),
+    ];
+    for (issuer, expected) in cases {
+        let msg = error_of(&with("", "", issuer));
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+    }
+}
+
+#[test]
+fn issuers_must_exist_and_not_collide() {
+    assert!(
+        error_of("[server]\nlisten_plain = \"127.0.0.1:1\"\n").contains("at least one [[issuer]]")
+    );
+    let two = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\n{ISSUER}\n[[issuer]]\npublic_url = \"https://GITLAB.example.com/\"\nupstream = \"http://y\"\n"
+    );
+    let msg = error_of(&two);
+    assert!(
+        msg.contains("issuer[1].public_url = \"https://GITLAB.example.com/\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn several_realms_on_one_host_are_distinct_issuers() {
+    let text = "[server]\nlisten_plain = \"127.0.0.1:1\"\n\
+        [[issuer]]\npublic_url = \"https://auth.example.com/realms/prod\"\nupstream = \"http://kc:8080/realms/prod\"\n\
+        [[issuer]]\npublic_url = \"https://auth.example.com/realms/dev\"\nupstream = \"http://kc:8080/realms/dev\"\n";
+    let config = load(text).unwrap();
+    assert_eq!(
+        config.issuers[0].discovery_path(),
+        "/realms/prod/.well-known/openid-configuration"
+    );
+    assert_eq!(config.issuers[1].name, "auth.example.com/realms/dev");
+}
+
+#[test]
+fn effective_config_round_trips_through_the_validator() {
+    let text = "[server]\nlisten_plain = \"127.0.0.1:8080\"\ndeadline = \"1500ms\"\n\
+        [cache]\nstate_dir = \"/var/lib/jwks-edge\"\n\
+        [[issuer]]\npublic_url = \"https://oidc.k8s.example.com\"\nupstream = \"https://kubernetes.default.svc\"\n\
+        public_jwks_path = \"/openid/v1/jwks\"\nupstream_jwks_url = \"https://kubernetes.default.svc/openid/v1/jwks\"\nupstream_ca = \"/ca.pem\"\n";
+    let config = load(text).unwrap();
+    let rendered = config.to_string();
+    let again = load(&rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
+    assert_eq!(again.to_string(), rendered);
+    assert!(rendered.contains("deadline = \"1s 500ms\""), "{rendered}");
+}

@@ -1,0 +1,142 @@
+//! `Fetcher`: one bounded GET to an upstream, returning the body or a typed reason.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::validate::ValidationError;
+
+const USER_AGENT: &str = concat!("jwks-edge/", env!("CARGO_PKG_VERSION"));
+
+/// Why a fetch produced nothing usable. Every variant leaves the last good copy in place.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid upstream URL {0:?}")]
+    Url(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("answered HTTP {status}{}", location.as_deref().map(|l| format!(", redirect to {l:?} not followed")).unwrap_or_default())]
+    Status {
+        status: StatusCode,
+        location: Option<String>,
+    },
+    #[error("body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("body could not be read")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("invalid document")]
+    Invalid(#[source] ValidationError),
+}
+
+impl FetchError {
+    /// A short stable label for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FetchError::Url(_) => "bad_url",
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Connect(_) => "connect",
+            FetchError::Status { .. } => "status",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Body(_) => "body",
+            FetchError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// A pooled HTTP(S) client with the proxy's bounds. Cheap to clone.
+///
+/// Only what the proxy chooses is sent upstream: `GET`, `Accept`, `User-Agent` and the
+/// `Host` of the URL. Nothing from a client request ever reaches a `Fetcher`.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    timeout: Duration,
+    max_bytes: usize,
+}
+
+impl Fetcher {
+    /// `timeout` bounds the whole exchange, connect included; `max_bytes` the body.
+    pub fn new(tls: rustls::ClientConfig, timeout: Duration, max_bytes: usize) -> Fetcher {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .build(https);
+        Fetcher {
+            client,
+            timeout,
+            max_bytes,
+        }
+    }
+
+    /// GETs `url` and returns the body of a 200 answer.
+    pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+        let request = Request::get(uri)
+            .header(header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Empty::new())
+            .map_err(|_| FetchError::Url(url.to_owned()))?;
+        tokio::time::timeout(self.timeout, self.exchange(request))
+            .await
+            .map_err(|_| FetchError::Timeout(self.timeout))?
+    }
+
+    async fn exchange(&self, request: Request<Empty<Bytes>>) -> Result<Bytes, FetchError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(FetchError::Connect)?;
+        if response.status() != StatusCode::OK {
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Err(FetchError::Status {
+                status: response.status(),
+                location,
+            });
+        }
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_bytes as u64) {
+            return Err(FetchError::TooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        let body = Limited::new(response.into_body(), self.max_bytes)
+            .collect()
+            .await
+            .map_err(|err| {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge {
+                        limit: self.max_bytes,
+                    }
+                } else {
+                    FetchError::Body(err)
+                }
+            })?;
+        Ok(body.to_bytes())
+    }
+}

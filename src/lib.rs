@@ -1,0 +1,34 @@
+//! jwks-edge publishes the OpenID Connect discovery document and key set of self-hosted
+//! identity providers to cloud relying parties, from memory, under a hard deadline.
+//!
+//! A request's path through the modules:
+//!
+//! ```text
+//! server   accept (tcp) -> tls (rustls, CertResolver from `tls`) -> hyper auto conn
+//!   -> service::Proxy   routes::Router(host, path) -> DocId
+//!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
+//!   -> response         synthetic 4xx/5xx answers, all built in one place
+//!
+//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite -> store.put
+//! admin    /healthz /readyz on the admin listener
+//! app      builds all of the above from config::Config and runs it on given listeners
+//! fake_idp a fault-injecting IdP for the demo, the tests and the benches
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod base_url;
+pub mod config;
+pub mod document;
+pub mod fake_idp;
+pub mod fetch;
+pub mod refresh;
+pub mod response;
+pub mod rewrite;
+pub mod routes;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod tls;
+pub mod validate;

@@ -1,0 +1,161 @@
+//! `Proxy`: answers one request from the store (route, method, freshness, conditional).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::document::{CachePolicy, CacheStatus, Document, Freshness};
+use crate::response::{preflight, Body, Reject};
+use crate::routes::{Route, Router};
+use crate::server::Handler;
+use crate::store::{DocId, DocumentStore};
+
+/// The request handler shared by every public listener. It only reads the store: no
+/// request, whatever its query string or headers, causes an upstream fetch.
+pub struct Proxy {
+    router: Router,
+    store: Arc<DocumentStore>,
+    policy: CachePolicy,
+    /// Every response starts within this, counted from when the request was parsed.
+    deadline: Duration,
+}
+
+impl Proxy {
+    pub fn new(
+        router: Router,
+        store: Arc<DocumentStore>,
+        policy: CachePolicy,
+        deadline: Duration,
+    ) -> Proxy {
+        Proxy {
+            router,
+            store,
+            policy,
+            deadline,
+        }
+    }
+
+    pub async fn respond<B>(&self, request: Request<B>) -> Response<Body> {
+        let deadline = Instant::now() + self.deadline;
+        let response = match self.answer(&request, deadline).await {
+            Ok(response) => response,
+            Err(reject) => reject.response(),
+        };
+        debug!(
+            method = %request.method(),
+            path = request.uri().path(),
+            status = response.status().as_u16(),
+            "request"
+        );
+        response
+    }
+
+    async fn answer<B>(
+        &self,
+        request: &Request<B>,
+        deadline: Instant,
+    ) -> Result<Response<Body>, Reject> {
+        let host = request_host(request).ok_or(Reject::MissingHost)?;
+        let path = request.uri().path();
+        let id = match self.router.route(host, path, &self.store) {
+            Route::Doc(id) => id,
+            Route::NotFound => return Err(Reject::NotFound),
+            Route::Pending(issuer) => {
+                // Cold start: the key set path comes with the first discovery document.
+                self.store.wait(DocId::discovery(issuer), deadline).await;
+                match self.router.route(host, path, &self.store) {
+                    Route::Doc(id) => id,
+                    Route::Pending(_) => return Err(Reject::NotReady),
+                    Route::NotFound => return Err(Reject::NotFound),
+                }
+            }
+        };
+        match *request.method() {
+            Method::GET | Method::HEAD => {}
+            Method::OPTIONS => return Ok(preflight()),
+            _ => return Err(Reject::MethodNotAllowed),
+        }
+        let (doc, status) = self.current(id, deadline).await?;
+        Ok(self.render(&doc, status, request))
+    }
+
+    /// The copy to serve and how it was obtained, waiting (bounded) only when none exists.
+    async fn current(
+        &self,
+        id: DocId,
+        deadline: Instant,
+    ) -> Result<(Arc<Document>, CacheStatus), Reject> {
+        let (doc, waited) = match self.store.get(id) {
+            Some(doc) => (doc, false),
+            None => (
+                self.store
+                    .wait(id, deadline)
+                    .await
+                    .ok_or(Reject::NotReady)?,
+                true,
+            ),
+        };
+        let status = match self.policy.freshness(doc.fetched_at, SystemTime::now()) {
+            Freshness::Fresh if waited => CacheStatus::Collapsed,
+            Freshness::Fresh => CacheStatus::Hit,
+            Freshness::Stale => CacheStatus::Stale,
+            Freshness::Expired => return Err(Reject::Expired),
+        };
+        Ok((doc, status))
+    }
+
+    fn render<B>(
+        &self,
+        doc: &Document,
+        status: CacheStatus,
+        request: &Request<B>,
+    ) -> Response<Body> {
+        let headers = doc.response_headers(status, SystemTime::now());
+        let not_modified = request
+            .headers()
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .any(|value| doc.matches(value));
+        let (code, body) = if not_modified {
+            (StatusCode::NOT_MODIFIED, Bytes::new())
+        } else if request.method() == Method::HEAD {
+            (StatusCode::OK, Bytes::new())
+        } else {
+            (StatusCode::OK, doc.body.clone())
+        };
+        let mut response = Response::new(Full::new(body));
+        *response.status_mut() = code;
+        *response.headers_mut() = headers;
+        if code == StatusCode::OK && request.method() == Method::HEAD {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(doc.body.len()));
+        }
+        response
+    }
+}
+
+/// The host a request is for: the request target's authority (HTTP/2 `:authority`,
+/// HTTP/1.1 absolute form) or else the `Host` header.
+fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.as_str());
+    }
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+}
+
+impl Handler for Proxy {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        self.respond(request).await
+    }
+}

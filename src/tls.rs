@@ -1,0 +1,195 @@
+//! TLS material: the server's certificate behind a swappable resolver, and upstream client trust.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::client::ClientConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read PEM certificates from {path:?}")]
+    ReadCerts {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("no certificate found in {path:?}")]
+    NoCerts { path: PathBuf },
+    #[error("cannot read a PEM private key from {path:?}")]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("unsupported private key in {path:?}")]
+    BadKey {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("the key in {key:?} does not match the certificate in {cert:?}")]
+    Mismatch { cert: PathBuf, key: PathBuf },
+    #[error("cannot add a CA certificate from {path:?}")]
+    BadCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS configuration refused")]
+    Config(#[source] rustls::Error),
+}
+
+/// The one crypto provider the process uses (ring: no C toolchain beyond cc needed).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::ReadCerts {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCerts {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Loads a PEM chain (leaf first) and its key (PKCS#8, PKCS#1 or SEC1) and checks they match.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = read_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
+        path: key.to_owned(),
+        source,
+    })?;
+    certified_key(chain, key_der).map_err(|err| match err {
+        KeyError::Unsupported(source) => TlsError::BadKey {
+            path: key.to_owned(),
+            source,
+        },
+        KeyError::Mismatch => TlsError::Mismatch {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        },
+    })
+}
+
+enum KeyError {
+    Unsupported(rustls::Error),
+    Mismatch,
+}
+
+fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, KeyError> {
+    let signing_key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(KeyError::Unsupported)?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        // The key's public half could not be derived; rustls cannot tell, so accept.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(certified),
+        Err(_) => Err(KeyError::Mismatch),
+    }
+}
+
+/// Builds a `CertifiedKey` from PEM text (the demo and tests generate theirs in memory).
+pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsError> {
+    let pem_path = PathBuf::from("<memory>");
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::ReadCerts {
+            path: pem_path.clone(),
+            source,
+        })?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| TlsError::ReadKey {
+            path: pem_path.clone(),
+            source,
+        })?;
+    certified_key(chain, key).map_err(|_| TlsError::Mismatch {
+        cert: pem_path.clone(),
+        key: pem_path,
+    })
+}
+
+/// The server certificate, swapped whole on reload so that `ServerConfig` is built once.
+/// Written by whoever reloads the certificate; read by every TLS handshake.
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    pub fn new(key: CertifiedKey) -> CertResolver {
+        CertResolver {
+            current: RwLock::new(Arc::new(key)),
+        }
+    }
+
+    /// New handshakes use `key`; established connections keep theirs.
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+    }
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `resolver`.
+pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Trust for upstream connections: the Mozilla roots (so the image needs no CA bundle),
+/// plus `extra_ca` (a PEM bundle) for IdPs behind a private CA.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        for cert in read_certs(path)? {
+            roots.add(cert).map_err(|source| TlsError::BadCa {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+    }
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
