@@ -28,8 +28,8 @@ enum Command {
         #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
         config: PathBuf,
     },
-    /// Load and validate a configuration (certificates and CA files included), print
-    /// the effective configuration, exit 2 on error.
+    /// Load and validate a configuration, print the effective configuration, exit 2 on
+    /// error. Certificate and CA files are checked when present, warned about when absent.
     CheckConfig {
         #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
         config: PathBuf,
@@ -43,6 +43,9 @@ enum Command {
         /// Admin listener (/healthz, /readyz).
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin_listen: SocketAddr,
+        /// Also serve plain HTTP here (as behind a TLS load balancer; handy for load tools).
+        #[arg(long)]
+        listen_plain: Option<SocketAddr>,
     },
 }
 
@@ -59,8 +62,9 @@ pub fn main() -> ExitCode {
         Command::Demo {
             listen,
             admin_listen,
+            listen_plain,
         } => runtime().and_then(|rt| {
-            rt.block_on(crate::demo::run(listen, admin_listen))
+            rt.block_on(crate::demo::run(listen, admin_listen, listen_plain))
                 .map_err(|err| (RUNTIME_FAILURE, err))
         }),
     };
@@ -93,23 +97,50 @@ fn runtime() -> Result<tokio::runtime::Runtime, (u8, anyhow::Error)> {
         .map_err(|err| (RUNTIME_FAILURE, err))
 }
 
-/// Loads the config and everything it points at (certificates, CA bundles).
-fn load(path: &std::path::Path) -> Result<(Config, App), (u8, anyhow::Error)> {
-    let config = Config::load(path).map_err(|err| (CONFIG_ERROR, err.into()))?;
-    let app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
-    Ok((config, app))
-}
-
+/// Validates the file, then every file it names that exists on this machine. A missing
+/// certificate or CA file is a warning here (secrets are often mounted only where the
+/// proxy runs) and an error for `serve`; a present but broken one is an error for both.
 fn check_config(path: PathBuf) -> Outcome {
-    let (config, _app) = load(&path)?;
+    let config = Config::load(&path).map_err(|err| (CONFIG_ERROR, err.into()))?;
+    let mut missing = Vec::new();
+    let mut present = |key: String, file: &std::path::Path| {
+        let exists = file.exists();
+        if !exists {
+            missing.push(format!(
+                "{key} = {:?}: file not found here",
+                file.display().to_string()
+            ));
+        }
+        exists
+    };
+    if let Some(tls) = &config.server.tls {
+        if present("server.tls.cert".into(), &tls.cert) & present("server.tls.key".into(), &tls.key)
+        {
+            jwks_edge::tls::load_certified_key(&tls.cert, &tls.key)
+                .map_err(|err| (CONFIG_ERROR, err.into()))?;
+        }
+    }
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        if let Some(ca) = &issuer.upstream_ca {
+            if present(format!("issuer[{i}].upstream_ca"), ca) {
+                jwks_edge::tls::client_config(Some(ca))
+                    .map_err(|err| (CONFIG_ERROR, err.into()))?;
+            }
+        }
+    }
     print!("{config}");
+    for warning in missing {
+        eprintln!("warning: {warning} (serve will refuse to start without it)");
+    }
     Ok(())
 }
 
 fn serve(path: PathBuf) -> Outcome {
     let rt = runtime()?;
     rt.block_on(async {
-        let (config, app) = load(&path)?;
+        let config = Config::load(&path).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        // Certificates and CA bundles the config names are part of the configuration.
+        let app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
         let listeners = Listeners::bind(&config)
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))?;

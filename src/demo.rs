@@ -78,7 +78,11 @@ fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((cert, key))
 }
 
-pub async fn run(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn run(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    listen_plain: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -86,6 +90,14 @@ pub async fn run(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result
     };
     let https = bind(listen).await?;
     let admin = bind(admin_listen).await?;
+    let plain = match listen_plain {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let plain_line = match &plain {
+        Some(listener) => format!("listen_plain = \"{}\"\n", listener.local_addr()?),
+        None => String::new(),
+    };
     let idp = FakeIdp::serve(bind("127.0.0.1:0".parse()?).await?)?;
     let port = https.local_addr()?.port();
     let admin_addr = admin.local_addr()?;
@@ -109,7 +121,7 @@ pub async fn run(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result
     );
 
     let toml = format!(
-        "[server]\nlisten = \"{https}\"\ndeadline = \"2s\"\n\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
+        "[server]\nlisten = \"{https}\"\n{plain_line}deadline = \"2s\"\n\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n\n\
          [admin]\nlisten = \"{admin_addr}\"\n\n[cache]\nmax_age = \"5m\"\nrefresh = \"30s\"\n\n\
          [[issuer]]\nname = \"demo-gitlab\"\npublic_url = \"{public_url}\"\nupstream = \"{idp_url}\"\n",
         https = https.local_addr()?,
@@ -134,6 +146,13 @@ pub async fn run(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result
     );
     println!("Anything else is refused:");
     println!("  curl -si --cacert {ca} {public_url}/users/sign_in");
+    if let Some(listener) = &plain {
+        println!("Plain HTTP, as behind a TLS load balancer (the Host header selects the issuer):");
+        println!(
+            "  curl -si -H 'Host: localhost' http://{}/oauth/discovery/keys",
+            listener.local_addr()?
+        );
+    }
     println!("Per-issuer readiness:");
     println!("  curl -s http://{admin_addr}/readyz");
     println!();
@@ -141,7 +160,7 @@ pub async fn run(listen: SocketAddr, admin_listen: SocketAddr) -> anyhow::Result
 
     let listeners = Listeners {
         https: Some(https),
-        plain: None,
+        plain,
         admin: Some(admin),
     };
     app.run(listeners, crate::cli::shutdown_signal()).await?;

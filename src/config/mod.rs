@@ -260,7 +260,7 @@ fn validate_server(
                 .into(),
         });
     }
-    if listen.is_some() && listen == listen_plain {
+    if listen.is_some_and(|a| a.port() != 0) && listen == listen_plain {
         return Err(invalid(
             "server.listen_plain",
             raw.listen_plain.unwrap_or_default(),

@@ -66,9 +66,9 @@ fn tls_enables_https_listener_and_paths_resolve_against_the_file() {
         "{config}"
     );
 
-    let config = load(&format!(
+    let config = load(
         "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n[[issuer]]\npublic_url = \"https://a.example\"\nupstream = \"https://kc:8443\"\nupstream_ca = \"ca.pem\"\n"
-    ))
+    )
     .unwrap();
     assert_eq!(config.server.listen, Some("0.0.0.0:8443".parse().unwrap()));
     let tls = config.server.tls.as_ref().unwrap();

@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t jwks-edge .
+# Run:   docker run -v $PWD/config.toml:/etc/jwks-edge/config.toml:ro -p 8443:8443 jwks-edge
+
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+# Dependencies first, so that source edits do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+    && cargo build --release --locked && rm -rf src
+COPY src ./src
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked \
+    && strip target/release/jwks-edge
+
+# distroless/cc: glibc and nothing else (no shell, no package manager); runs as uid 65532.
+# The upstream trust store is compiled in (webpki-roots), so no CA bundle is needed.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/jwks-edge /usr/local/bin/jwks-edge
+USER nonroot:nonroot
+EXPOSE 8443 9090
+ENV JWKS_EDGE_CONFIG=/etc/jwks-edge/config.toml
+ENTRYPOINT ["/usr/local/bin/jwks-edge"]
+CMD ["serve"]

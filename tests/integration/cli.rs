@@ -1,0 +1,181 @@
+//! The binary: `check-config` exit codes and messages, and `demo` end to end.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_jwks-edge");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn example_config_passes_check_config() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let (code, stdout, stderr) = run(&["check-config", "--config", example]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("public_url = \"https://auth.example.com/realms/prod\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refresh = \"1m\""),
+        "effective config printed: {stdout}"
+    );
+}
+
+#[test]
+fn check_config_exits_2_naming_the_key_or_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.toml");
+    let (code, _, stderr) = run(&["check-config", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("absent.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nlisten_plain = \"127.0.0.1:8080\"\n[cache]\nrefresh = \"soon\"\n[[issuer]]\npublic_url = \"https://a.example\"\nupstream = \"http://a\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["check-config", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cache.refresh = \"soon\""), "{stderr}");
+
+    // A certificate file that is present but broken is an error, not a warning.
+    let tls = dir.path().join("tls.toml");
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    std::fs::write(
+        &tls,
+        "[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[[issuer]]\npublic_url = \"https://a.example\"\nupstream = \"http://a\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["check-config", "--config", tls.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cert.pem"), "{stderr}");
+
+    // The environment variable works as --config does.
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env("JWKS_EDGE_CONFIG", bad.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    let (code, _, _) = run(&["serve"]);
+    assert_eq!(code, 2, "usage error without --config");
+}
+
+/// Kills the child process when the test ends, however it ends.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn curl_available() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn demo_starts_and_its_printed_commands_work() {
+    let child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Reaper(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut commands = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("demo prints its commands within 30 s");
+        if let Some(command) = line.strip_prefix("  curl ") {
+            commands.push(format!("curl --max-time 10 {command}"));
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(commands.len(), 6, "{commands:#?}");
+    if !curl_available() {
+        eprintln!(
+            "curl is not installed: the demo started and printed its commands, which were not run"
+        );
+        return;
+    }
+    let sh = |command: &str| {
+        let out = Command::new("sh").arg("-c").arg(command).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    };
+    // The refreshers fetch at start-up; wait until readiness says so.
+    let readyz = &commands[5];
+    let start = Instant::now();
+    while !sh(readyz).contains("\"ready\":true") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "demo never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let idp = sh(&commands[0]);
+    assert!(
+        idp.contains("pragma: no-cache") && idp.contains("set-cookie"),
+        "{idp}"
+    );
+    let discovery = sh(&commands[1]);
+    assert!(
+        discovery.contains(" 200") && discovery.contains("cache-control: public"),
+        "{discovery}"
+    );
+    assert!(
+        !discovery.contains("pragma") && !discovery.contains("set-cookie"),
+        "{discovery}"
+    );
+    assert!(
+        !discovery.contains("\"jwks_uri\":\"http://127.0.0.1"),
+        "{discovery}"
+    );
+    let keys = sh(&commands[2]);
+    assert!(
+        keys.contains(" 200") && keys.contains("\"kty\":\"ec\""),
+        "{keys}"
+    );
+    let revalidated = sh(&commands[3]);
+    assert!(revalidated.contains(" 304"), "{revalidated}");
+    let refused = sh(&commands[4]);
+    assert!(refused.contains(" 404"), "{refused}");
+}

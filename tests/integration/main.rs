@@ -1,0 +1,5 @@
+//! Integration tests: real proxies, fake IdPs and clients on loopback sockets.
+
+mod cli;
+mod serving;
+mod support;

@@ -1,0 +1,593 @@
+//! Serving both documents for the three upstream shapes, over HTTPS, HTTP/2 and plain HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, StatusCode, Version};
+use jwks_edge::fake_idp::Fault;
+
+use crate::support::*;
+
+const GITLAB: &str = "gitlab.example.com";
+const AUTH: &str = "auth.example.com";
+const K8S: &str = "oidc.k8s.example.com";
+
+struct Fleet {
+    gitlab: jwks_edge::fake_idp::FakeIdp,
+    prod: jwks_edge::fake_idp::FakeIdp,
+    dev: jwks_edge::fake_idp::FakeIdp,
+    k8s: jwks_edge::fake_idp::FakeIdp,
+    certs: Arc<TestCerts>,
+    proxy: RunningProxy,
+}
+
+/// GitLab, two Keycloak realms on one host, and Kubernetes, behind one proxy.
+async fn fleet() -> Fleet {
+    let gitlab = gitlab_idp().await;
+    let prod = keycloak_idp("prod").await;
+    let dev = keycloak_idp("dev").await;
+    let k8s = kubernetes_idp().await;
+    let certs = Arc::new(TestCerts::for_hosts(&[GITLAB, AUTH, K8S]));
+    let issuers = [
+        issuer("https://gitlab.example.com", &gitlab.base_url(), ""),
+        issuer(
+            "https://auth.example.com/realms/prod",
+            &format!("{}/realms/prod", prod.base_url()),
+            "",
+        ),
+        issuer(
+            "https://auth.example.com/realms/dev",
+            &format!("{}/realms/dev", dev.base_url()),
+            "",
+        ),
+        issuer("https://oidc.k8s.example.com", &k8s.base_url(), ""),
+    ]
+    .concat();
+    let proxy = RunningProxy::start(&issuers, "", "", Some(certs.clone())).await;
+    Fleet {
+        gitlab,
+        prod,
+        dev,
+        k8s,
+        certs,
+        proxy,
+    }
+}
+
+impl Fleet {
+    fn https(&self, host: &str) -> Transport {
+        Transport::Tls {
+            config: self.certs.client_config(&[b"http/1.1"]),
+            sni: host.to_owned(),
+        }
+    }
+
+    fn h2(&self, host: &str) -> Transport {
+        Transport::Tls {
+            config: self.certs.client_config(&[b"h2"]),
+            sni: host.to_owned(),
+        }
+    }
+}
+
+/// Every header rule of DESIGN.md's promise 2, on one document response.
+fn assert_cacheable(reply: &Reply, what: &str) {
+    assert_eq!(reply.status, StatusCode::OK, "{what}: {reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{what}"
+    );
+    let cache_control = reply.header("cache-control").unwrap_or_default();
+    assert!(
+        cache_control.starts_with("public, max-age=300")
+            && cache_control.contains("stale-while-revalidate=")
+            && cache_control.contains("stale-if-error="),
+        "{what}: cache-control {cache_control:?}"
+    );
+    for forbidden in ["no-cache", "no-store", "private", "must-revalidate"] {
+        assert!(
+            !cache_control.contains(forbidden),
+            "{what}: {cache_control:?}"
+        );
+    }
+    for absent in ["pragma", "set-cookie", "expires"] {
+        assert!(
+            reply.header(absent).is_none(),
+            "{what}: upstream header {absent} leaked"
+        );
+    }
+    let etag = reply.header("etag").unwrap_or_default();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+        "{what}: strong etag {etag:?}"
+    );
+    assert!(
+        reply
+            .header("age")
+            .is_some_and(|a| a.parse::<u64>().is_ok()),
+        "{what}: age"
+    );
+    assert!(
+        reply
+            .header("cache-status")
+            .is_some_and(|s| s.starts_with("jwks-edge;")),
+        "{what}: cache-status"
+    );
+    assert_eq!(
+        reply.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("*"),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn three_upstream_shapes_are_served_rewritten_over_https() {
+    let fleet = fleet().await;
+    let addr = fleet.proxy.https.unwrap();
+
+    // GitLab: jwks_uri already public, kept; keys fetched from the upstream.
+    let discovery = get(
+        addr,
+        &fleet.https(GITLAB),
+        GITLAB,
+        "/.well-known/openid-configuration",
+    )
+    .await;
+    assert_cacheable(&discovery, "gitlab discovery");
+    let doc = discovery.json();
+    assert_eq!(doc["issuer"], "https://gitlab.example.com");
+    assert_eq!(
+        doc["jwks_uri"],
+        "https://gitlab.example.com/oauth/discovery/keys"
+    );
+    let original: serde_json::Value =
+        serde_json::from_str(&fixture("gitlab/openid-configuration.json")).unwrap();
+    assert_eq!(
+        doc, original,
+        "nothing under the upstream base: the document is unchanged"
+    );
+    let keys = get(addr, &fleet.https(GITLAB), GITLAB, "/oauth/discovery/keys").await;
+    assert_cacheable(&keys, "gitlab jwks");
+    assert_eq!(keys.body, fixture("gitlab/jwks.json").as_bytes());
+    assert!(fleet.gitlab.hits("/oauth/discovery/keys") >= 1);
+
+    // Keycloak: two realms on one host; backend URLs become public ones.
+    for (realm, idp) in [("prod", &fleet.prod), ("dev", &fleet.dev)] {
+        let path = format!("/realms/{realm}/.well-known/openid-configuration");
+        let discovery = get(addr, &fleet.https(AUTH), AUTH, &path).await;
+        assert_cacheable(&discovery, "keycloak discovery");
+        let text = String::from_utf8(discovery.body.to_vec()).unwrap();
+        assert!(
+            !text.contains(&idp.base_url()),
+            "backend address leaked: {text}"
+        );
+        let doc = discovery.json();
+        let public = format!("https://auth.example.com/realms/{realm}");
+        assert_eq!(doc["issuer"], public.as_str());
+        assert_eq!(
+            doc["jwks_uri"],
+            format!("{public}/protocol/openid-connect/certs")
+        );
+        assert_eq!(
+            doc["token_endpoint"],
+            format!("{public}/protocol/openid-connect/token")
+        );
+        let keys = get(
+            addr,
+            &fleet.https(AUTH),
+            AUTH,
+            &format!("/realms/{realm}/protocol/openid-connect/certs"),
+        )
+        .await;
+        assert_cacheable(&keys, "keycloak jwks");
+        assert_eq!(keys.json()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    // Kubernetes: in-cluster jwks_uri published on the public host.
+    let discovery = get(
+        addr,
+        &fleet.https(K8S),
+        K8S,
+        "/.well-known/openid-configuration",
+    )
+    .await;
+    assert_cacheable(&discovery, "kubernetes discovery");
+    assert_eq!(
+        discovery.json()["jwks_uri"],
+        "https://oidc.k8s.example.com/openid/v1/jwks"
+    );
+    let keys = get(addr, &fleet.https(K8S), K8S, "/openid/v1/jwks").await;
+    assert_cacheable(&keys, "kubernetes jwks");
+    assert!(fleet.k8s.hits("/openid/v1/jwks") >= 1);
+}
+
+#[tokio::test]
+async fn plain_listener_applies_the_same_header_rules() {
+    let fleet = fleet().await;
+    let addr = fleet.proxy.plain.unwrap();
+    for (host, path) in [
+        (GITLAB, "/.well-known/openid-configuration"),
+        (GITLAB, "/oauth/discovery/keys"),
+        (AUTH, "/realms/prod/.well-known/openid-configuration"),
+        (AUTH, "/realms/prod/protocol/openid-connect/certs"),
+        (K8S, "/openid/v1/jwks"),
+    ] {
+        let reply = get(addr, &Transport::Plain, host, path).await;
+        assert_cacheable(&reply, &format!("plain {host}{path}"));
+    }
+}
+
+#[tokio::test]
+async fn http2_over_tls_is_negotiated_and_served() {
+    let fleet = fleet().await;
+    let mut conn = Conn::open(fleet.proxy.https.unwrap(), &fleet.h2(AUTH)).await;
+    assert_eq!(conn.alpn.as_deref(), Some(&b"h2"[..]));
+    for realm in ["prod", "dev"] {
+        let reply = conn
+            .get(
+                AUTH,
+                &format!("/realms/{realm}/protocol/openid-connect/certs"),
+            )
+            .await;
+        assert_eq!(reply.version, Version::HTTP_2);
+        assert_cacheable(&reply, "h2 jwks");
+    }
+}
+
+#[tokio::test]
+async fn conditional_and_head_requests() {
+    let fleet = fleet().await;
+    let mut conn = Conn::open(fleet.proxy.https.unwrap(), &fleet.https(GITLAB)).await;
+    let full = conn.get(GITLAB, "/oauth/discovery/keys").await;
+    let etag = full.header("etag").unwrap().to_owned();
+
+    let not_modified = conn
+        .send(
+            Method::GET,
+            GITLAB,
+            "/oauth/discovery/keys",
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert!(not_modified.body.is_empty());
+    assert_eq!(not_modified.header("etag"), Some(etag.as_str()));
+    assert!(not_modified
+        .header("cache-control")
+        .unwrap()
+        .starts_with("public, max-age="));
+
+    let weak_list = format!("\"nope\", W/{etag}");
+    let also = conn
+        .send(
+            Method::GET,
+            GITLAB,
+            "/oauth/discovery/keys",
+            &[("if-none-match", &weak_list)],
+        )
+        .await;
+    assert_eq!(also.status, StatusCode::NOT_MODIFIED);
+
+    let changed = conn
+        .send(
+            Method::GET,
+            GITLAB,
+            "/oauth/discovery/keys",
+            &[("if-none-match", "\"other\"")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.body, full.body);
+
+    let head = conn
+        .send(Method::HEAD, GITLAB, "/oauth/discovery/keys", &[])
+        .await;
+    assert_cacheable(&head, "HEAD");
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(full.body.len().to_string().as_str())
+    );
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+
+    let preflight = conn
+        .send(
+            Method::OPTIONS,
+            GITLAB,
+            "/oauth/discovery/keys",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+}
+
+#[tokio::test]
+async fn everything_else_is_refused_without_naming_the_upstream() {
+    let fleet = fleet().await;
+    let addr = fleet.proxy.https.unwrap();
+    let mut conn = Conn::open(addr, &fleet.https(GITLAB)).await;
+    // Warm up so that the key set path is known and 404s are not "not ready".
+    assert_eq!(
+        conn.get(GITLAB, "/.well-known/openid-configuration")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let upstream_hits = fleet.gitlab.total_hits();
+
+    let cases: [(Method, &str, &str, StatusCode); 9] = [
+        (
+            Method::GET,
+            "unknown.example.com",
+            "/.well-known/openid-configuration",
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::GET, GITLAB, "/users/sign_in", StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            GITLAB,
+            "/.well-known/jwks.json",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            GITLAB,
+            "/.well-known/openid-configuration/",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            GITLAB,
+            "/oauth/discovery/keys/../../api/v4/users",
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::GET, AUTH, "/realms/prod", StatusCode::NOT_FOUND),
+        (
+            Method::POST,
+            GITLAB,
+            "/oauth/discovery/keys",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Method::DELETE,
+            GITLAB,
+            "/.well-known/openid-configuration",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (Method::POST, GITLAB, "/oauth/token", StatusCode::NOT_FOUND),
+    ];
+    for (method, host, path, expected) in cases {
+        let reply = conn.send(method.clone(), host, path, &[]).await;
+        assert_eq!(reply.status, expected, "{method} {host}{path}");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        let body = reply.json();
+        assert!(body["error"].is_string(), "{body}");
+        let text = String::from_utf8_lossy(&reply.body);
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("gitlab.internal"),
+            "{text}"
+        );
+        if expected == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(reply.header("allow"), Some("GET, HEAD, OPTIONS"));
+        }
+    }
+    assert_eq!(
+        fleet.gitlab.total_hits(),
+        upstream_hits,
+        "refused requests reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn client_traffic_does_not_drive_upstream_traffic() {
+    let fleet = fleet().await;
+    let addr = fleet.proxy.https.unwrap();
+    let before = fleet.gitlab.total_hits();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..10 {
+        let transport = fleet.https(GITLAB);
+        tasks.spawn(async move {
+            let mut conn = Conn::open(addr, &transport).await;
+            for i in 0..100 {
+                let path = if i % 2 == 0 {
+                    "/oauth/discovery/keys"
+                } else {
+                    "/.well-known/openid-configuration"
+                };
+                // Query strings and client headers cannot force a fetch, nor be forwarded.
+                let path = format!("{path}?nocache={worker}-{i}");
+                let reply = conn
+                    .send(
+                        Method::GET,
+                        GITLAB,
+                        &path,
+                        &[
+                            ("cache-control", "no-cache"),
+                            ("authorization", "Bearer secret"),
+                            ("cookie", "a=b"),
+                        ],
+                    )
+                    .await;
+                assert_eq!(reply.status, StatusCode::OK);
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let fetched = fleet.gitlab.total_hits() - before;
+    // With a 60 s refresh period, only a cold start fetch can happen during the burst.
+    assert!(
+        fetched <= 4,
+        "1000 client requests caused {fetched} upstream requests"
+    );
+    let seen = fleet.gitlab.last_request_headers();
+    for name in ["authorization", "cookie", "cache-control"] {
+        assert!(
+            seen.get(name).is_none(),
+            "client header {name} reached the upstream"
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_share_one_fetch() {
+    let idp = gitlab_idp().await;
+    idp.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let proxy = RunningProxy::start(
+        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
+        "",
+        "",
+        None,
+    )
+    .await;
+    let addr = proxy.plain.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        tasks.spawn(
+            async move { get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await },
+        );
+    }
+    while let Some(reply) = tasks.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert!(reply
+            .header("cache-status")
+            .unwrap()
+            .starts_with("jwks-edge;"));
+    }
+    assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
+    assert_eq!(idp.hits("/oauth/discovery/keys"), 1);
+}
+
+#[tokio::test]
+async fn invalid_upstream_documents_are_never_served() {
+    let cases: [(&str, Fault); 4] = [
+        ("html", Fault::Html),
+        ("empty keys", Fault::Body(r#"{"keys":[]}"#.into())),
+        (
+            "discovery without jwks_uri",
+            Fault::Body(r#"{"issuer":"https://gitlab.example.com"}"#.into()),
+        ),
+        ("server error", Fault::Status(500)),
+    ];
+    for (what, fault) in cases {
+        let idp = gitlab_idp().await;
+        idp.set_fault(fault);
+        let proxy = RunningProxy::start(
+            &issuer(
+                "https://gitlab.example.com",
+                &idp.base_url(),
+                "public_jwks_path = \"/oauth/discovery/keys\"",
+            ),
+            "deadline = \"300ms\"",
+            "",
+            None,
+        )
+        .await;
+        let addr = proxy.plain.unwrap();
+        for path in ["/.well-known/openid-configuration", "/oauth/discovery/keys"] {
+            let started = tokio::time::Instant::now();
+            let reply = get(addr, &Transport::Plain, GITLAB, path).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{what} {path}: {reply:?}"
+            );
+            assert_eq!(reply.json()["error"], "not_ready", "{what}");
+            assert!(reply.header("retry-after").is_some());
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{what}: answered after the deadline"
+            );
+        }
+        assert!(idp.total_hits() >= 1, "{what}: the upstream was asked");
+        // Once the upstream is fixed, the documents appear without a restart.
+        idp.set_fault(Fault::None);
+        eventually(Duration::from_secs(10), "recovery", || async {
+            get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
+                .await
+                .status
+                == StatusCode::OK
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_answer_never_replaces_a_good_copy() {
+    let idp = gitlab_idp().await;
+    let proxy = RunningProxy::start(
+        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
+        "",
+        "refresh = \"1s\"",
+        None,
+    )
+    .await;
+    let addr = proxy.plain.unwrap();
+    eventually(Duration::from_secs(5), "first copy", || async {
+        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
+        .await
+        .body;
+    idp.set_fault(Fault::Body(r#"{"keys":[]}"#.into()));
+    let hits = idp.hits("/oauth/discovery/keys");
+    eventually(Duration::from_secs(10), "a refused refresh", || async {
+        idp.hits("/oauth/discovery/keys") > hits
+    })
+    .await;
+    let reply = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, good);
+}
+
+#[tokio::test]
+async fn proxy_shuts_down_cleanly() {
+    let idp = gitlab_idp().await;
+    let proxy = RunningProxy::start(
+        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
+        "",
+        "",
+        None,
+    )
+    .await;
+    let addr = proxy.plain.unwrap();
+    let admin = proxy.admin;
+    eventually(Duration::from_secs(5), "readiness", || async {
+        get(admin, &Transport::Plain, "localhost", "/readyz")
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        get(admin, &Transport::Plain, "localhost", "/healthz")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    proxy.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
+}

@@ -1,0 +1,368 @@
+//! Builders for the integration tests: certificates, fake IdPs, a running proxy, a client.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jwks_edge::app::{App, Listeners};
+use jwks_edge::config::Config;
+use jwks_edge::fake_idp::{FakeIdp, Resource};
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Every network wait in the tests is bounded by this.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/{path}")).expect("fixture exists")
+}
+
+/// A test CA and a leaf certificate for the given names, written to a temporary directory.
+pub struct TestCerts {
+    /// Holds the files; removed when the certificates are dropped.
+    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca_der: CertificateDer<'static>,
+}
+
+impl TestCerts {
+    pub fn for_hosts(hosts: &[&str]) -> TestCerts {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "jwks-edge test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        let leaf = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+        std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+        TestCerts {
+            _dir: dir,
+            cert,
+            key,
+            ca_der: ca.der().clone(),
+        }
+    }
+
+    /// A client configuration that trusts only this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// Starts a fake IdP on an ephemeral loopback port.
+pub async fn fake_idp() -> FakeIdp {
+    FakeIdp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap()
+}
+
+/// A fake IdP shaped like GitLab whose `external_url` is public: `jwks_uri` is already
+/// the public URL, and the IdP sends no-cache headers and a session cookie.
+pub async fn gitlab_idp() -> FakeIdp {
+    let idp = fake_idp().await;
+    idp.put(
+        "/.well-known/openid-configuration",
+        Resource::json_with_idp_headers(fixture("gitlab/openid-configuration.json")),
+    );
+    idp.put(
+        "/oauth/discovery/keys",
+        Resource::json_with_idp_headers(fixture("gitlab/jwks.json")),
+    );
+    idp
+}
+
+/// A fake IdP shaped like a Keycloak realm: `issuer` on the public frontend URL, every
+/// endpoint (the key set included) on the IdP's own backend address.
+pub async fn keycloak_idp(realm: &str) -> FakeIdp {
+    let idp = fake_idp().await;
+    let backend = format!("{}/realms/{realm}", idp.base_url());
+    let discovery = fixture("keycloak/openid-configuration.json")
+        .replace("http://keycloak.internal:8080/realms/prod", &backend)
+        .replace(
+            "https://auth.example.com/realms/prod",
+            &format!("https://auth.example.com/realms/{realm}"),
+        );
+    idp.put(
+        &format!("/realms/{realm}/.well-known/openid-configuration"),
+        Resource::json_with_idp_headers(discovery),
+    );
+    idp.put(
+        &format!("/realms/{realm}/protocol/openid-connect/certs"),
+        Resource::json_with_idp_headers(fixture("keycloak/jwks.json")),
+    );
+    idp
+}
+
+/// A fake IdP shaped like a Kubernetes API server: `jwks_uri` on the in-cluster address.
+pub async fn kubernetes_idp() -> FakeIdp {
+    let idp = fake_idp().await;
+    idp.put(
+        "/.well-known/openid-configuration",
+        Resource::json_with_idp_headers(fixture("kubernetes/openid-configuration.json")),
+    );
+    idp.put(
+        "/openid/v1/jwks",
+        Resource::json_with_idp_headers(fixture("kubernetes/jwks.json")),
+    );
+    idp
+}
+
+/// A proxy running in this process on ephemeral loopback ports. Stops when dropped.
+pub struct RunningProxy {
+    pub https: Option<SocketAddr>,
+    pub plain: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    _certs: Option<Arc<TestCerts>>,
+}
+
+impl RunningProxy {
+    /// Starts the proxy on `issuers` (TOML `[[issuer]]` tables) with extra `[server]`
+    /// and `[cache]` lines; HTTPS when `certs` is given, plain HTTP always.
+    pub async fn start(
+        issuers: &str,
+        server: &str,
+        cache: &str,
+        certs: Option<Arc<TestCerts>>,
+    ) -> RunningProxy {
+        let tls = certs
+            .as_ref()
+            .map(|c| {
+                format!(
+                    "listen = \"127.0.0.1:0\"\n[server.tls]\ncert = {:?}\nkey = {:?}\n",
+                    c.cert, c.key
+                )
+            })
+            .unwrap_or_default();
+        let text = format!(
+            "[server]\nlisten_plain = \"127.0.0.1:0\"\n{server}\n{tls}\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\n{cache}\n{issuers}"
+        );
+        let config = Config::from_toml(&text, std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let listeners = Listeners::bind(&config).await.unwrap();
+        let https = listeners.https.as_ref().map(|l| l.local_addr().unwrap());
+        let plain = listeners.plain.as_ref().map(|l| l.local_addr().unwrap());
+        let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
+        let app = App::new(config).unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            app.run(listeners, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        RunningProxy {
+            https,
+            plain,
+            admin,
+            stop: Some(stop),
+            task,
+            _certs: certs,
+        }
+    }
+
+    /// Stops accepting, drains, and waits for the proxy to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(IO_TIMEOUT, &mut self.task)
+            .await
+            .expect("proxy stops within the drain timeout")
+            .unwrap();
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An `[[issuer]]` table.
+pub fn issuer(public_url: &str, upstream: &str, extra: &str) -> String {
+    format!("[[issuer]]\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}
+
+/// How a test client talks to the proxy.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    /// HTTP/1.1 over TLS, or HTTP/2 when the config offers only `h2`.
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        sni: String,
+    },
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+/// One client connection; requests on it reuse it (keep-alive or HTTP/2 streams).
+pub struct Conn {
+    sender: Sender,
+    pub alpn: Option<Vec<u8>>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr, transport: &Transport) -> Conn {
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        match transport {
+            Transport::Plain => Conn::handshake(TokioIo::new(tcp), false, None).await,
+            Transport::Tls { config, sni } => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let name = ServerName::try_from(sni.clone()).unwrap();
+                let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                let h2 = alpn.as_deref() == Some(b"h2");
+                Conn::handshake(TokioIo::new(tls), h2, alpn).await
+            }
+        }
+    }
+
+    async fn handshake<T>(io: TokioIo<T>, h2: bool, alpn: Option<Vec<u8>>) -> Conn
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let sender = if h2 {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            Sender::H1(sender)
+        };
+        Conn { sender, alpn }
+    }
+
+    /// Sends `method` for `host` + `path` with extra headers, and reads the whole reply.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut builder = Request::builder().method(method);
+        builder = match &self.sender {
+            Sender::H1(_) => builder.uri(path).header("host", host),
+            Sender::H2(_) => builder.uri(format!("https://{host}{path}")),
+        };
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Empty::new()).unwrap();
+        let exchange = async {
+            let response = match &mut self.sender {
+                Sender::H1(s) => {
+                    s.ready().await.unwrap();
+                    s.send_request(request).await.unwrap()
+                }
+                Sender::H2(s) => {
+                    s.ready().await.unwrap();
+                    s.send_request(request).await.unwrap()
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            Reply {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+            }
+        };
+        tokio::time::timeout(IO_TIMEOUT, exchange)
+            .await
+            .expect("reply within the IO timeout")
+    }
+
+    pub async fn get(&mut self, host: &str, path: &str) -> Reply {
+        self.send(Method::GET, host, path, &[]).await
+    }
+}
+
+/// One request on a fresh connection.
+pub async fn get(addr: SocketAddr, transport: &Transport, host: &str, path: &str) -> Reply {
+    Conn::open(addr, transport).await.get(host, path).await
+}
+
+/// Polls `check` every 20 ms until it holds, failing after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
