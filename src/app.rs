@@ -12,10 +12,12 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::document::CachePolicy;
 use crate::fetch::Fetcher;
+use crate::health::HealthBoard;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::routes::Router;
 use crate::server::serve;
 use crate::service::Proxy;
+use crate::snapshot::Snapshots;
 use crate::store::DocumentStore;
 use crate::tls::{self, CertResolver, TlsError};
 
@@ -28,6 +30,12 @@ pub enum StartError {
         issuer: String,
         #[source]
         source: TlsError,
+    },
+    #[error("cannot use cache.state_dir {path:?}")]
+    StateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
@@ -46,9 +54,10 @@ impl Listeners {
     pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
         async fn bind(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
             match addr {
-                Some(addr) => TcpListener::bind(addr).await.map(Some).map_err(|err| {
-                    std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
-                }),
+                Some(addr) => TcpListener::bind(addr)
+                    .await
+                    .map(Some)
+                    .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))),
                 None => Ok(None),
             }
         }
@@ -63,6 +72,7 @@ impl Listeners {
 pub struct App {
     config: Arc<Config>,
     store: Arc<DocumentStore>,
+    health: Arc<HealthBoard>,
     policy: CachePolicy,
     tls: Option<TlsAcceptor>,
     /// Swapped on certificate reload; kept so that reloads can reach it.
@@ -71,7 +81,7 @@ pub struct App {
 }
 
 impl App {
-    /// Loads certificates and upstream trust; fetches nothing yet.
+    /// Loads certificates, upstream trust and snapshots; fetches nothing yet.
     pub fn new(config: Config) -> Result<App, StartError> {
         let policy = CachePolicy {
             max_age: config.cache.max_age,
@@ -81,44 +91,50 @@ impl App {
         };
         let (tls, certs) = match &config.server.tls {
             Some(files) => {
-                let key = tls::load_certified_key(&files.cert, &files.key)
-                    .map_err(StartError::Certificate)?;
+                let key = tls::load_certified_key(&files.cert, &files.key).map_err(StartError::Certificate)?;
                 let resolver = Arc::new(CertResolver::new(key));
-                let server_config =
-                    tls::server_config(resolver.clone()).map_err(StartError::Certificate)?;
+                let server_config = tls::server_config(resolver.clone()).map_err(StartError::Certificate)?;
                 (Some(TlsAcceptor::from(server_config)), Some(resolver))
             }
             None => (None, None),
         };
         let store = Arc::new(DocumentStore::new(config.issuers.len()));
+        let health = Arc::new(HealthBoard::new(config.issuers.len()));
+        let snapshots = match &config.cache.state_dir {
+            Some(dir) => Some(Snapshots::open(dir).map_err(|source| StartError::StateDir {
+                path: dir.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let refreshers = config
             .issuers
             .iter()
             .enumerate()
             .map(|(index, issuer)| {
                 let client =
-                    tls::client_config(issuer.upstream_ca.as_deref()).map_err(|source| {
-                        StartError::UpstreamTls {
-                            issuer: issuer.name.clone(),
-                            source,
-                        }
+                    tls::client_config(issuer.upstream_ca.as_deref()).map_err(|source| StartError::UpstreamTls {
+                        issuer: issuer.name.clone(),
+                        source,
                     })?;
                 Ok(IssuerRefresh {
                     index,
                     issuer: Arc::new(issuer.clone()),
-                    fetcher: Fetcher::new(
-                        client,
-                        config.cache.fetch_timeout,
-                        config.cache.max_document_bytes,
-                    ),
+                    fetcher: Fetcher::new(client, config.cache.fetch_timeout, config.cache.max_document_bytes),
                     store: store.clone(),
+                    health: health.clone(),
+                    snapshots: snapshots.clone(),
                     policy,
+                    keep_removed_keys: config.cache.keep_removed_keys,
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
+        // Last good copies are in memory before any listener accepts.
+        refreshers.iter().for_each(IssuerRefresh::restore);
         Ok(App {
             config: Arc::new(config),
             store,
+            health,
             policy,
             tls,
             _certs: certs,
@@ -127,11 +143,7 @@ impl App {
     }
 
     /// Starts the refreshers, serves until `shutdown` completes, then drains and stops.
-    pub async fn run(
-        self,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), StartError> {
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         if self.tls.is_some() && listeners.https.is_none() {
             return Err(StartError::NoHttpsListener);
         }
@@ -158,7 +170,7 @@ impl App {
         }
         if let Some(listener) = listeners.admin {
             let names = self.config.issuers.iter().map(|i| i.name.clone()).collect();
-            let admin = Arc::new(Admin::new(names, self.store.clone(), self.policy));
+            let admin = Arc::new(Admin::new(names, self.store.clone(), self.health.clone(), self.policy));
             servers.spawn(serve(listener, None, admin, until_stopped()));
         }
         shutdown.await;

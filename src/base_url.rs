@@ -44,12 +44,12 @@ impl BaseUrl {
             return Err("user info (user:password@) is not allowed in a URL");
         }
         // Let the http crate check the authority's syntax (port range, bad bytes).
-        let parsed: http::uri::Authority = authority
-            .parse()
-            .map_err(|_| "the host or port is not valid")?;
-        if parsed.as_str().rsplit_once(':').is_some_and(|(h, p)| {
-            !h.ends_with(':') && !p.ends_with(']') && p.parse::<u16>().is_err()
-        }) {
+        let parsed: http::uri::Authority = authority.parse().map_err(|_| "the host or port is not valid")?;
+        if parsed
+            .as_str()
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.ends_with(':') && !p.ends_with(']') && p.parse::<u16>().is_err())
+        {
             return Err("the port is not a number between 0 and 65535");
         }
         let host = parsed.host().to_ascii_lowercase();
@@ -131,10 +131,7 @@ mod tests {
     #[test]
     fn normalises_case_and_trailing_slash() {
         let base = BaseUrl::parse("HTTPS://Auth.Example.com:8443/realms/prod/").unwrap();
-        assert_eq!(
-            base.to_string(),
-            "https://auth.example.com:8443/realms/prod"
-        );
+        assert_eq!(base.to_string(), "https://auth.example.com:8443/realms/prod");
         assert_eq!(base.host(), "auth.example.com");
         assert_eq!(base.path(), "/realms/prod");
         assert_eq!(base.origin(), "https://auth.example.com:8443");
@@ -147,22 +144,10 @@ mod tests {
             base.strip_prefix("http://KC.internal:8080/realms/prod/protocol/certs"),
             Some("/protocol/certs")
         );
-        assert_eq!(
-            base.strip_prefix("http://kc.internal:8080/realms/prod"),
-            Some("")
-        );
-        assert_eq!(
-            base.strip_prefix("http://kc.internal:8080/realms/production/x"),
-            None
-        );
-        assert_eq!(
-            base.strip_prefix("https://kc.internal:8080/realms/prod/x"),
-            None
-        );
-        assert_eq!(
-            base.strip_prefix("http://kc.internal:80800/realms/prod/x"),
-            None
-        );
+        assert_eq!(base.strip_prefix("http://kc.internal:8080/realms/prod"), Some(""));
+        assert_eq!(base.strip_prefix("http://kc.internal:8080/realms/production/x"), None);
+        assert_eq!(base.strip_prefix("https://kc.internal:8080/realms/prod/x"), None);
+        assert_eq!(base.strip_prefix("http://kc.internal:80800/realms/prod/x"), None);
         assert_eq!(base.strip_prefix("not a url"), None);
     }
 

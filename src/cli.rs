@@ -106,25 +106,19 @@ fn check_config(path: PathBuf) -> Outcome {
     let mut present = |key: String, file: &std::path::Path| {
         let exists = file.exists();
         if !exists {
-            missing.push(format!(
-                "{key} = {:?}: file not found here",
-                file.display().to_string()
-            ));
+            missing.push(format!("{key} = {:?}: file not found here", file.display().to_string()));
         }
         exists
     };
     if let Some(tls) = &config.server.tls {
-        if present("server.tls.cert".into(), &tls.cert) & present("server.tls.key".into(), &tls.key)
-        {
-            jwks_edge::tls::load_certified_key(&tls.cert, &tls.key)
-                .map_err(|err| (CONFIG_ERROR, err.into()))?;
+        if present("server.tls.cert".into(), &tls.cert) & present("server.tls.key".into(), &tls.key) {
+            jwks_edge::tls::load_certified_key(&tls.cert, &tls.key).map_err(|err| (CONFIG_ERROR, err.into()))?;
         }
     }
     for (i, issuer) in config.issuers.iter().enumerate() {
         if let Some(ca) = &issuer.upstream_ca {
             if present(format!("issuer[{i}].upstream_ca"), ca) {
-                jwks_edge::tls::client_config(Some(ca))
-                    .map_err(|err| (CONFIG_ERROR, err.into()))?;
+                jwks_edge::tls::client_config(Some(ca)).map_err(|err| (CONFIG_ERROR, err.into()))?;
             }
         }
     }

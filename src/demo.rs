@@ -14,8 +14,7 @@ use tokio::net::TcpListener;
 
 /// A public EC P-256 key as a JWK, with its RFC 7638 thumbprint as `kid`.
 fn fresh_ec_jwk() -> anyhow::Result<serde_json::Value> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .context("cannot generate a key")?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("cannot generate a key")?;
     // Uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
     let point = key.public_key_raw();
     anyhow::ensure!(
@@ -25,13 +24,8 @@ fn fresh_ec_jwk() -> anyhow::Result<serde_json::Value> {
     let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
     let y = URL_SAFE_NO_PAD.encode(&point[33..]);
     let thumbprint_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        thumbprint_input.as_bytes(),
-    ));
-    Ok(
-        json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y}),
-    )
+    let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, thumbprint_input.as_bytes()));
+    Ok(json!({"kty": "EC", "kid": kid, "use": "sig", "alg": "ES256", "crv": "P-256", "x": x, "y": y}))
 }
 
 /// GitLab's discovery document for an instance whose `external_url` is internal: every
@@ -68,9 +62,8 @@ impl Drop for TempDir {
 }
 
 fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .context("cannot generate the demo certificate")?;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .context("cannot generate the demo certificate")?;
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, certified.cert.pem())?;
@@ -78,15 +71,11 @@ fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((cert, key))
 }
 
-pub async fn run(
-    listen: SocketAddr,
-    admin_listen: SocketAddr,
-    listen_plain: Option<SocketAddr>,
-) -> anyhow::Result<()> {
+pub async fn run(listen: SocketAddr, admin_listen: SocketAddr, listen_plain: Option<SocketAddr>) -> anyhow::Result<()> {
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (choose another with --listen/--admin-listen, port 0 picks a free one)"))
+        TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} (choose another with --listen/--admin-listen, port 0 picks a free one)")
+        })
     };
     let https = bind(listen).await?;
     let admin = bind(admin_listen).await?;
@@ -104,8 +93,7 @@ pub async fn run(
     let public_url = format!("https://localhost:{port}");
 
     let dir = TempDir(std::env::temp_dir().join(format!("jwks-edge-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)
-        .with_context(|| format!("cannot create {}", dir.0.display()))?;
+    std::fs::create_dir_all(&dir.0).with_context(|| format!("cannot create {}", dir.0.display()))?;
     let (cert, key) = write_certificate(&dir.0)?;
 
     let idp_url = idp.base_url();

@@ -131,10 +131,7 @@ impl Document {
         let etag = HeaderValue::from_str(&etag).expect("hex is a valid header value");
 
         let mut headers = HeaderMap::with_capacity(10);
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_str(&format!(
@@ -146,14 +143,8 @@ impl Document {
             .expect("digits are a valid header value"),
         );
         headers.insert(header::ETAG, etag.clone());
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static("etag, age, cache-status"),
@@ -183,10 +174,7 @@ impl Document {
     /// The response headers for this document at `now`.
     pub fn response_headers(&self, status: CacheStatus, now: SystemTime) -> HeaderMap {
         let mut headers = self.headers.clone();
-        let age = now
-            .duration_since(self.fetched_at)
-            .unwrap_or_default()
-            .as_secs();
+        let age = now.duration_since(self.fetched_at).unwrap_or_default().as_secs();
         headers.insert(header::AGE, HeaderValue::from(age));
         headers.insert(CACHE_STATUS.clone(), status.header());
         headers
@@ -216,23 +204,13 @@ mod tests {
         assert_eq!(p.freshness(t0, at(66)), Freshness::Stale);
         assert_eq!(p.freshness(t0, at(3600)), Freshness::Stale);
         assert_eq!(p.freshness(t0, at(3601)), Freshness::Expired);
-        assert_eq!(
-            p.freshness(at(10), t0),
-            Freshness::Fresh,
-            "clock went backwards"
-        );
+        assert_eq!(p.freshness(at(10), t0), Freshness::Fresh, "clock went backwards");
     }
 
     #[test]
     fn headers_are_cacheable_and_etag_matches() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let doc = Document::new(
-            DocKind::Jwks,
-            Bytes::from_static(b"{\"keys\":[]}"),
-            t0,
-            None,
-            &policy(),
-        );
+        let doc = Document::new(DocKind::Jwks, Bytes::from_static(b"{\"keys\":[]}"), t0, None, &policy());
         let headers = doc.response_headers(CacheStatus::Hit, t0 + Duration::from_secs(42));
         assert_eq!(headers["age"], "42");
         assert_eq!(
@@ -242,25 +220,11 @@ mod tests {
         assert_eq!(headers["cache-status"], "jwks-edge; hit");
         let etag = headers["etag"].to_str().unwrap().to_owned();
         assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
-        for header in [
-            etag.clone(),
-            format!("W/{etag}"),
-            format!("\"x\", {etag}"),
-            "*".into(),
-        ] {
-            assert!(
-                doc.matches(&HeaderValue::from_str(&header).unwrap()),
-                "{header}"
-            );
+        for header in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}"), "*".into()] {
+            assert!(doc.matches(&HeaderValue::from_str(&header).unwrap()), "{header}");
         }
         assert!(!doc.matches(&HeaderValue::from_static("\"other\"")));
-        let other = Document::new(
-            DocKind::Jwks,
-            Bytes::from_static(b"{}"),
-            t0,
-            None,
-            &policy(),
-        );
+        let other = Document::new(DocKind::Jwks, Bytes::from_static(b"{}"), t0, None, &policy());
         assert_ne!(other.etag, doc.etag);
     }
 }

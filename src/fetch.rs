@@ -99,11 +99,7 @@ impl Fetcher {
     }
 
     async fn exchange(&self, request: Request<Empty<Bytes>>) -> Result<Bytes, FetchError> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(FetchError::Connect)?;
+        let response = self.client.request(request).await.map_err(FetchError::Connect)?;
         if response.status() != StatusCode::OK {
             let location = response
                 .headers()
@@ -121,18 +117,14 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_bytes as u64) {
-            return Err(FetchError::TooLarge {
-                limit: self.max_bytes,
-            });
+            return Err(FetchError::TooLarge { limit: self.max_bytes });
         }
         let body = Limited::new(response.into_body(), self.max_bytes)
             .collect()
             .await
             .map_err(|err| {
                 if err.is::<http_body_util::LengthLimitError>() {
-                    FetchError::TooLarge {
-                        limit: self.max_bytes,
-                    }
+                    FetchError::TooLarge { limit: self.max_bytes }
                 } else {
                     FetchError::Body(err)
                 }

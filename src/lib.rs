@@ -9,8 +9,9 @@
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
 //!
-//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite -> store.put
-//! admin    /healthz /readyz on the admin listener
+//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
+//!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
+//! admin    /healthz, /readyz (store + health::HealthBoard) on the admin listener
 //! app      builds all of the above from config::Config and runs it on given listeners
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
 //! ```
@@ -23,12 +24,15 @@ pub mod config;
 pub mod document;
 pub mod fake_idp;
 pub mod fetch;
+pub mod health;
 pub mod refresh;
 pub mod response;
 pub mod rewrite;
+pub mod rotation;
 pub mod routes;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod tls;
 pub mod validate;

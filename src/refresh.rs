@@ -4,15 +4,20 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::config::Issuer;
-use crate::document::{CachePolicy, DocKind, Document};
+use crate::document::{CachePolicy, DocKind, Document, Freshness};
 use crate::fetch::{FetchError, Fetcher};
-use crate::rewrite::{rewrite_discovery, JwksTarget};
+use crate::health::{HealthBoard, Transition};
+use crate::rewrite::rewrite_discovery;
+use crate::rotation::KeyRetention;
+use crate::snapshot::Snapshots;
 use crate::store::{DocId, DocumentStore};
-use crate::validate::check_jwks;
+use crate::validate::{check_jwks, ValidationError};
 
 /// First retry delay after a failed fetch; doubles up to the refresh period.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -24,11 +29,15 @@ pub struct IssuerRefresh {
     pub issuer: Arc<Issuer>,
     pub fetcher: Fetcher,
     pub store: Arc<DocumentStore>,
+    pub health: Arc<HealthBoard>,
+    pub snapshots: Option<Snapshots>,
     pub policy: CachePolicy,
+    pub keep_removed_keys: Duration,
 }
 
 /// Starts both refreshers of every issuer. Dropping the set stops them; a fetch cut short
-/// this way loses nothing, since only complete, validated documents are ever stored.
+/// this way loses nothing, since only complete, validated documents are ever stored, and
+/// snapshots are replaced by rename.
 pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> JoinSet<()> {
     let mut set = JoinSet::new();
     for issuer in issuers {
@@ -38,10 +47,11 @@ pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> JoinSet<()> {
     set
 }
 
-/// `period` ± 10 %, so that replicas and documents do not fetch in lock-step.
+/// 90–100 % of `period`, so that replicas and documents drift apart without ever
+/// waiting longer than the period itself.
 fn jitter(period: Duration) -> Duration {
     let random = RandomState::new().hash_one(std::time::Instant::now());
-    let permille = 900 + (random % 201);
+    let permille = 900 + (random % 101);
     period * permille as u32 / 1000
 }
 
@@ -70,38 +80,6 @@ impl Backoff {
     }
 }
 
-/// Logs a document's upstream state once per change, not once per retry.
-struct Health {
-    name: String,
-    kind: DocKind,
-    failing: Option<String>,
-}
-
-impl Health {
-    fn ok(&mut self, detail: impl FnOnce() -> String) {
-        if let Some(reason) = self.failing.take() {
-            info!(issuer = %self.name, document = self.kind.as_str(), previous = %reason, "upstream recovered");
-        }
-        debug!(issuer = %self.name, document = self.kind.as_str(), "{}", detail());
-    }
-
-    fn failed(&mut self, err: &FetchError, url: &str) {
-        let reason = error_chain(err);
-        if self.failing.as_deref() != Some(reason.as_str()) {
-            warn!(
-                issuer = %self.name,
-                document = self.kind.as_str(),
-                url,
-                reason = err.as_str(),
-                "upstream fetch failed, keeping the last good copy: {reason}"
-            );
-        } else {
-            debug!(issuer = %self.name, document = self.kind.as_str(), "upstream still failing: {reason}");
-        }
-        self.failing = Some(reason);
-    }
-}
-
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -113,46 +91,135 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// The public discovery document for an upstream answer fetched at `fetched_at`, and
+/// the `issuer` it states (which should be the configured public URL).
+fn discovery_document(
+    issuer: &Issuer,
+    upstream: &[u8],
+    fetched_at: SystemTime,
+    policy: &CachePolicy,
+) -> Result<(Document, String), ValidationError> {
+    let public = rewrite_discovery(issuer, upstream)?;
+    let doc = Document::new(DocKind::Discovery, public.body, fetched_at, Some(public.jwks), policy);
+    Ok((doc, public.issuer))
+}
+
+/// The public key set document for a published key set.
+fn jwks_document(body: Bytes, fetched_at: SystemTime, policy: &CachePolicy) -> Result<Document, ValidationError> {
+    check_jwks(&body)?;
+    Ok(Document::new(DocKind::Jwks, body, fetched_at, None, policy))
+}
+
 impl IssuerRefresh {
-    fn health(&self, kind: DocKind) -> Health {
-        Health {
-            name: self.issuer.name.clone(),
+    fn id(&self, kind: DocKind) -> DocId {
+        DocId {
+            issuer: self.index,
             kind,
-            failing: None,
         }
     }
 
-    async fn fetch_discovery(&self, url: &str) -> Result<Document, FetchError> {
-        let body = self.fetcher.get(url).await?;
-        let public = rewrite_discovery(&self.issuer, &body).map_err(FetchError::Invalid)?;
-        if public.issuer != self.issuer.public_url {
+    /// Puts the snapshots of this issuer's documents in the store; called before any
+    /// listener accepts. Unusable snapshots are logged and skipped, never fatal.
+    pub fn restore(&self) {
+        let Some(snapshots) = self.snapshots.as_ref() else {
+            return;
+        };
+        for kind in [DocKind::Discovery, DocKind::Jwks] {
+            let snapshot = match snapshots.load(&self.issuer, kind) {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => continue,
+                Err(err) => {
+                    warn!(issuer = %self.issuer.name, document = kind.as_str(), "snapshot ignored: {}", error_chain(&err));
+                    continue;
+                }
+            };
+            if self.policy.freshness(snapshot.fetched_at, SystemTime::now()) == Freshness::Expired {
+                info!(issuer = %self.issuer.name, document = kind.as_str(), "snapshot older than stale_if_error, not served");
+                continue;
+            }
+            let doc = match kind {
+                DocKind::Discovery => {
+                    discovery_document(&self.issuer, &snapshot.body, snapshot.fetched_at, &self.policy).map(|(d, _)| d)
+                }
+                DocKind::Jwks => jwks_document(snapshot.body.clone(), snapshot.fetched_at, &self.policy),
+            };
+            match doc {
+                Ok(doc) => {
+                    info!(
+                        issuer = %self.issuer.name,
+                        document = kind.as_str(),
+                        fetched_at = %humantime::format_rfc3339_seconds(snapshot.fetched_at),
+                        "serving snapshot until the upstream answers"
+                    );
+                    self.store.put(self.id(kind), Arc::new(doc));
+                }
+                Err(err) => {
+                    warn!(issuer = %self.issuer.name, document = kind.as_str(), "snapshot ignored: {err}");
+                }
+            }
+        }
+    }
+
+    /// Stores a good document, records the success and writes its snapshot.
+    async fn accept(&self, doc: Document, snapshot_body: Bytes, snapshot_failing: &mut bool) {
+        let id = self.id(doc.kind);
+        let fetched_at = doc.fetched_at;
+        if self.health.success(id, fetched_at) == Transition::Recovered {
+            info!(issuer = %self.issuer.name, document = id.kind.as_str(), "upstream recovered");
+        }
+        debug!(issuer = %self.issuer.name, document = id.kind.as_str(), bytes = doc.body.len(), "refreshed");
+        self.store.put(id, Arc::new(doc));
+        let Some(snapshots) = self.snapshots.clone() else {
+            return;
+        };
+        let issuer = self.issuer.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || snapshots.save(&issuer, id.kind, &snapshot_body, fetched_at)).await;
+        match saved {
+            Ok(Ok(())) => *snapshot_failing = false,
+            Ok(Err(err)) if !*snapshot_failing => {
+                *snapshot_failing = true;
+                warn!(issuer = %self.issuer.name, document = id.kind.as_str(), "cannot write snapshot: {}", error_chain(&err));
+            }
+            Ok(Err(_)) | Err(_) => {}
+        }
+    }
+
+    /// Records a failed fetch; logs it when the document's state changes.
+    fn reject(&self, kind: DocKind, url: &str, err: &FetchError) {
+        let reason = error_chain(err);
+        let transition = self.health.failure(self.id(kind), reason.clone(), SystemTime::now());
+        if transition == Transition::Failing {
             warn!(
                 issuer = %self.issuer.name,
-                upstream_issuer = %public.issuer,
-                "the upstream's `issuer` differs from public_url; relying parties will refuse its tokens"
+                document = kind.as_str(),
+                url,
+                reason = err.as_str(),
+                "upstream fetch failed, keeping the last good copy: {reason}"
             );
+        } else {
+            debug!(issuer = %self.issuer.name, document = kind.as_str(), "upstream still failing: {reason}");
         }
-        Ok(Document::new(
-            DocKind::Discovery,
-            public.body,
-            SystemTime::now(),
-            Some(public.jwks),
-            &self.policy,
-        ))
     }
 
     async fn refresh_discovery(self) {
-        let id = DocId::discovery(self.index);
         let url = self.issuer.upstream_discovery_url();
-        let mut health = self.health(DocKind::Discovery);
         let mut backoff = Backoff::new(self.policy.refresh);
-        let mut last_target: Option<JwksTarget> = None;
+        let mut last_target = None;
+        let mut issuer_mismatch = false;
+        let mut snapshot_failing = false;
         loop {
-            let delay = match self.fetch_discovery(&url).await {
-                Ok(doc) => {
-                    let target = doc.jwks.clone();
-                    if target != last_target {
-                        if let Some(t) = &target {
+            let fetched = async {
+                let body = self.fetcher.get(&url).await?;
+                let doc = discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
+                    .map_err(FetchError::Invalid)?;
+                Ok::<_, FetchError>((body, doc))
+            }
+            .await;
+            let delay = match fetched {
+                Ok((body, (doc, upstream_issuer))) => {
+                    if doc.jwks != last_target {
+                        if let Some(t) = &doc.jwks {
                             info!(
                                 issuer = %self.issuer.name,
                                 shape = t.shape.as_str(),
@@ -161,15 +228,23 @@ impl IssuerRefresh {
                                 "key set mapped"
                             );
                         }
-                        last_target = target;
+                        last_target = doc.jwks.clone();
                     }
-                    health.ok(|| format!("discovery refreshed ({} bytes)", doc.body.len()));
-                    self.store.put(id, Arc::new(doc));
+                    let mismatch = upstream_issuer != self.issuer.public_url;
+                    if mismatch && !issuer_mismatch {
+                        warn!(
+                            issuer = %self.issuer.name,
+                            upstream_issuer = %upstream_issuer,
+                            "the document's `issuer` differs from public_url; relying parties will refuse its tokens"
+                        );
+                    }
+                    issuer_mismatch = mismatch;
+                    self.accept(doc, body, &mut snapshot_failing).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
-                    health.failed(&err, &url);
+                    self.reject(DocKind::Discovery, &url, &err);
                     backoff.next_delay()
                 }
             };
@@ -179,10 +254,7 @@ impl IssuerRefresh {
 
     /// Where the key set is fetched from now: the configured override, or what the
     /// current discovery document says (waiting for the first one).
-    async fn jwks_url(
-        &self,
-        discovery: &mut tokio::sync::watch::Receiver<Option<Arc<Document>>>,
-    ) -> String {
+    async fn jwks_url(&self, discovery: &mut watch::Receiver<Option<Arc<Document>>>) -> String {
         if let Some(url) = &self.issuer.upstream_jwks_url {
             return url.clone();
         }
@@ -201,29 +273,34 @@ impl IssuerRefresh {
     }
 
     async fn refresh_jwks(self) {
-        let id = DocId::jwks(self.index);
-        let mut discovery = self.store.subscribe(DocId::discovery(self.index));
-        let mut health = self.health(DocKind::Jwks);
+        let mut discovery = self.store.subscribe(self.id(DocKind::Discovery));
         let mut backoff = Backoff::new(self.policy.refresh);
+        let mut retention = KeyRetention::new(self.keep_removed_keys);
+        if let Some(current) = self.store.get(self.id(DocKind::Jwks)) {
+            retention.seed(&current.body);
+        }
+        let mut snapshot_failing = false;
         loop {
             let url = self.jwks_url(&mut discovery).await;
-            let result = async {
+            let fetched = async {
                 let body = self.fetcher.get(&url).await?;
-                let keys = check_jwks(&body).map_err(FetchError::Invalid)?;
-                Ok::<_, FetchError>((body, keys))
+                check_jwks(&body).map_err(FetchError::Invalid)?;
+                Ok::<_, FetchError>(body)
             }
             .await;
-            let delay = match result {
-                Ok((body, keys)) => {
-                    health.ok(|| format!("key set refreshed ({keys} keys)"));
-                    let doc =
-                        Document::new(DocKind::Jwks, body, SystemTime::now(), None, &self.policy);
-                    self.store.put(id, Arc::new(doc));
+            let delay = match fetched {
+                Ok(upstream) => {
+                    let now = SystemTime::now();
+                    let published = retention.publish(upstream, now);
+                    match jwks_document(published.clone(), now, &self.policy) {
+                        Ok(doc) => self.accept(doc, published, &mut snapshot_failing).await,
+                        Err(err) => self.reject(DocKind::Jwks, &url, &FetchError::Invalid(err)),
+                    }
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
-                    health.failed(&err, &url);
+                    self.reject(DocKind::Jwks, &url, &err);
                     backoff.next_delay()
                 }
             };
@@ -238,12 +315,14 @@ impl IssuerRefresh {
                             (&mut sleep).await;
                             break;
                         }
-                        if self.issuer.upstream_jwks_url.is_none() {
-                            let moved = discovery.borrow().as_ref().and_then(|d| d.jwks.as_ref())
+                        let moved = self.issuer.upstream_jwks_url.is_none()
+                            && discovery
+                                .borrow()
+                                .as_ref()
+                                .and_then(|d| d.jwks.as_ref())
                                 .is_some_and(|t| t.upstream_url != url);
-                            if moved {
-                                break;
-                            }
+                        if moved {
+                            break;
                         }
                     }
                 }

@@ -41,7 +41,10 @@ impl Reject {
             Reject::NotFound => ("not_found", "no document at this address"),
             Reject::MethodNotAllowed => ("method_not_allowed", "only GET, HEAD and OPTIONS are served"),
             Reject::NotReady => ("not_ready", "the identity provider has not answered yet; retry shortly"),
-            Reject::Expired => ("expired", "the identity provider has been failing for longer than the proxy may serve its last good copy"),
+            Reject::Expired => (
+                "expired",
+                "the identity provider has been failing for longer than the proxy may serve its last good copy",
+            ),
         }
     }
 
@@ -52,18 +55,9 @@ impl Reject {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         match self {
             Reject::MethodNotAllowed => {
                 headers.insert(header::ALLOW, ALLOW);
@@ -83,18 +77,12 @@ pub fn preflight() -> Response<Body> {
     *response.status_mut() = StatusCode::NO_CONTENT;
     let headers = response.headers_mut();
     headers.insert(header::ALLOW, ALLOW);
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("if-none-match, cache-control"),
     );
-    headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     response
 }

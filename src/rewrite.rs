@@ -55,27 +55,22 @@ fn path_of(url: &str) -> &str {
 
 /// Maps the upstream's `jwks_uri` to a public URL and an upstream fetch URL.
 pub fn map_jwks_uri(issuer: &Issuer, jwks_uri: &str) -> JwksTarget {
-    let (shape, public_url, upstream_url) =
-        if let Some(rest) = issuer.upstream.strip_prefix(jwks_uri) {
-            (
-                JwksShape::UnderUpstream,
-                issuer.public.join(rest),
-                jwks_uri.to_owned(),
-            )
-        } else if let Some(rest) = issuer.public.strip_prefix(jwks_uri) {
-            (
-                JwksShape::AlreadyPublic,
-                jwks_uri.to_owned(),
-                issuer.upstream.join(rest),
-            )
-        } else {
-            let path = path_of(jwks_uri);
-            (
-                JwksShape::Elsewhere,
-                issuer.public.join(path),
-                issuer.upstream.join(path),
-            )
-        };
+    let (shape, public_url, upstream_url) = if let Some(rest) = issuer.upstream.strip_prefix(jwks_uri) {
+        (JwksShape::UnderUpstream, issuer.public.join(rest), jwks_uri.to_owned())
+    } else if let Some(rest) = issuer.public.strip_prefix(jwks_uri) {
+        (
+            JwksShape::AlreadyPublic,
+            jwks_uri.to_owned(),
+            issuer.upstream.join(rest),
+        )
+    } else {
+        let path = path_of(jwks_uri);
+        (
+            JwksShape::Elsewhere,
+            issuer.public.join(path),
+            issuer.upstream.join(path),
+        )
+    };
     let (public_url, public_path) = match &issuer.public_jwks_path {
         Some(path) => (format!("{}{}", issuer.public.origin(), path), path.clone()),
         None => {
@@ -115,8 +110,7 @@ pub fn rewrite_discovery(issuer: &Issuer, body: &[u8]) -> Result<PublicDiscovery
         }
     }
     let issuer_field = doc.issuer().to_owned();
-    let body =
-        serde_json::to_vec(&Value::Object(doc.fields)).expect("a JSON value always serialises");
+    let body = serde_json::to_vec(&Value::Object(doc.fields)).expect("a JSON value always serialises");
     Ok(PublicDiscovery {
         body: Bytes::from(body),
         jwks,
@@ -147,10 +141,7 @@ mod tests {
         let text = format!(
             "[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\npublic_url = \"{public_url}\"\nupstream = \"{upstream}\"\n{extra}\n"
         );
-        Config::from_toml(&text, Path::new("."))
-            .unwrap()
-            .issuers
-            .remove(0)
+        Config::from_toml(&text, Path::new(".")).unwrap().issuers.remove(0)
     }
 
     fn field_names(body: &[u8]) -> Vec<String> {
@@ -172,32 +163,19 @@ mod tests {
             public.jwks.public_url,
             "https://auth.example.com/realms/prod/protocol/openid-connect/certs"
         );
-        assert_eq!(
-            public.jwks.public_path,
-            "/realms/prod/protocol/openid-connect/certs"
-        );
+        assert_eq!(public.jwks.public_path, "/realms/prod/protocol/openid-connect/certs");
         assert_eq!(
             public.jwks.upstream_url,
             "http://keycloak.internal:8080/realms/prod/protocol/openid-connect/certs"
         );
         let text = std::str::from_utf8(&public.body).unwrap();
-        assert!(
-            !text.contains("keycloak.internal"),
-            "internal URL left in {text}"
-        );
-        assert_eq!(
-            field_names(&public.body),
-            field_names(raw),
-            "field order must be kept"
-        );
+        assert!(!text.contains("keycloak.internal"), "internal URL left in {text}");
+        assert_eq!(field_names(&public.body), field_names(raw), "field order must be kept");
         // Nested objects (mtls_endpoint_aliases) are rewritten too, non-URL values kept.
         let value: Value = serde_json::from_slice(&public.body).unwrap();
         let original: Value = serde_json::from_slice(raw).unwrap();
         assert_eq!(value["issuer"], "https://auth.example.com/realms/prod");
-        assert_eq!(
-            value["grant_types_supported"],
-            original["grant_types_supported"]
-        );
+        assert_eq!(value["grant_types_supported"], original["grant_types_supported"]);
         assert_eq!(
             value["token_endpoint"],
             "https://auth.example.com/realms/prod/protocol/openid-connect/token"
@@ -206,11 +184,7 @@ mod tests {
 
     #[test]
     fn gitlab_public_jwks_uri_is_kept_and_fetched_from_the_upstream() {
-        let gl = issuer(
-            "https://gitlab.example.com",
-            "http://gitlab.internal:8080",
-            "",
-        );
+        let gl = issuer("https://gitlab.example.com", "http://gitlab.internal:8080", "");
         let raw = include_bytes!("../tests/fixtures/gitlab/openid-configuration.json");
         let public = rewrite_discovery(&gl, raw).unwrap();
         assert_eq!(public.jwks.shape, JwksShape::AlreadyPublic);
@@ -232,18 +206,11 @@ mod tests {
 
     #[test]
     fn kubernetes_in_cluster_jwks_uri_is_published_on_the_public_host() {
-        let k8s = issuer(
-            "https://oidc.k8s.example.com",
-            "https://kubernetes.default.svc",
-            "",
-        );
+        let k8s = issuer("https://oidc.k8s.example.com", "https://kubernetes.default.svc", "");
         let raw = include_bytes!("../tests/fixtures/kubernetes/openid-configuration.json");
         let public = rewrite_discovery(&k8s, raw).unwrap();
         assert_eq!(public.jwks.shape, JwksShape::Elsewhere);
-        assert_eq!(
-            public.jwks.public_url,
-            "https://oidc.k8s.example.com/openid/v1/jwks"
-        );
+        assert_eq!(public.jwks.public_url, "https://oidc.k8s.example.com/openid/v1/jwks");
         assert_eq!(
             public.jwks.upstream_url,
             "https://kubernetes.default.svc/openid/v1/jwks"
@@ -265,11 +232,7 @@ mod tests {
 
     #[test]
     fn lookalike_prefixes_are_not_rewritten() {
-        let kc = issuer(
-            "https://auth.example.com/realms/prod",
-            "http://kc:8080/realms/prod",
-            "",
-        );
+        let kc = issuer("https://auth.example.com/realms/prod", "http://kc:8080/realms/prod", "");
         let raw = br#"{"issuer":"https://auth.example.com/realms/prod","jwks_uri":"http://kc:8080/realms/prod/certs","a":"http://kc:8080/realms/production/x","b":"http://kc:8080/realms/prod","n":1.50,"c":[true,null,"http://kc:8080/realms/prod/y"]}"#;
         let public = rewrite_discovery(&kc, raw).unwrap();
         assert_eq!(

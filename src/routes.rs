@@ -79,9 +79,7 @@ impl Router {
             match jwks_path {
                 Some(p) if p == path => return Route::Doc(DocId::jwks(r.index)),
                 Some(_) => {}
-                None if pending.is_none() && is_under(path, &r.base_path) => {
-                    pending = Some(r.index)
-                }
+                None if pending.is_none() && is_under(path, &r.base_path) => pending = Some(r.index),
                 None => {}
             }
         }
@@ -90,8 +88,7 @@ impl Router {
 }
 
 fn is_under(path: &str, base: &str) -> bool {
-    path.strip_prefix(base)
-        .is_some_and(|rest| rest.starts_with('/'))
+    path.strip_prefix(base).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Lower-case host without port or trailing dot; `None` if it cannot be a host name.
@@ -122,10 +119,7 @@ mod tests {
     fn router(toml: &str) -> (Router, DocumentStore) {
         let text = format!("[server]\nlisten_plain = \"127.0.0.1:1\"\n{toml}");
         let config = Config::from_toml(&text, Path::new(".")).unwrap();
-        (
-            Router::new(&config.issuers),
-            DocumentStore::new(config.issuers.len()),
-        )
+        (Router::new(&config.issuers), DocumentStore::new(config.issuers.len()))
     }
 
     #[test]
@@ -134,10 +128,7 @@ mod tests {
             normalize_host("Auth.Example.COM:8443").as_deref(),
             Some("auth.example.com")
         );
-        assert_eq!(
-            normalize_host("auth.example.com.").as_deref(),
-            Some("auth.example.com")
-        );
+        assert_eq!(normalize_host("auth.example.com.").as_deref(), Some("auth.example.com"));
         assert_eq!(normalize_host("[::1]:8443").as_deref(), Some("[::1]"));
         assert_eq!(normalize_host("[::1").as_deref(), None);
         assert_eq!(normalize_host(":80").as_deref(), None);
@@ -151,43 +142,25 @@ mod tests {
         );
         let r = |host, path| router.route(host, path, &store);
         assert_eq!(
-            r(
-                "auth.example.com",
-                "/realms/prod/.well-known/openid-configuration"
-            ),
+            r("auth.example.com", "/realms/prod/.well-known/openid-configuration"),
             Route::Doc(DocId::discovery(0))
         );
         assert_eq!(
-            r(
-                "AUTH.example.com:443",
-                "/realms/dev/.well-known/openid-configuration"
-            ),
+            r("AUTH.example.com:443", "/realms/dev/.well-known/openid-configuration"),
             Route::Doc(DocId::discovery(1))
         );
-        assert_eq!(
-            r("auth.example.com", "/realms/prod/certs"),
-            Route::Doc(DocId::jwks(0))
-        );
+        assert_eq!(r("auth.example.com", "/realms/prod/certs"), Route::Doc(DocId::jwks(0)));
         // dev's key set path is unknown until its discovery document arrives.
+        assert_eq!(r("auth.example.com", "/realms/dev/certs"), Route::Pending(1));
         assert_eq!(
-            r("auth.example.com", "/realms/dev/certs"),
-            Route::Pending(1)
-        );
-        assert_eq!(
-            r(
-                "auth.example.com",
-                "/realms/prod/.well-known/openid-configuration/"
-            ),
+            r("auth.example.com", "/realms/prod/.well-known/openid-configuration/"),
             Route::NotFound
         );
         assert_eq!(
             r("auth.example.com", "/.well-known/openid-configuration"),
             Route::NotFound
         );
-        assert_eq!(
-            r("other.example.com", "/realms/prod/certs"),
-            Route::NotFound
-        );
+        assert_eq!(r("other.example.com", "/realms/prod/certs"), Route::NotFound);
         assert_eq!(r("auth.example.com", "/realms/staging/x"), Route::NotFound);
     }
 }

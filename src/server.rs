@@ -47,10 +47,7 @@ pub async fn serve<H: Handler>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(100);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -80,12 +77,7 @@ pub async fn serve<H: Handler>(
                 });
                 let result = match tls {
                     Some(acceptor) => {
-                        let stream = match tokio::time::timeout(
-                            TLS_HANDSHAKE_TIMEOUT,
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
+                        let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                             Ok(Ok(stream)) => stream,
                             Ok(Err(err)) => {
                                 debug!(error = %err, "TLS handshake failed");
@@ -96,15 +88,11 @@ pub async fn serve<H: Handler>(
                                 return;
                             }
                         };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                         watcher.watch(conn).await
                     }
                     None => {
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                         watcher.watch(conn).await
                     }
                 };

@@ -28,12 +28,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(
-        router: Router,
-        store: Arc<DocumentStore>,
-        policy: CachePolicy,
-        deadline: Duration,
-    ) -> Proxy {
+    pub fn new(router: Router, store: Arc<DocumentStore>, policy: CachePolicy, deadline: Duration) -> Proxy {
         Proxy {
             router,
             store,
@@ -57,11 +52,7 @@ impl Proxy {
         response
     }
 
-    async fn answer<B>(
-        &self,
-        request: &Request<B>,
-        deadline: Instant,
-    ) -> Result<Response<Body>, Reject> {
+    async fn answer<B>(&self, request: &Request<B>, deadline: Instant) -> Result<Response<Body>, Reject> {
         let host = request_host(request).ok_or(Reject::MissingHost)?;
         let path = request.uri().path();
         let id = match self.router.route(host, path, &self.store) {
@@ -87,20 +78,10 @@ impl Proxy {
     }
 
     /// The copy to serve and how it was obtained, waiting (bounded) only when none exists.
-    async fn current(
-        &self,
-        id: DocId,
-        deadline: Instant,
-    ) -> Result<(Arc<Document>, CacheStatus), Reject> {
+    async fn current(&self, id: DocId, deadline: Instant) -> Result<(Arc<Document>, CacheStatus), Reject> {
         let (doc, waited) = match self.store.get(id) {
             Some(doc) => (doc, false),
-            None => (
-                self.store
-                    .wait(id, deadline)
-                    .await
-                    .ok_or(Reject::NotReady)?,
-                true,
-            ),
+            None => (self.store.wait(id, deadline).await.ok_or(Reject::NotReady)?, true),
         };
         let status = match self.policy.freshness(doc.fetched_at, SystemTime::now()) {
             Freshness::Fresh if waited => CacheStatus::Collapsed,
@@ -111,12 +92,7 @@ impl Proxy {
         Ok((doc, status))
     }
 
-    fn render<B>(
-        &self,
-        doc: &Document,
-        status: CacheStatus,
-        request: &Request<B>,
-    ) -> Response<Body> {
+    fn render<B>(&self, doc: &Document, status: CacheStatus, request: &Request<B>) -> Response<Body> {
         let headers = doc.response_headers(status, SystemTime::now());
         let not_modified = request
             .headers()
@@ -148,10 +124,7 @@ fn request_host<B>(request: &Request<B>) -> Option<&str> {
     if let Some(authority) = request.uri().authority() {
         return Some(authority.as_str());
     }
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+    request.headers().get(header::HOST).and_then(|h| h.to_str().ok())
 }
 
 impl Handler for Proxy {

@@ -29,7 +29,8 @@ impl DocId {
         }
     }
 
-    fn slot(self) -> usize {
+    /// Position in per-document vectors (store slots, health records).
+    pub fn slot(self) -> usize {
         self.issuer * 2
             + match self.kind {
                 DocKind::Discovery => 0,
@@ -79,5 +80,63 @@ impl DocumentStore {
     /// Replaces the copy. Only the document's refresher calls this.
     pub fn put(&self, id: DocId, doc: Arc<Document>) {
         self.slots[id.slot()].send_replace(Some(doc));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::CachePolicy;
+    use std::time::{Duration, SystemTime};
+
+    fn doc() -> Arc<Document> {
+        let policy = CachePolicy {
+            max_age: Duration::from_secs(300),
+            refresh: Duration::from_secs(60),
+            fetch_timeout: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(3600),
+        };
+        Arc::new(Document::new(
+            DocKind::Jwks,
+            bytes::Bytes::from_static(b"{}"),
+            SystemTime::now(),
+            None,
+            &policy,
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cold_wait_ends_exactly_at_the_deadline() {
+        let store = DocumentStore::new(1);
+        let start = Instant::now();
+        assert!(store
+            .wait(DocId::jwks(0), start + Duration::from_secs(2))
+            .await
+            .is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_get_the_document_as_soon_as_it_is_stored() {
+        let store = Arc::new(DocumentStore::new(2));
+        let writer = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            writer.put(DocId::jwks(1), doc());
+        });
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..10)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.wait(DocId::jwks(1), start + Duration::from_secs(2)).await })
+            })
+            .collect();
+        for waiter in waiters {
+            assert!(waiter.await.unwrap().is_some());
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        // Other documents are unaffected.
+        assert!(store.get(DocId::jwks(0)).is_none());
+        assert!(store.get(DocId::discovery(1)).is_none());
     }
 }

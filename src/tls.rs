@@ -58,9 +58,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
             source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCerts {
-            path: path.to_owned(),
-        });
+        return Err(TlsError::NoCerts { path: path.to_owned() });
     }
     Ok(certs)
 }
@@ -89,10 +87,7 @@ enum KeyError {
     Mismatch,
 }
 
-fn certified_key(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<CertifiedKey, KeyError> {
+fn certified_key(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<CertifiedKey, KeyError> {
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
@@ -115,11 +110,10 @@ pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<Certified
             path: pem_path.clone(),
             source,
         })?;
-    let key =
-        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| TlsError::ReadKey {
-            path: pem_path.clone(),
-            source,
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| TlsError::ReadKey {
+        path: pem_path.clone(),
+        source,
+    })?;
     certified_key(chain, key).map_err(|_| TlsError::Mismatch {
         cert: pem_path.clone(),
         key: pem_path,
@@ -153,12 +147,7 @@ impl fmt::Debug for CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(
-            self.current
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
 

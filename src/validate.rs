@@ -33,9 +33,7 @@ impl ValidationError {
             ValidationError::Missing(_) => "missing_field",
             ValidationError::NotString(_) => "bad_field",
             ValidationError::NotUrl { .. } => "bad_field",
-            ValidationError::KeysNotArray
-            | ValidationError::NoKeys
-            | ValidationError::BadKey(_) => "bad_keys",
+            ValidationError::KeysNotArray | ValidationError::NoKeys | ValidationError::BadKey(_) => "bad_keys",
         }
     }
 }
@@ -48,10 +46,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ValidationError> {
     }
 }
 
-fn string_field<'a>(
-    map: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, ValidationError> {
+fn string_field<'a>(map: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, ValidationError> {
     match map.get(field) {
         None => Err(ValidationError::Missing(field)),
         Some(Value::String(s)) => Ok(s),
@@ -71,9 +66,9 @@ impl Discovery {
         let fields = parse_object(body)?;
         string_field(&fields, "issuer")?;
         let jwks_uri = string_field(&fields, "jwks_uri")?;
-        let absolute = jwks_uri.split_once("://").is_some_and(|(scheme, rest)| {
-            matches!(scheme, "http" | "https" | "HTTP" | "HTTPS") && !rest.is_empty()
-        });
+        let absolute = jwks_uri
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https" | "HTTP" | "HTTPS") && !rest.is_empty());
         if !absolute {
             return Err(ValidationError::NotUrl { field: "jwks_uri" });
         }
@@ -122,10 +117,7 @@ mod tests {
         ] {
             Discovery::parse(body.as_bytes()).unwrap();
         }
-        assert_eq!(
-            check_jwks(include_bytes!("../tests/fixtures/gitlab/jwks.json")),
-            Ok(2)
-        );
+        assert_eq!(check_jwks(include_bytes!("../tests/fixtures/gitlab/jwks.json")), Ok(2));
         assert_eq!(
             check_jwks(include_bytes!("../tests/fixtures/keycloak/jwks.json")),
             Ok(2)
@@ -136,19 +128,10 @@ mod tests {
     #[test]
     fn invalid_discovery_documents_are_refused() {
         let cases: [(&str, ValidationError); 7] = [
-            (
-                "<html>login</html>",
-                ValidationError::NotJson(String::new()),
-            ),
+            ("<html>login</html>", ValidationError::NotJson(String::new())),
             ("[1,2]", ValidationError::NotObject),
-            (
-                r#"{"issuer":"https://a"}"#,
-                ValidationError::Missing("jwks_uri"),
-            ),
-            (
-                r#"{"jwks_uri":"https://a/k"}"#,
-                ValidationError::Missing("issuer"),
-            ),
+            (r#"{"issuer":"https://a"}"#, ValidationError::Missing("jwks_uri")),
+            (r#"{"jwks_uri":"https://a/k"}"#, ValidationError::Missing("issuer")),
             (
                 r#"{"issuer":1,"jwks_uri":"https://a/k"}"#,
                 ValidationError::NotString("issuer"),

@@ -29,20 +29,12 @@ pub enum ConfigError {
         source: toml::de::Error,
     },
     #[error("{key} = {value:?}: {reason}")]
-    Invalid {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { key: String, value: String, reason: String },
     #[error("{key}: {reason}")]
     Missing { key: String, reason: String },
 }
 
-fn invalid(
-    key: impl Into<String>,
-    value: impl Into<String>,
-    reason: impl Into<String>,
-) -> ConfigError {
+fn invalid(key: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         value: value.into(),
@@ -86,6 +78,8 @@ pub struct Cache {
     pub refresh: Duration,
     pub stale_if_error: Duration,
     pub fetch_timeout: Duration,
+    /// How long keys that vanished upstream stay published; zero is off.
+    pub keep_removed_keys: Duration,
     pub max_document_bytes: usize,
     pub state_dir: Option<PathBuf>,
 }
@@ -143,10 +137,7 @@ impl Config {
         let resolve = |p: &str| base_dir.join(p);
         let server = validate_server(raw.server, &resolve)?;
         let admin = Admin {
-            listen: parse_addr(
-                "admin.listen",
-                raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"),
-            )?,
+            listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))?,
         };
         let cache = validate_cache(raw.cache, &resolve)?;
         if raw.issuer.is_empty() {
@@ -160,10 +151,7 @@ impl Config {
         let mut names = HashSet::new();
         for (i, raw) in raw.issuer.into_iter().enumerate() {
             let issuer = validate_issuer(i, raw, &resolve)?;
-            if !routes.insert((
-                issuer.public.host().to_owned(),
-                issuer.public.path().to_owned(),
-            )) {
+            if !routes.insert((issuer.public.host().to_owned(), issuer.public.path().to_owned())) {
                 return Err(invalid(
                     format!("issuer[{i}].public_url"),
                     &issuer.public_url,
@@ -200,23 +188,15 @@ fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
 
 fn parse_duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
     let value = value.unwrap_or(default);
-    let duration = humantime::parse_duration(value).map_err(|_| {
-        invalid(
-            key,
-            value,
-            "expected a duration such as \"2s\", \"5m\" or \"24h\"",
-        )
-    })?;
+    let duration = humantime::parse_duration(value)
+        .map_err(|_| invalid(key, value, "expected a duration such as \"2s\", \"5m\" or \"24h\""))?;
     if duration.is_zero() {
         return Err(invalid(key, value, "must be greater than zero"));
     }
     Ok(duration)
 }
 
-fn validate_server(
-    raw: RawServer,
-    resolve: &dyn Fn(&str) -> PathBuf,
-) -> Result<Server, ConfigError> {
+fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Server, ConfigError> {
     let deadline = parse_duration("server.deadline", raw.deadline.as_deref(), "2s")?;
     if deadline >= STS_TIMEOUT {
         return Err(invalid(
@@ -256,8 +236,7 @@ fn validate_server(
     if listen.is_none() && listen_plain.is_none() {
         return Err(ConfigError::Missing {
             key: "server".into(),
-            reason: "no listener: set [server.tls] cert and key for HTTPS, or server.listen_plain"
-                .into(),
+            reason: "no listener: set [server.tls] cert and key for HTTPS, or server.listen_plain".into(),
         });
     }
     if listen.is_some_and(|a| a.port() != 0) && listen == listen_plain {
@@ -297,38 +276,45 @@ fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Ca
         }
     };
     let state_dir = match raw.state_dir.as_deref() {
-        Some("") => {
-            return Err(invalid(
-                "cache.state_dir",
-                "",
-                "a directory path is required",
-            ))
-        }
+        Some("") => return Err(invalid("cache.state_dir", "", "a directory path is required")),
         Some(dir) => Some(resolve(dir)),
         None => None,
+    };
+    let stale_if_error = parse_duration("cache.stale_if_error", raw.stale_if_error.as_deref(), "24h")?;
+    if stale_if_error < refresh + fetch_timeout {
+        return Err(invalid(
+            "cache.stale_if_error",
+            raw.stale_if_error.unwrap_or_default(),
+            format!(
+                "must be at least cache.refresh + cache.fetch_timeout ({}), or good copies would expire between refreshes",
+                humantime::format_duration(refresh + fetch_timeout)
+            ),
+        ));
+    }
+    let keep_removed_keys = match raw.keep_removed_keys.as_deref() {
+        None => Duration::ZERO,
+        Some(value) => humantime::parse_duration(value).map_err(|_| {
+            invalid(
+                "cache.keep_removed_keys",
+                value,
+                "expected a duration such as \"0s\" (off), \"10m\" or \"24h\"",
+            )
+        })?,
     };
     Ok(Cache {
         max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
         refresh,
-        stale_if_error: parse_duration(
-            "cache.stale_if_error",
-            raw.stale_if_error.as_deref(),
-            "24h",
-        )?,
+        stale_if_error,
         fetch_timeout,
+        keep_removed_keys,
         max_document_bytes,
         state_dir,
     })
 }
 
-fn validate_issuer(
-    i: usize,
-    raw: RawIssuer,
-    resolve: &dyn Fn(&str) -> PathBuf,
-) -> Result<Issuer, ConfigError> {
+fn validate_issuer(i: usize, raw: RawIssuer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Issuer, ConfigError> {
     let key = |k: &str| format!("issuer[{i}].{k}");
-    let public = BaseUrl::parse(&raw.public_url)
-        .map_err(|r| invalid(key("public_url"), &raw.public_url, r))?;
+    let public = BaseUrl::parse(&raw.public_url).map_err(|r| invalid(key("public_url"), &raw.public_url, r))?;
     if !public.is_https() {
         return Err(invalid(
             key("public_url"),
@@ -336,8 +322,7 @@ fn validate_issuer(
             "must be https: relying parties such as AWS STS only accept https issuers",
         ));
     }
-    let upstream =
-        BaseUrl::parse(&raw.upstream).map_err(|r| invalid(key("upstream"), &raw.upstream, r))?;
+    let upstream = BaseUrl::parse(&raw.upstream).map_err(|r| invalid(key("upstream"), &raw.upstream, r))?;
     let public_jwks_path = match raw.public_jwks_path {
         None => None,
         Some(path) => {
@@ -371,32 +356,16 @@ fn validate_issuer(
         None => None,
     };
     let upstream_ca = match raw.upstream_ca.as_deref() {
-        Some("") => {
-            return Err(invalid(
-                key("upstream_ca"),
-                "",
-                "a PEM file path is required",
-            ))
-        }
+        Some("") => return Err(invalid(key("upstream_ca"), "", "a PEM file path is required")),
         Some(path) if !upstream.is_https() && upstream_jwks_https != Some(true) => {
-            return Err(invalid(
-                key("upstream_ca"),
-                path,
-                "only applies to an https upstream",
-            ))
+            return Err(invalid(key("upstream_ca"), path, "only applies to an https upstream"))
         }
         Some(path) => Some(resolve(path)),
         None => None,
     };
     let name = match raw.name {
-        Some(name)
-            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) =>
-        {
-            return Err(invalid(
-                key("name"),
-                name,
-                "must be non-empty, without spaces",
-            ))
+        Some(name) if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) => {
+            return Err(invalid(key("name"), name, "must be non-empty, without spaces"))
         }
         Some(name) => name,
         None => format!("{}{}", public.host(), public.path()),
@@ -436,6 +405,7 @@ impl fmt::Display for Config {
         writeln!(f, "refresh = \"{}\"", dur(c.refresh))?;
         writeln!(f, "stale_if_error = \"{}\"", dur(c.stale_if_error))?;
         writeln!(f, "fetch_timeout = \"{}\"", dur(c.fetch_timeout))?;
+        writeln!(f, "keep_removed_keys = \"{}\"", dur(c.keep_removed_keys))?;
         writeln!(f, "max_document_bytes = {}", c.max_document_bytes)?;
         if let Some(dir) = &c.state_dir {
             writeln!(f, "state_dir = {:?}", dir.display().to_string())?;

@@ -19,8 +19,7 @@ fn with(extra_server: &str, extra_cache: &str, issuer: &str) -> String {
     )
 }
 
-const ISSUER: &str =
-    "public_url = \"https://gitlab.example.com\"\nupstream = \"http://gitlab.internal:8080\"";
+const ISSUER: &str = "public_url = \"https://gitlab.example.com\"\nupstream = \"http://gitlab.internal:8080\"";
 
 fn error_of(text: &str) -> String {
     let err = load(text).expect_err("config should be rejected");
@@ -45,6 +44,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(config.cache.stale_if_error, Duration::from_secs(86400));
     assert_eq!(config.cache.fetch_timeout, Duration::from_secs(5));
     assert_eq!(config.cache.max_document_bytes, 1 << 20);
+    assert_eq!(config.cache.keep_removed_keys, Duration::ZERO);
     let issuer = &config.issuers[0];
     assert_eq!(issuer.name, "gitlab.example.com");
     assert_eq!(issuer.discovery_path(), "/.well-known/openid-configuration");
@@ -61,10 +61,7 @@ fn tls_enables_https_listener_and_paths_resolve_against_the_file() {
     ))
     .unwrap_err();
     // upstream_ca on a plain-http upstream is a mistake worth naming.
-    assert!(
-        config.to_string().contains("issuer[0].upstream_ca"),
-        "{config}"
-    );
+    assert!(config.to_string().contains("issuer[0].upstream_ca"), "{config}");
 
     let config = load(
         "[server.tls]\ncert = \"tls/cert.pem\"\nkey = \"/abs/key.pem\"\n[[issuer]]\npublic_url = \"https://a.example\"\nupstream = \"https://kc:8443\"\nupstream_ca = \"ca.pem\"\n"
@@ -83,15 +80,30 @@ fn tls_enables_https_listener_and_paths_resolve_against_the_file() {
 #[test]
 fn server_errors_name_the_key_and_quote_the_value() {
     let cases = [
-        (format!("[server]\nlisten_plain = \"nope\"\n[[issuer]]\n{ISSUER}"), "server.listen_plain = \"nope\""),
-        (with("deadline = \"2 parsecs\"", "", ISSUER), "server.deadline = \"2 parsecs\""),
+        (
+            format!("[server]\nlisten_plain = \"nope\"\n[[issuer]]\n{ISSUER}"),
+            "server.listen_plain = \"nope\"",
+        ),
+        (
+            with("deadline = \"2 parsecs\"", "", ISSUER),
+            "server.deadline = \"2 parsecs\"",
+        ),
         (with("deadline = \"6s\"", "", ISSUER), "must be under 5s"),
         (with("deadline = \"0s\"", "", ISSUER), "greater than zero"),
-        (with("listen = \"0.0.0.0:8443\"", "", ISSUER), "server.listen = \"0.0.0.0:8443\""),
+        (
+            with("listen = \"0.0.0.0:8443\"", "", ISSUER),
+            "server.listen = \"0.0.0.0:8443\"",
+        ),
         (with("colour = \"blue\"", "", ISSUER), "unknown field `colour`"),
-        (format!("[admin]\nlisten = \"localhost\"\n[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\n{ISSUER}"), "admin.listen = \"localhost\""),
+        (
+            format!("[admin]\nlisten = \"localhost\"\n[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\n{ISSUER}"),
+            "admin.listen = \"localhost\"",
+        ),
         (format!("[[issuer]]\n{ISSUER}"), "no listener"),
-        (format!("[server.tls]\ncert = \"c.pem\"\n[[issuer]]\n{ISSUER}"), "missing field `key`"),
+        (
+            format!("[server.tls]\ncert = \"c.pem\"\n[[issuer]]\n{ISSUER}"),
+            "missing field `key`",
+        ),
     ];
     for (text, expected) in cases {
         let msg = error_of(&text);
@@ -102,25 +114,21 @@ fn server_errors_name_the_key_and_quote_the_value() {
 #[test]
 fn cache_errors_name_the_key_and_quote_the_value() {
     let cases = [
-        (
-            "max_age = \"5 minutes-ish\"",
-            "cache.max_age = \"5 minutes-ish\"",
-        ),
-        (
-            "refresh = \"10ms\"",
-            "cache.refresh = \"10ms\": must be at least 1s",
-        ),
-        (
-            "stale_if_error = \"forever\"",
-            "cache.stale_if_error = \"forever\"",
-        ),
+        ("max_age = \"5 minutes-ish\"", "cache.max_age = \"5 minutes-ish\""),
+        ("refresh = \"10ms\"", "cache.refresh = \"10ms\": must be at least 1s"),
+        ("stale_if_error = \"forever\"", "cache.stale_if_error = \"forever\""),
         ("fetch_timeout = \"\"", "cache.fetch_timeout = \"\""),
-        (
-            "max_document_bytes = 10",
-            "cache.max_document_bytes = \"10\"",
-        ),
+        ("max_document_bytes = 10", "cache.max_document_bytes = \"10\""),
         ("state_dir = \"\"", "cache.state_dir = \"\""),
         ("max_age = 300", "invalid type"),
+        (
+            "stale_if_error = \"30s\"",
+            "cache.stale_if_error = \"30s\": must be at least",
+        ),
+        (
+            "keep_removed_keys = \"a while\"",
+            "cache.keep_removed_keys = \"a while\"",
+        ),
     ];
     for (line, expected) in cases {
         let msg = error_of(&with("", line, ISSUER));
@@ -151,9 +159,7 @@ fn issuer_errors_name_the_key_and_quote_the_value() {
 
 #[test]
 fn issuers_must_exist_and_not_collide() {
-    assert!(
-        error_of("[server]\nlisten_plain = \"127.0.0.1:1\"\n").contains("at least one [[issuer]]")
-    );
+    assert!(error_of("[server]\nlisten_plain = \"127.0.0.1:1\"\n").contains("at least one [[issuer]]"));
     let two = format!(
         "[server]\nlisten_plain = \"127.0.0.1:1\"\n[[issuer]]\n{ISSUER}\n[[issuer]]\npublic_url = \"https://GITLAB.example.com/\"\nupstream = \"http://y\"\n"
     );

@@ -96,13 +96,7 @@ fn curl_available() -> bool {
 #[test]
 fn demo_starts_and_its_printed_commands_work() {
     let child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -132,9 +126,7 @@ fn demo_starts_and_its_printed_commands_work() {
     }
     assert_eq!(commands.len(), 6, "{commands:#?}");
     if !curl_available() {
-        eprintln!(
-            "curl is not installed: the demo started and printed its commands, which were not run"
-        );
+        eprintln!("curl is not installed: the demo started and printed its commands, which were not run");
         return;
     }
     let sh = |command: &str| {
@@ -145,17 +137,11 @@ fn demo_starts_and_its_printed_commands_work() {
     let readyz = &commands[5];
     let start = Instant::now();
     while !sh(readyz).contains("\"ready\":true") {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "demo never became ready"
-        );
+        assert!(start.elapsed() < Duration::from_secs(20), "demo never became ready");
         std::thread::sleep(Duration::from_millis(100));
     }
     let idp = sh(&commands[0]);
-    assert!(
-        idp.contains("pragma: no-cache") && idp.contains("set-cookie"),
-        "{idp}"
-    );
+    assert!(idp.contains("pragma: no-cache") && idp.contains("set-cookie"), "{idp}");
     let discovery = sh(&commands[1]);
     assert!(
         discovery.contains(" 200") && discovery.contains("cache-control: public"),
@@ -165,15 +151,9 @@ fn demo_starts_and_its_printed_commands_work() {
         !discovery.contains("pragma") && !discovery.contains("set-cookie"),
         "{discovery}"
     );
-    assert!(
-        !discovery.contains("\"jwks_uri\":\"http://127.0.0.1"),
-        "{discovery}"
-    );
+    assert!(!discovery.contains("\"jwks_uri\":\"http://127.0.0.1"), "{discovery}");
     let keys = sh(&commands[2]);
-    assert!(
-        keys.contains(" 200") && keys.contains("\"kty\":\"ec\""),
-        "{keys}"
-    );
+    assert!(keys.contains(" 200") && keys.contains("\"kty\":\"ec\""), "{keys}");
     let revalidated = sh(&commands[3]);
     assert!(revalidated.contains(" 304"), "{revalidated}");
     let refused = sh(&commands[4]);

@@ -73,11 +73,7 @@ impl Fleet {
 /// Every header rule of DESIGN.md's promise 2, on one document response.
 fn assert_cacheable(reply: &Reply, what: &str) {
     assert_eq!(reply.status, StatusCode::OK, "{what}: {reply:?}");
-    assert_eq!(
-        reply.header("content-type"),
-        Some("application/json"),
-        "{what}"
-    );
+    assert_eq!(reply.header("content-type"), Some("application/json"), "{what}");
     let cache_control = reply.header("cache-control").unwrap_or_default();
     assert!(
         cache_control.starts_with("public, max-age=300")
@@ -86,10 +82,7 @@ fn assert_cacheable(reply: &Reply, what: &str) {
         "{what}: cache-control {cache_control:?}"
     );
     for forbidden in ["no-cache", "no-store", "private", "must-revalidate"] {
-        assert!(
-            !cache_control.contains(forbidden),
-            "{what}: {cache_control:?}"
-        );
+        assert!(!cache_control.contains(forbidden), "{what}: {cache_control:?}");
     }
     for absent in ["pragma", "set-cookie", "expires"] {
         assert!(
@@ -103,9 +96,7 @@ fn assert_cacheable(reply: &Reply, what: &str) {
         "{what}: strong etag {etag:?}"
     );
     assert!(
-        reply
-            .header("age")
-            .is_some_and(|a| a.parse::<u64>().is_ok()),
+        reply.header("age").is_some_and(|a| a.parse::<u64>().is_ok()),
         "{what}: age"
     );
     assert!(
@@ -114,16 +105,8 @@ fn assert_cacheable(reply: &Reply, what: &str) {
             .is_some_and(|s| s.starts_with("jwks-edge;")),
         "{what}: cache-status"
     );
-    assert_eq!(
-        reply.header("x-content-type-options"),
-        Some("nosniff"),
-        "{what}"
-    );
-    assert_eq!(
-        reply.header("access-control-allow-origin"),
-        Some("*"),
-        "{what}"
-    );
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{what}");
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"), "{what}");
 }
 
 #[tokio::test]
@@ -132,22 +115,12 @@ async fn three_upstream_shapes_are_served_rewritten_over_https() {
     let addr = fleet.proxy.https.unwrap();
 
     // GitLab: jwks_uri already public, kept; keys fetched from the upstream.
-    let discovery = get(
-        addr,
-        &fleet.https(GITLAB),
-        GITLAB,
-        "/.well-known/openid-configuration",
-    )
-    .await;
+    let discovery = get(addr, &fleet.https(GITLAB), GITLAB, "/.well-known/openid-configuration").await;
     assert_cacheable(&discovery, "gitlab discovery");
     let doc = discovery.json();
     assert_eq!(doc["issuer"], "https://gitlab.example.com");
-    assert_eq!(
-        doc["jwks_uri"],
-        "https://gitlab.example.com/oauth/discovery/keys"
-    );
-    let original: serde_json::Value =
-        serde_json::from_str(&fixture("gitlab/openid-configuration.json")).unwrap();
+    assert_eq!(doc["jwks_uri"], "https://gitlab.example.com/oauth/discovery/keys");
+    let original: serde_json::Value = serde_json::from_str(&fixture("gitlab/openid-configuration.json")).unwrap();
     assert_eq!(
         doc, original,
         "nothing under the upstream base: the document is unchanged"
@@ -163,21 +136,12 @@ async fn three_upstream_shapes_are_served_rewritten_over_https() {
         let discovery = get(addr, &fleet.https(AUTH), AUTH, &path).await;
         assert_cacheable(&discovery, "keycloak discovery");
         let text = String::from_utf8(discovery.body.to_vec()).unwrap();
-        assert!(
-            !text.contains(&idp.base_url()),
-            "backend address leaked: {text}"
-        );
+        assert!(!text.contains(&idp.base_url()), "backend address leaked: {text}");
         let doc = discovery.json();
         let public = format!("https://auth.example.com/realms/{realm}");
         assert_eq!(doc["issuer"], public.as_str());
-        assert_eq!(
-            doc["jwks_uri"],
-            format!("{public}/protocol/openid-connect/certs")
-        );
-        assert_eq!(
-            doc["token_endpoint"],
-            format!("{public}/protocol/openid-connect/token")
-        );
+        assert_eq!(doc["jwks_uri"], format!("{public}/protocol/openid-connect/certs"));
+        assert_eq!(doc["token_endpoint"], format!("{public}/protocol/openid-connect/token"));
         let keys = get(
             addr,
             &fleet.https(AUTH),
@@ -190,13 +154,7 @@ async fn three_upstream_shapes_are_served_rewritten_over_https() {
     }
 
     // Kubernetes: in-cluster jwks_uri published on the public host.
-    let discovery = get(
-        addr,
-        &fleet.https(K8S),
-        K8S,
-        "/.well-known/openid-configuration",
-    )
-    .await;
+    let discovery = get(addr, &fleet.https(K8S), K8S, "/.well-known/openid-configuration").await;
     assert_cacheable(&discovery, "kubernetes discovery");
     assert_eq!(
         discovery.json()["jwks_uri"],
@@ -230,10 +188,7 @@ async fn http2_over_tls_is_negotiated_and_served() {
     assert_eq!(conn.alpn.as_deref(), Some(&b"h2"[..]));
     for realm in ["prod", "dev"] {
         let reply = conn
-            .get(
-                AUTH,
-                &format!("/realms/{realm}/protocol/openid-connect/certs"),
-            )
+            .get(AUTH, &format!("/realms/{realm}/protocol/openid-connect/certs"))
             .await;
         assert_eq!(reply.version, Version::HTTP_2);
         assert_cacheable(&reply, "h2 jwks");
@@ -285,9 +240,7 @@ async fn conditional_and_head_requests() {
     assert_eq!(changed.status, StatusCode::OK);
     assert_eq!(changed.body, full.body);
 
-    let head = conn
-        .send(Method::HEAD, GITLAB, "/oauth/discovery/keys", &[])
-        .await;
+    let head = conn.send(Method::HEAD, GITLAB, "/oauth/discovery/keys", &[]).await;
     assert_cacheable(&head, "HEAD");
     assert!(head.body.is_empty());
     assert_eq!(
@@ -322,9 +275,7 @@ async fn everything_else_is_refused_without_naming_the_upstream() {
     let mut conn = Conn::open(addr, &fleet.https(GITLAB)).await;
     // Warm up so that the key set path is known and 404s are not "not ready".
     assert_eq!(
-        conn.get(GITLAB, "/.well-known/openid-configuration")
-            .await
-            .status,
+        conn.get(GITLAB, "/.well-known/openid-configuration").await.status,
         StatusCode::OK
     );
     let upstream_hits = fleet.gitlab.total_hits();
@@ -337,12 +288,7 @@ async fn everything_else_is_refused_without_naming_the_upstream() {
             StatusCode::NOT_FOUND,
         ),
         (Method::GET, GITLAB, "/users/sign_in", StatusCode::NOT_FOUND),
-        (
-            Method::GET,
-            GITLAB,
-            "/.well-known/jwks.json",
-            StatusCode::NOT_FOUND,
-        ),
+        (Method::GET, GITLAB, "/.well-known/jwks.json", StatusCode::NOT_FOUND),
         (
             Method::GET,
             GITLAB,
@@ -431,16 +377,10 @@ async fn client_traffic_does_not_drive_upstream_traffic() {
     }
     let fetched = fleet.gitlab.total_hits() - before;
     // With a 60 s refresh period, only a cold start fetch can happen during the burst.
-    assert!(
-        fetched <= 4,
-        "1000 client requests caused {fetched} upstream requests"
-    );
+    assert!(fetched <= 4, "1000 client requests caused {fetched} upstream requests");
     let seen = fleet.gitlab.last_request_headers();
     for name in ["authorization", "cookie", "cache-control"] {
-        assert!(
-            seen.get(name).is_none(),
-            "client header {name} reached the upstream"
-        );
+        assert!(seen.get(name).is_none(), "client header {name} reached the upstream");
     }
 }
 
@@ -448,27 +388,16 @@ async fn client_traffic_does_not_drive_upstream_traffic() {
 async fn concurrent_cold_requests_share_one_fetch() {
     let idp = gitlab_idp().await;
     idp.set_fault(Fault::Delay(Duration::from_millis(300)));
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
     let addr = proxy.plain.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
-        tasks.spawn(
-            async move { get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await },
-        );
+        tasks.spawn(async move { get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await });
     }
     while let Some(reply) = tasks.join_next().await {
         let reply = reply.unwrap();
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        assert!(reply
-            .header("cache-status")
-            .unwrap()
-            .starts_with("jwks-edge;"));
+        assert!(reply.header("cache-status").unwrap().starts_with("jwks-edge;"));
     }
     assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
     assert_eq!(idp.hits("/oauth/discovery/keys"), 1);
@@ -546,9 +475,7 @@ async fn a_bad_answer_never_replaces_a_good_copy() {
             == StatusCode::OK
     })
     .await;
-    let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-        .await
-        .body;
+    let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await.body;
     idp.set_fault(Fault::Body(r#"{"keys":[]}"#.into()));
     let hits = idp.hits("/oauth/discovery/keys");
     eventually(Duration::from_secs(10), "a refused refresh", || async {
@@ -563,31 +490,17 @@ async fn a_bad_answer_never_replaces_a_good_copy() {
 #[tokio::test]
 async fn proxy_shuts_down_cleanly() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
     let addr = proxy.plain.unwrap();
     let admin = proxy.admin;
     eventually(Duration::from_secs(5), "readiness", || async {
-        get(admin, &Transport::Plain, "localhost", "/readyz")
-            .await
-            .status
-            == StatusCode::OK
+        get(admin, &Transport::Plain, "localhost", "/readyz").await.status == StatusCode::OK
     })
     .await;
     assert_eq!(
-        get(admin, &Transport::Plain, "localhost", "/healthz")
-            .await
-            .status,
+        get(admin, &Transport::Plain, "localhost", "/healthz").await.status,
         StatusCode::OK
     );
     proxy.shutdown().await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
 }

@@ -147,12 +147,7 @@ pub struct RunningProxy {
 impl RunningProxy {
     /// Starts the proxy on `issuers` (TOML `[[issuer]]` tables) with extra `[server]`
     /// and `[cache]` lines; HTTPS when `certs` is given, plain HTTP always.
-    pub async fn start(
-        issuers: &str,
-        server: &str,
-        cache: &str,
-        certs: Option<Arc<TestCerts>>,
-    ) -> RunningProxy {
+    pub async fn start(issuers: &str, server: &str, cache: &str, certs: Option<Arc<TestCerts>>) -> RunningProxy {
         let tls = certs
             .as_ref()
             .map(|c| {
@@ -165,8 +160,7 @@ impl RunningProxy {
         let text = format!(
             "[server]\nlisten_plain = \"127.0.0.1:0\"\n{server}\n{tls}\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\n{cache}\n{issuers}"
         );
-        let config = Config::from_toml(&text, std::path::Path::new("."))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let config = Config::from_toml(&text, std::path::Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let listeners = Listeners::bind(&config).await.unwrap();
         let https = listeners.https.as_ref().map(|l| l.local_addr().unwrap());
         let plain = listeners.plain.as_ref().map(|l| l.local_addr().unwrap());
@@ -239,12 +233,8 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -300,13 +290,7 @@ impl Conn {
     }
 
     /// Sends `method` for `host` + `path` with extra headers, and reads the whole reply.
-    pub async fn send(
-        &mut self,
-        method: Method,
-        host: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Reply {
+    pub async fn send(&mut self, method: Method, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut builder = Request::builder().method(method);
         builder = match &self.sender {
             Sender::H1(_) => builder.uri(path).header("host", host),
@@ -359,10 +343,13 @@ where
 {
     let start = tokio::time::Instant::now();
     while !check().await {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `/readyz` on the admin listener: status and body.
+pub async fn readyz(admin: SocketAddr) -> (StatusCode, serde_json::Value) {
+    let reply = get(admin, &Transport::Plain, "localhost", "/readyz").await;
+    (reply.status, reply.json())
 }
