@@ -207,6 +207,25 @@ mod tests {
         assert_eq!(p.freshness(at(10), t0), Freshness::Fresh, "clock went backwards");
     }
 
+    /// The same state machine on a paused clock, as the refresher and the request path
+    /// see it over time: `now` is the wall-clock time at the fetch plus elapsed time.
+    #[tokio::test(start_paused = true)]
+    async fn freshness_follows_the_clock() {
+        let p = policy();
+        let fetched_at = SystemTime::now();
+        let start = tokio::time::Instant::now();
+        let now = || fetched_at + start.elapsed();
+        assert_eq!(p.freshness(fetched_at, now()), Freshness::Fresh);
+        tokio::time::advance(p.fresh_for()).await;
+        assert_eq!(p.freshness(fetched_at, now()), Freshness::Fresh);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(p.freshness(fetched_at, now()), Freshness::Stale);
+        tokio::time::advance(p.stale_if_error - p.fresh_for() - Duration::from_secs(1)).await;
+        assert_eq!(p.freshness(fetched_at, now()), Freshness::Stale);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(p.freshness(fetched_at, now()), Freshness::Expired);
+    }
+
     #[test]
     fn headers_are_cacheable_and_etag_matches() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
