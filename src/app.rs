@@ -161,17 +161,18 @@ impl App {
                 let _ = stopped.wait_for(|s| *s).await;
             }
         };
+        let limits = self.config.server.limits;
         let mut servers = tokio::task::JoinSet::new();
         if let (Some(listener), Some(tls)) = (listeners.https, self.tls) {
-            servers.spawn(serve(listener, Some(tls), proxy.clone(), until_stopped()));
+            servers.spawn(serve(listener, Some(tls), proxy.clone(), limits, until_stopped()));
         }
         if let Some(listener) = listeners.plain {
-            servers.spawn(serve(listener, None, proxy.clone(), until_stopped()));
+            servers.spawn(serve(listener, None, proxy.clone(), limits, until_stopped()));
         }
         if let Some(listener) = listeners.admin {
             let names = self.config.issuers.iter().map(|i| i.name.clone()).collect();
             let admin = Arc::new(Admin::new(names, self.store.clone(), self.health.clone(), self.policy));
-            servers.spawn(serve(listener, None, admin, until_stopped()));
+            servers.spawn(serve(listener, None, admin, limits, until_stopped()));
         }
         shutdown.await;
         info!("shutting down: no new connections, draining");

@@ -12,6 +12,12 @@ pub type Body = Full<Bytes>;
 pub enum Reject {
     /// No Host and no authority in the request target.
     MissingHost,
+    /// More than one Host header.
+    AmbiguousHost,
+    /// Both Content-Length and Transfer-Encoding (a request smuggling attempt).
+    AmbiguousFraming,
+    /// A request body; no document accepts one.
+    BodyNotAllowed,
     /// No document at this host and path.
     NotFound,
     /// A document exists here, but only GET, HEAD and OPTIONS are served.
@@ -28,7 +34,9 @@ pub const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 impl Reject {
     pub fn status(self) -> StatusCode {
         match self {
-            Reject::MissingHost => StatusCode::BAD_REQUEST,
+            Reject::MissingHost | Reject::AmbiguousHost | Reject::AmbiguousFraming | Reject::BodyNotAllowed => {
+                StatusCode::BAD_REQUEST
+            }
             Reject::NotFound => StatusCode::NOT_FOUND,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::NotReady | Reject::Expired => StatusCode::SERVICE_UNAVAILABLE,
@@ -38,6 +46,12 @@ impl Reject {
     fn code_and_message(self) -> (&'static str, &'static str) {
         match self {
             Reject::MissingHost => ("missing_host", "the request names no host"),
+            Reject::AmbiguousHost => ("ambiguous_host", "the request has more than one Host header"),
+            Reject::AmbiguousFraming => (
+                "ambiguous_framing",
+                "the request has both Content-Length and Transfer-Encoding",
+            ),
+            Reject::BodyNotAllowed => ("body_not_allowed", "requests to this server carry no body"),
             Reject::NotFound => ("not_found", "no document at this address"),
             Reject::MethodNotAllowed => ("method_not_allowed", "only GET, HEAD and OPTIONS are served"),
             Reject::NotReady => ("not_ready", "the identity provider has not answered yet; retry shortly"),
@@ -46,6 +60,12 @@ impl Reject {
                 "the identity provider has been failing for longer than the proxy may serve its last good copy",
             ),
         }
+    }
+
+    /// Whether an HTTP/1 connection must close after this answer: its request framing
+    /// cannot be trusted, or its unread body would be taken for the next request.
+    pub fn closes_connection(self) -> bool {
+        matches!(self, Reject::AmbiguousFraming | Reject::BodyNotAllowed)
     }
 
     /// A small JSON body that names the problem and never the upstream.
@@ -65,7 +85,11 @@ impl Reject {
             Reject::NotReady | Reject::Expired => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Reject::MissingHost | Reject::NotFound => {}
+            Reject::MissingHost
+            | Reject::AmbiguousHost
+            | Reject::AmbiguousFraming
+            | Reject::BodyNotAllowed
+            | Reject::NotFound => {}
         }
         response
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
@@ -37,11 +37,19 @@ impl Proxy {
         }
     }
 
-    pub async fn respond<B>(&self, request: Request<B>) -> Response<Body> {
+    pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>) -> Response<Body> {
         let deadline = Instant::now() + self.deadline;
         let response = match self.answer(&request, deadline).await {
             Ok(response) => response,
-            Err(reject) => reject.response(),
+            Err(reject) => {
+                let mut response = reject.response();
+                if reject.closes_connection() && request.version() <= Version::HTTP_11 {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
+            }
         };
         debug!(
             method = %request.method(),
@@ -52,7 +60,21 @@ impl Proxy {
         response
     }
 
-    async fn answer<B>(&self, request: &Request<B>, deadline: Instant) -> Result<Response<Body>, Reject> {
+    async fn answer<B: hyper::body::Body>(
+        &self,
+        request: &Request<B>,
+        deadline: Instant,
+    ) -> Result<Response<Body>, Reject> {
+        let headers = request.headers();
+        if headers.get_all(header::HOST).iter().nth(1).is_some() {
+            return Err(Reject::AmbiguousHost);
+        }
+        if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+            return Err(Reject::AmbiguousFraming);
+        }
+        if !request.body().is_end_stream() {
+            return Err(Reject::BodyNotAllowed);
+        }
         let host = request_host(request).ok_or(Reject::MissingHost)?;
         let path = request.uri().path();
         let id = match self.router.route(host, path, &self.store) {

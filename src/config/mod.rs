@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
+use crate::server::Limits;
 use raw::{RawCache, RawConfig, RawIssuer, RawServer};
 
 /// AWS STS gives up on a discovery or key fetch after about this long.
@@ -58,6 +59,7 @@ pub struct Server {
     pub listen: Option<SocketAddr>,
     pub listen_plain: Option<SocketAddr>,
     pub deadline: Duration,
+    pub limits: Limits,
     pub tls: Option<Tls>,
 }
 
@@ -196,6 +198,25 @@ fn parse_duration(key: &str, value: Option<&str>, default: &str) -> Result<Durat
     Ok(duration)
 }
 
+fn parse_count(
+    key: &str,
+    value: Option<i64>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match usize::try_from(value) {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(
+            key,
+            value.to_string(),
+            format!("must be between {} and {}", range.start(), range.end()),
+        )),
+    }
+}
+
 fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Server, ConfigError> {
     let deadline = parse_duration("server.deadline", raw.deadline.as_deref(), "2s")?;
     if deadline >= STS_TIMEOUT {
@@ -246,10 +267,40 @@ fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<
             "is the same address as server.listen",
         ));
     }
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_connections: parse_count(
+            "server.max_connections",
+            raw.max_connections,
+            defaults.max_connections,
+            1..=1_000_000,
+        )?,
+        tls_handshake_timeout: parse_duration(
+            "server.tls_handshake_timeout",
+            raw.tls_handshake_timeout.as_deref(),
+            "10s",
+        )?,
+        header_timeout: parse_duration("server.header_timeout", raw.header_timeout.as_deref(), "10s")?,
+        idle_timeout: parse_duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s")?,
+        max_header_bytes: parse_count(
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            defaults.max_header_bytes,
+            8192..=1024 * 1024,
+        )?,
+        max_concurrent_streams: parse_count(
+            "server.max_concurrent_streams",
+            raw.max_concurrent_streams,
+            defaults.max_concurrent_streams as usize,
+            1..=10_000,
+        )? as u32,
+        drain_timeout: parse_duration("server.drain_timeout", raw.drain_timeout.as_deref(), "10s")?,
+    };
     Ok(Server {
         listen,
         listen_plain,
         deadline,
+        limits,
         tls,
     })
 }
@@ -393,6 +444,14 @@ impl fmt::Display for Config {
             writeln!(f, "listen_plain = \"{plain}\"")?;
         }
         writeln!(f, "deadline = \"{}\"", dur(self.server.deadline))?;
+        let l = &self.server.limits;
+        writeln!(f, "max_connections = {}", l.max_connections)?;
+        writeln!(f, "tls_handshake_timeout = \"{}\"", dur(l.tls_handshake_timeout))?;
+        writeln!(f, "header_timeout = \"{}\"", dur(l.header_timeout))?;
+        writeln!(f, "idle_timeout = \"{}\"", dur(l.idle_timeout))?;
+        writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
+        writeln!(f, "max_concurrent_streams = {}", l.max_concurrent_streams)?;
+        writeln!(f, "drain_timeout = \"{}\"", dur(l.drain_timeout))?;
         if let Some(tls) = &self.server.tls {
             writeln!(f, "\n[server.tls]")?;
             writeln!(f, "cert = {:?}", tls.cert.display().to_string())?;

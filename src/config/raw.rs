@@ -21,6 +21,13 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub listen_plain: Option<String>,
     pub deadline: Option<String>,
+    pub max_connections: Option<i64>,
+    pub tls_handshake_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<i64>,
+    pub max_concurrent_streams: Option<i64>,
+    pub drain_timeout: Option<String>,
     pub tls: Option<RawTls>,
 }
 

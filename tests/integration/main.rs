@@ -2,5 +2,6 @@
 
 mod cli;
 mod faults;
+mod hostile;
 mod serving;
 mod support;
