@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
@@ -11,7 +12,7 @@ use tracing::info;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::document::CachePolicy;
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::routes::Router;
@@ -112,15 +113,32 @@ impl App {
             .iter()
             .enumerate()
             .map(|(index, issuer)| {
-                let client =
-                    tls::client_config(issuer.upstream_ca.as_deref()).map_err(|source| StartError::UpstreamTls {
+                let client_auth = issuer
+                    .upstream_client_auth
+                    .as_ref()
+                    .map(|t| (t.cert.as_path(), t.key.as_path()));
+                let client = tls::client_config(issuer.upstream_ca.as_deref(), client_auth).map_err(|source| {
+                    StartError::UpstreamTls {
                         issuer: issuer.name.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 Ok(IssuerRefresh {
                     index,
                     issuer: Arc::new(issuer.clone()),
-                    fetcher: Fetcher::new(client, config.cache.fetch_timeout, config.cache.max_document_bytes),
+                    fetcher: Fetcher::new(
+                        client,
+                        config.cache.fetch_timeout,
+                        config.cache.max_document_bytes,
+                        UpstreamAccess {
+                            bearer_token_file: issuer.upstream_bearer_token_file.clone(),
+                            // Validated as an authority, hence a valid header value.
+                            host: issuer
+                                .upstream_host
+                                .as_deref()
+                                .and_then(|h| HeaderValue::from_str(h).ok()),
+                        },
+                    ),
                     store: store.clone(),
                     health: health.clone(),
                     snapshots: snapshots.clone(),

@@ -116,10 +116,18 @@ fn check_config(path: PathBuf) -> Outcome {
         }
     }
     for (i, issuer) in config.issuers.iter().enumerate() {
-        if let Some(ca) = &issuer.upstream_ca {
-            if present(format!("issuer[{i}].upstream_ca"), ca) {
-                jwks_edge::tls::client_config(Some(ca)).map_err(|err| (CONFIG_ERROR, err.into()))?;
-            }
+        let ca = issuer
+            .upstream_ca
+            .as_deref()
+            .filter(|ca| present(format!("issuer[{i}].upstream_ca"), ca));
+        let client_auth = issuer.upstream_client_auth.as_ref().filter(|auth| {
+            present(format!("issuer[{i}].upstream_client_cert"), &auth.cert)
+                & present(format!("issuer[{i}].upstream_client_key"), &auth.key)
+        });
+        let client_auth = client_auth.map(|a| (a.cert.as_path(), a.key.as_path()));
+        jwks_edge::tls::client_config(ca, client_auth).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        if let Some(token) = &issuer.upstream_bearer_token_file {
+            present(format!("issuer[{i}].upstream_bearer_token_file"), token);
         }
     }
     print!("{config}");

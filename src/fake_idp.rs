@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 /// One document the IdP serves, with the headers it sends along.
 #[derive(Clone, Debug)]
@@ -84,6 +85,8 @@ pub enum Fault {
     Body(Bytes),
     /// Answer 200 with this many bytes, chunked (no Content-Length to refuse early).
     Oversize(usize),
+    /// Answer 302 with this `Location`.
+    Redirect(String),
 }
 
 struct State {
@@ -93,6 +96,8 @@ struct State {
     total: AtomicU64,
     /// Headers of the most recent request, to check what the proxy forwards.
     last_headers: Mutex<HeaderMap>,
+    /// When set, requests without `Authorization: Bearer <token>` get a 401.
+    bearer: Mutex<Option<String>>,
 }
 
 impl State {
@@ -106,7 +111,7 @@ impl State {
     }
 }
 
-/// A running fake IdP (plain HTTP/1.1). Stops when dropped.
+/// A running fake IdP (HTTP/1.1, plain or TLS). Stops when dropped.
 pub struct FakeIdp {
     addr: SocketAddr,
     state: Arc<State>,
@@ -114,8 +119,19 @@ pub struct FakeIdp {
 }
 
 impl FakeIdp {
-    /// Serves on `listener` until dropped.
+    /// Serves plain HTTP on `listener` until dropped.
     pub fn serve(listener: TcpListener) -> std::io::Result<FakeIdp> {
+        FakeIdp::start(listener, None)
+    }
+
+    /// Serves HTTPS on `listener` until dropped; `config` decides the certificate and
+    /// whether clients must present one. Connection-level faults (`Reset`, `Truncate`)
+    /// apply to plain HTTP only.
+    pub fn serve_tls(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<FakeIdp> {
+        FakeIdp::start(listener, Some(TlsAcceptor::from(config)))
+    }
+
+    fn start(listener: TcpListener, tls: Option<TlsAcceptor>) -> std::io::Result<FakeIdp> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             resources: Mutex::new(HashMap::new()),
@@ -123,8 +139,9 @@ impl FakeIdp {
             hits: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
             last_headers: Mutex::new(HeaderMap::new()),
+            bearer: Mutex::new(None),
         });
-        let task = tokio::spawn(accept_loop(addr, listener, state.clone()));
+        let task = tokio::spawn(accept_loop(addr, listener, tls, state.clone()));
         Ok(FakeIdp { addr, state, task })
     }
 
@@ -140,6 +157,11 @@ impl FakeIdp {
     /// Serves `resource` at `path` (replacing what was there: key rotation).
     pub fn put(&self, path: &str, resource: Resource) {
         lock(&self.state.resources).insert(path.to_owned(), resource);
+    }
+
+    /// Requires `Authorization: Bearer <token>` from now on (`None`: no longer).
+    pub fn require_bearer(&self, token: Option<&str>) {
+        *lock(&self.state.bearer) = token.map(str::to_owned);
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -182,7 +204,7 @@ async fn rebind(addr: SocketAddr) -> Option<TcpListener> {
     None
 }
 
-async fn accept_loop(addr: SocketAddr, listener: TcpListener, state: Arc<State>) {
+async fn accept_loop(addr: SocketAddr, listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>) {
     let mut faults = state.fault.subscribe();
     let mut listener = Some(listener);
     // Connections live in the set, so aborting this task closes them all.
@@ -216,7 +238,7 @@ async fn accept_loop(addr: SocketAddr, listener: TcpListener, state: Arc<State>)
                 continue;
             }
         };
-        connections.spawn(connection(stream, state.clone()));
+        connections.spawn(connection(stream, tls.clone(), state.clone()));
     }
 }
 
@@ -239,7 +261,13 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     Some(path.split('?').next().unwrap_or(path).to_owned())
 }
 
-async fn connection(mut stream: TcpStream, state: Arc<State>) {
+async fn connection(mut stream: TcpStream, tls: Option<TlsAcceptor>, state: Arc<State>) {
+    if let Some(acceptor) = tls {
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await {
+            serve_http(stream, state).await;
+        }
+        return;
+    }
     match state.fault() {
         Fault::Reset => {
             if let Some(path) = read_head(&mut stream).await {
@@ -265,17 +293,22 @@ async fn connection(mut stream: TcpStream, state: Arc<State>) {
             let _ = stream.write_all(&body[..body.len() / 2]).await;
             let _ = stream.shutdown().await;
         }
-        _ => {
-            let service = service_fn(move |request| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, request).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        }
+        _ => serve_http(stream, state).await,
     }
+}
+
+async fn serve_http<S>(stream: S, state: Arc<State>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(answer(&state, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// A body sent in `chunk`-byte frames, each after `interval` (none: as fast as possible).
@@ -339,6 +372,22 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         response
     };
+    let bearer = lock(&state.bearer).clone();
+    if let Some(token) = bearer {
+        let expected = format!("Bearer {token}");
+        if request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(expected.as_str())
+        {
+            return plain(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token\n",
+                "text/plain",
+            );
+        }
+    }
     let mut drip = None;
     match state.fault() {
         Fault::None | Fault::Refuse | Fault::Reset | Fault::Truncate => {}
@@ -357,6 +406,13 @@ async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
         Fault::Delay(delay) => tokio::time::sleep(delay).await,
         Fault::Drip(interval) => drip = Some(interval),
         Fault::Body(body) => return Response::new(full(body)),
+        Fault::Redirect(location) => {
+            let mut response = plain(StatusCode::FOUND, "moved\n", "text/plain");
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            return response;
+        }
         Fault::Oversize(len) => {
             let mut data = b"{\"keys\":[".to_vec();
             data.resize(len, b' ');

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::path::PathBuf;
+
+use http::header::HeaderValue;
 use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
@@ -34,6 +37,12 @@ pub enum FetchError {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid document")]
     Invalid(#[source] ValidationError),
+    #[error("cannot read the bearer token from {path:?}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl FetchError {
@@ -47,24 +56,35 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body(_) => "body",
             FetchError::Invalid(_) => "invalid",
+            FetchError::Token { .. } => "token",
         }
     }
 }
 
+/// What an upstream needs besides TLS trust: credentials and a chosen `Host`.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamAccess {
+    /// Re-read before every fetch: Kubernetes rotates service-account tokens on disk.
+    pub bearer_token_file: Option<PathBuf>,
+    pub host: Option<HeaderValue>,
+}
+
 /// A pooled HTTP(S) client with the proxy's bounds. Cheap to clone.
 ///
-/// Only what the proxy chooses is sent upstream: `GET`, `Accept`, `User-Agent` and the
-/// `Host` of the URL. Nothing from a client request ever reaches a `Fetcher`.
+/// Only what the proxy chooses is sent upstream: `GET`, `Accept`, `User-Agent`, `Host`
+/// (the URL's, or `upstream_host`) and the configured bearer token. Nothing from a client
+/// request ever reaches a `Fetcher`.
 #[derive(Clone)]
 pub struct Fetcher {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     timeout: Duration,
     max_bytes: usize,
+    access: UpstreamAccess,
 }
 
 impl Fetcher {
     /// `timeout` bounds the whole exchange, connect included; `max_bytes` the body.
-    pub fn new(tls: rustls::ClientConfig, timeout: Duration, max_bytes: usize) -> Fetcher {
+    pub fn new(tls: rustls::ClientConfig, timeout: Duration, max_bytes: usize, access: UpstreamAccess) -> Fetcher {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -82,20 +102,46 @@ impl Fetcher {
             client,
             timeout,
             max_bytes,
+            access,
         }
     }
 
     /// GETs `url` and returns the body of a 200 answer.
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+        tokio::time::timeout(self.timeout, async {
+            let request = self.request(url).await?;
+            self.exchange(request).await
+        })
+        .await
+        .map_err(|_| FetchError::Timeout(self.timeout))?
+    }
+
+    async fn request(&self, url: &str) -> Result<Request<Empty<Bytes>>, FetchError> {
         let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
-        let request = Request::get(uri)
+        let mut request = Request::get(uri)
             .header(header::ACCEPT, "application/json, application/jwk-set+json")
             .header(header::USER_AGENT, USER_AGENT)
             .body(Empty::new())
             .map_err(|_| FetchError::Url(url.to_owned()))?;
-        tokio::time::timeout(self.timeout, self.exchange(request))
-            .await
-            .map_err(|_| FetchError::Timeout(self.timeout))?
+        if let Some(host) = &self.access.host {
+            request.headers_mut().insert(header::HOST, host.clone());
+        }
+        if let Some(path) = &self.access.bearer_token_file {
+            let token = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|source| FetchError::Token {
+                    path: path.clone(),
+                    source,
+                })?;
+            let value = HeaderValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| FetchError::Token {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the token is not a valid header value"),
+            })?;
+            let mut value = value;
+            value.set_sensitive(true);
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        Ok(request)
     }
 
     async fn exchange(&self, request: Request<Empty<Bytes>>) -> Result<Bytes, FetchError> {

@@ -163,8 +163,9 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, T
 }
 
 /// Trust for upstream connections: the Mozilla roots (so the image needs no CA bundle),
-/// plus `extra_ca` (a PEM bundle) for IdPs behind a private CA.
-pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
+/// plus `extra_ca` (a PEM bundle) for IdPs behind a private CA; and, for upstreams that
+/// require mutual TLS, a client certificate (`client_auth`: chain and key files).
+pub fn client_config(extra_ca: Option<&Path>, client_auth: Option<(&Path, &Path)>) -> Result<ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
@@ -178,7 +179,26 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> 
     let config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .with_root_certificates(roots);
+    match client_auth {
+        None => Ok(config.with_no_client_auth()),
+        Some((cert, key)) => {
+            let certified = load_certified_key(cert, key)?;
+            Ok(config.with_client_cert_resolver(Arc::new(ClientCert(Arc::new(certified)))))
+        }
+    }
+}
+
+/// The one client certificate offered to an upstream that asks for one.
+#[derive(Debug)]
+struct ClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for ClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[rustls::SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }

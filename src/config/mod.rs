@@ -99,6 +99,13 @@ pub struct Issuer {
     /// Where the key set is fetched, overriding what the discovery document implies.
     pub upstream_jwks_url: Option<String>,
     pub upstream_ca: Option<PathBuf>,
+    /// Client certificate chain and key for upstreams that require mutual TLS.
+    pub upstream_client_auth: Option<Tls>,
+    /// Read before every fetch and sent as `Authorization: Bearer` (Kubernetes rotates
+    /// service-account tokens on disk).
+    pub upstream_bearer_token_file: Option<PathBuf>,
+    /// `Host` header sent upstream instead of the URL's authority.
+    pub upstream_host: Option<String>,
 }
 
 impl Issuer {
@@ -196,6 +203,10 @@ fn parse_duration(key: &str, value: Option<&str>, default: &str) -> Result<Durat
         return Err(invalid(key, value, "must be greater than zero"));
     }
     Ok(duration)
+}
+
+fn key_name(i: usize, key: &str) -> String {
+    format!("issuer[{i}].{key}")
 }
 
 fn parse_count(
@@ -414,6 +425,71 @@ fn validate_issuer(i: usize, raw: RawIssuer, resolve: &dyn Fn(&str) -> PathBuf) 
         Some(path) => Some(resolve(path)),
         None => None,
     };
+    let any_https = upstream.is_https() || upstream_jwks_https == Some(true);
+    let upstream_client_auth = match (raw.upstream_client_cert.as_deref(), raw.upstream_client_key.as_deref()) {
+        (None, None) => None,
+        (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+            if !any_https {
+                return Err(invalid(
+                    key_name(i, "upstream_client_cert"),
+                    cert,
+                    "only applies to an https upstream",
+                ));
+            }
+            Some(Tls {
+                cert: resolve(cert),
+                key: resolve(key),
+            })
+        }
+        (Some(cert), None) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_cert"),
+                cert,
+                "needs upstream_client_key as well",
+            ))
+        }
+        (None, Some(key)) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_key"),
+                key,
+                "needs upstream_client_cert as well",
+            ))
+        }
+        (Some(cert), Some(_)) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_cert"),
+                cert,
+                "a file path is required",
+            ))
+        }
+    };
+    let upstream_bearer_token_file = match raw.upstream_bearer_token_file.as_deref() {
+        Some("") => {
+            return Err(invalid(
+                key("upstream_bearer_token_file"),
+                "",
+                "a file path is required",
+            ))
+        }
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
+    let upstream_host = match raw.upstream_host {
+        Some(host) => {
+            let valid = host
+                .parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.as_str() == host && !host.contains('@'));
+            if !valid {
+                return Err(invalid(
+                    key("upstream_host"),
+                    host,
+                    "expected a host name, optionally with a port, such as \"auth.example.com\"",
+                ));
+            }
+            Some(host)
+        }
+        None => None,
+    };
     let name = match raw.name {
         Some(name) if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) => {
             return Err(invalid(key("name"), name, "must be non-empty, without spaces"))
@@ -429,6 +505,9 @@ fn validate_issuer(i: usize, raw: RawIssuer, resolve: &dyn Fn(&str) -> PathBuf) 
         public_jwks_path,
         upstream_jwks_url: raw.upstream_jwks_url,
         upstream_ca,
+        upstream_client_auth,
+        upstream_bearer_token_file,
+        upstream_host,
     })
 }
 
@@ -487,6 +566,16 @@ impl fmt::Display for Config {
             }
             if let Some(ca) = &issuer.upstream_ca {
                 writeln!(f, "upstream_ca = {:?}", ca.display().to_string())?;
+            }
+            if let Some(auth) = &issuer.upstream_client_auth {
+                writeln!(f, "upstream_client_cert = {:?}", auth.cert.display().to_string())?;
+                writeln!(f, "upstream_client_key = {:?}", auth.key.display().to_string())?;
+            }
+            if let Some(token) = &issuer.upstream_bearer_token_file {
+                writeln!(f, "upstream_bearer_token_file = {:?}", token.display().to_string())?;
+            }
+            if let Some(host) = &issuer.upstream_host {
+                writeln!(f, "upstream_host = {host:?}")?;
             }
         }
         Ok(())

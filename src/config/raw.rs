@@ -65,4 +65,8 @@ pub struct RawIssuer {
     pub public_jwks_path: Option<String>,
     pub upstream_jwks_url: Option<String>,
     pub upstream_ca: Option<String>,
+    pub upstream_client_cert: Option<String>,
+    pub upstream_client_key: Option<String>,
+    pub upstream_bearer_token_file: Option<String>,
+    pub upstream_host: Option<String>,
 }

@@ -149,6 +149,22 @@ fn issuer_errors_name_the_key_and_quote_the_value() {
         ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_jwks_url = \"/keys\"", "issuer[0].upstream_jwks_url = \"/keys\""),
         ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nname = \"two words\"", "issuer[0].name = \"two words\""),
         ("public_url = \"https://a.example\"", "missing field `upstream`"),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"https://x\"\nupstream_client_cert = \"c.pem\"",
+            "issuer[0].upstream_client_cert = \"c.pem\": needs upstream_client_key",
+        ),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_client_cert = \"c.pem\"\nupstream_client_key = \"k.pem\"",
+            "only applies to an https upstream",
+        ),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_host = \"a b\"",
+            "issuer[0].upstream_host = \"a b\"",
+        ),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_bearer_token_file = \"\"",
+            "issuer[0].upstream_bearer_token_file = \"\"",
+        ),
         ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstrem_ca = \"x\"", "unknown field `upstrem_ca`"),
     ];
     for (issuer, expected) in cases {

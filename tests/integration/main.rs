@@ -5,3 +5,4 @@ mod faults;
 mod hostile;
 mod serving;
 mod support;
+mod upstream;

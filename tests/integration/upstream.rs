@@ -1,0 +1,213 @@
+//! Reaching IdPs behind their own TLS, mutual TLS, bearer tokens and a chosen Host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::tls::{certified_key_from_pem, provider, CertResolver};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+const GITLAB: &str = "gitlab.example.com";
+const KEYS: &str = "/oauth/discovery/keys";
+
+/// An HTTPS fake IdP shaped like GitLab, with a certificate from `ca` for 127.0.0.1, and
+/// requiring client certificates from `client_ca` when given.
+async fn https_idp(ca: &TestCa, client_ca: Option<&TestCa>) -> FakeIdp {
+    let issued = ca.issue(&["127.0.0.1"]);
+    let key = certified_key_from_pem(&issued.chain_pem, &issued.key_pem).unwrap();
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(client_ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(client_ca.der()).unwrap();
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_cert_resolver(Arc::new(CertResolver::new(key)));
+    let idp = FakeIdp::serve_tls(TcpListener::bind("127.0.0.1:0").await.unwrap(), Arc::new(config)).unwrap();
+    idp.put(
+        "/.well-known/openid-configuration",
+        Resource::json_with_idp_headers(fixture("gitlab/openid-configuration.json")),
+    );
+    idp.put(KEYS, Resource::json_with_idp_headers(fixture("gitlab/jwks.json")));
+    idp
+}
+
+fn https_url(idp: &FakeIdp) -> String {
+    format!("https://{}", idp.addr())
+}
+
+/// The key set's (or else the discovery document's) recorded error, once there is one.
+async fn jwks_error(admin: std::net::SocketAddr) -> String {
+    let started = tokio::time::Instant::now();
+    loop {
+        let (_, body) = readyz(admin).await;
+        let issuer = &body["issuers"][0];
+        let error = issuer["jwks"]["last_error"]
+            .as_str()
+            .or(issuer["discovery"]["last_error"].as_str());
+        if let Some(error) = error {
+            return error.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no error recorded: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn serves_keys(addr: std::net::SocketAddr) {
+    eventually(Duration::from_secs(10), "the key set", || async {
+        get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
+    let ca = TestCa::new("internal CA");
+    let idp = https_idp(&ca, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let untrusting = RunningProxy::start(
+        &issuer("https://gitlab.example.com", &https_url(&idp), ""),
+        "",
+        "",
+        None,
+    )
+    .await;
+    let error = jwks_error(untrusting.admin).await;
+    assert!(error.contains("certificate"), "{error}");
+    assert_eq!(
+        get(untrusting.plain.unwrap(), &Transport::Plain, GITLAB, KEYS)
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let trusting = RunningProxy::start(
+        &issuer(
+            "https://gitlab.example.com",
+            &https_url(&idp),
+            &format!("upstream_ca = {ca_file:?}"),
+        ),
+        "",
+        "",
+        None,
+    )
+    .await;
+    serves_keys(trusting.plain.unwrap()).await;
+}
+
+#[tokio::test]
+async fn an_upstream_requiring_mutual_tls_gets_the_client_certificate() {
+    let ca = TestCa::new("internal CA");
+    let client_ca = TestCa::new("client CA");
+    let idp = https_idp(&ca, Some(&client_ca)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (cert, key) = client_ca
+        .issue_with(&["jwks-edge"], &rcgen::PKCS_ECDSA_P256_SHA256, true)
+        .write(dir.path(), "client");
+
+    let anonymous = RunningProxy::start(
+        &issuer(
+            "https://gitlab.example.com",
+            &https_url(&idp),
+            &format!("upstream_ca = {ca_file:?}"),
+        ),
+        "",
+        "",
+        None,
+    )
+    .await;
+    let error = jwks_error(anonymous.admin).await;
+    assert!(error.contains("connection failed"), "{error}");
+
+    let extra = format!("upstream_ca = {ca_file:?}\nupstream_client_cert = {cert:?}\nupstream_client_key = {key:?}");
+    let authenticated = RunningProxy::start(
+        &issuer("https://gitlab.example.com", &https_url(&idp), &extra),
+        "",
+        "",
+        None,
+    )
+    .await;
+    serves_keys(authenticated.plain.unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_read_again_for_every_fetch() {
+    let idp = gitlab_idp().await;
+    idp.require_bearer(Some("token-one"));
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "token-one\n").unwrap();
+    let proxy = RunningProxy::start(
+        &issuer(
+            "https://gitlab.example.com",
+            &idp.base_url(),
+            &format!("upstream_bearer_token_file = {token:?}"),
+        ),
+        "",
+        "refresh = \"1s\"",
+        None,
+    )
+    .await;
+    serves_keys(proxy.plain.unwrap()).await;
+    assert_eq!(idp.last_request_headers()["authorization"], "Bearer token-one");
+
+    // The IdP rotates to a token the file does not hold yet: fetches fail with 401…
+    idp.require_bearer(Some("token-two"));
+    let error = jwks_error(proxy.admin).await;
+    assert!(error.contains("401"), "{error}");
+    // …until the file is rotated too; no restart.
+    std::fs::write(&token, "token-two").unwrap();
+    eventually(Duration::from_secs(10), "fetches with the new token", || async {
+        let (_, body) = readyz(proxy.admin).await;
+        body["issuers"][0]["jwks"]["last_error"].is_null() && body["issuers"][0]["discovery"]["last_error"].is_null()
+    })
+    .await;
+    assert_eq!(idp.last_request_headers()["authorization"], "Bearer token-two");
+}
+
+#[tokio::test]
+async fn upstream_host_is_sent_as_the_host_header() {
+    let idp = gitlab_idp().await;
+    let proxy = RunningProxy::start(
+        &issuer(
+            "https://gitlab.example.com",
+            &idp.base_url(),
+            "upstream_host = \"auth.example.com\"",
+        ),
+        "",
+        "",
+        None,
+    )
+    .await;
+    serves_keys(proxy.plain.unwrap()).await;
+    assert_eq!(idp.last_request_headers()["host"], "auth.example.com");
+}
+
+#[tokio::test]
+async fn redirects_are_upstream_errors_that_name_the_location() {
+    let idp = gitlab_idp().await;
+    idp.set_fault(Fault::Redirect("https://sso.example.com/login".into()));
+    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let error = jwks_error(proxy.admin).await;
+    assert!(
+        error.contains("302") && error.contains("https://sso.example.com/login"),
+        "{error}"
+    );
+    assert_eq!(idp.hits("/login"), 0);
+}
