@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::certs::CertResolver;
 use crate::document::{CachePolicy, DocKind, Freshness};
 use crate::health::HealthBoard;
 use crate::response::{Body, Reject};
@@ -20,6 +21,7 @@ pub struct Admin {
     names: Vec<String>,
     store: Arc<DocumentStore>,
     health: Arc<HealthBoard>,
+    certs: Option<Arc<CertResolver>>,
     policy: CachePolicy,
 }
 
@@ -30,13 +32,40 @@ fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
 }
 
 impl Admin {
-    pub fn new(names: Vec<String>, store: Arc<DocumentStore>, health: Arc<HealthBoard>, policy: CachePolicy) -> Admin {
+    pub fn new(
+        names: Vec<String>,
+        store: Arc<DocumentStore>,
+        health: Arc<HealthBoard>,
+        certs: Option<Arc<CertResolver>>,
+        policy: CachePolicy,
+    ) -> Admin {
         Admin {
             names,
             store,
             health,
+            certs,
             policy,
         }
+    }
+
+    /// The certificates being served and the last refused reload, if any.
+    fn tls(&self) -> serde_json::Value {
+        let Some(resolver) = &self.certs else {
+            return serde_json::Value::Null;
+        };
+        let certificates: Vec<_> = resolver
+            .current()
+            .certs
+            .iter()
+            .map(|c| {
+                json!({
+                    "file": c.cert_file.display().to_string(),
+                    "names": c.names,
+                    "not_after": rfc3339(Some(c.not_after)),
+                })
+            })
+            .collect();
+        json!({"certificates": certificates, "last_reload_error": resolver.last_error()})
     }
 
     /// One document's state as `/readyz` reports it, and whether it can be served.
@@ -96,7 +125,10 @@ impl Admin {
             Freshness::Stale => (true, "stale"),
             Freshness::Expired => (false, "unavailable"),
         };
-        (ready, json!({"ready": ready, "status": status, "issuers": issuers}))
+        (
+            ready,
+            json!({"ready": ready, "status": status, "issuers": issuers, "tls": self.tls()}),
+        )
     }
 }
 

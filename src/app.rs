@@ -5,11 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderValue;
+use std::time::SystemTime;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::admin::Admin;
+use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
 use crate::config::Config;
 use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
@@ -20,12 +23,14 @@ use crate::server::serve;
 use crate::service::Proxy;
 use crate::snapshot::Snapshots;
 use crate::store::DocumentStore;
-use crate::tls::{self, CertResolver, TlsError};
+use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot load the server certificate")]
-    Certificate(#[source] TlsError),
+    #[error("cannot load the server certificates")]
+    Certificate(#[source] CertError),
+    #[error("cannot set up TLS")]
+    Tls(#[source] TlsError),
     #[error("cannot set up upstream TLS for issuer {issuer:?}")]
     UpstreamTls {
         issuer: String,
@@ -76,8 +81,10 @@ pub struct App {
     health: Arc<HealthBoard>,
     policy: CachePolicy,
     tls: Option<TlsAcceptor>,
-    /// Swapped on certificate reload; kept so that reloads can reach it.
-    _certs: Option<Arc<CertResolver>>,
+    /// The HTTPS certificates, swapped by the reload task.
+    certs: Option<Arc<CertResolver>>,
+    /// Notified to reload the certificates now (the command line wires SIGHUP to it).
+    reload: Arc<Notify>,
     refreshers: Vec<IssuerRefresh>,
 }
 
@@ -91,10 +98,10 @@ impl App {
             stale_if_error: config.cache.stale_if_error,
         };
         let (tls, certs) = match &config.server.tls {
-            Some(files) => {
-                let key = tls::load_certified_key(&files.cert, &files.key).map_err(StartError::Certificate)?;
-                let resolver = Arc::new(CertResolver::new(key));
-                let server_config = tls::server_config(resolver.clone()).map_err(StartError::Certificate)?;
+            Some(server_tls) => {
+                let set = CertSet::load(&server_tls.certs, SystemTime::now()).map_err(StartError::Certificate)?;
+                let resolver = Arc::new(CertResolver::new(set));
+                let server_config = tls::server_config(resolver.clone()).map_err(StartError::Tls)?;
                 (Some(TlsAcceptor::from(server_config)), Some(resolver))
             }
             None => (None, None),
@@ -155,17 +162,31 @@ impl App {
             health,
             policy,
             tls,
-            _certs: certs,
+            certs,
+            reload: Arc::new(Notify::new()),
             refreshers,
         })
     }
 
-    /// Starts the refreshers, serves until `shutdown` completes, then drains and stops.
+    /// Notify it to reload the certificates at once (they are also polled for changes).
+    pub fn reload_trigger(&self) -> Arc<Notify> {
+        self.reload.clone()
+    }
+
+    /// Starts the refreshers (and certificate reloads), serves until `shutdown` completes, then drains and stops.
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         if self.tls.is_some() && listeners.https.is_none() {
             return Err(StartError::NoHttpsListener);
         }
-        let refreshers = spawn_all(self.refreshers);
+        let mut refreshers = spawn_all(self.refreshers);
+        if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
+            refreshers.spawn(reload_loop(
+                resolver.clone(),
+                server_tls.certs.clone(),
+                server_tls.reload_interval,
+                self.reload.clone(),
+            ));
+        }
         let proxy = Arc::new(Proxy::new(
             Router::new(&self.config.issuers),
             self.store.clone(),
@@ -182,15 +203,28 @@ impl App {
         let limits = self.config.server.limits;
         let mut servers = tokio::task::JoinSet::new();
         if let (Some(listener), Some(tls)) = (listeners.https, self.tls) {
-            servers.spawn(serve(listener, Some(tls), proxy.clone(), limits, until_stopped()));
+            servers.spawn(serve(
+                "https",
+                listener,
+                Some(tls),
+                proxy.clone(),
+                limits,
+                until_stopped(),
+            ));
         }
         if let Some(listener) = listeners.plain {
-            servers.spawn(serve(listener, None, proxy.clone(), limits, until_stopped()));
+            servers.spawn(serve("plain", listener, None, proxy.clone(), limits, until_stopped()));
         }
         if let Some(listener) = listeners.admin {
             let names = self.config.issuers.iter().map(|i| i.name.clone()).collect();
-            let admin = Arc::new(Admin::new(names, self.store.clone(), self.health.clone(), self.policy));
-            servers.spawn(serve(listener, None, admin, limits, until_stopped()));
+            let admin = Arc::new(Admin::new(
+                names,
+                self.store.clone(),
+                self.health.clone(),
+                self.certs.clone(),
+                self.policy,
+            ));
+            servers.spawn(serve("admin", listener, None, admin, limits, until_stopped()));
         }
         shutdown.await;
         info!("shutting down: no new connections, draining");

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use jwks_edge::app::{App, Listeners};
+use jwks_edge::certs::ServerCert;
 use jwks_edge::config::Config;
+use std::time::SystemTime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +85,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -111,8 +114,15 @@ fn check_config(path: PathBuf) -> Outcome {
         exists
     };
     if let Some(tls) = &config.server.tls {
-        if present("server.tls.cert".into(), &tls.cert) & present("server.tls.key".into(), &tls.key) {
-            jwks_edge::tls::load_certified_key(&tls.cert, &tls.key).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        for (i, pair) in tls.certs.iter().enumerate() {
+            let key = if i == 0 {
+                "server.tls".to_owned()
+            } else {
+                format!("server.tls.certs[{}]", i - 1)
+            };
+            if present(format!("{key}.cert"), &pair.cert) & present(format!("{key}.key"), &pair.key) {
+                ServerCert::load(pair, SystemTime::now()).map_err(|err| (CONFIG_ERROR, err.into()))?;
+            }
         }
     }
     for (i, issuer) in config.issuers.iter().enumerate() {
@@ -147,6 +157,17 @@ fn serve(path: PathBuf) -> Outcome {
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))?;
         tracing::info!(config = %path.display(), issuers = config.issuers.len(), "jwks-edge starting");
+        let reload = app.reload_trigger();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading certificates");
+                reload.notify_one();
+            }
+        });
         app.run(listeners, shutdown_signal())
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))

@@ -4,7 +4,7 @@
 //! A request's path through the modules:
 //!
 //! ```text
-//! server   accept (tcp) -> tls (rustls, CertResolver from `tls`) -> hyper auto conn
+//! server   accept (tcp) -> tls (rustls; certs::CertResolver picks by SNI, reloads) -> hyper auto conn
 //!   -> service::Proxy   routes::Router(host, path) -> DocId
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod app;
 pub mod base_url;
+pub mod certs;
 pub mod config;
 pub mod document;
 pub mod fake_idp;
@@ -36,3 +37,15 @@ pub mod snapshot;
 pub mod store;
 pub mod tls;
 pub mod validate;
+
+/// An error and all its causes on one line, for logs and status pages.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

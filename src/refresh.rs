@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Issuer;
 use crate::document::{CachePolicy, DocKind, Document, Freshness};
+use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
 use crate::rewrite::rewrite_discovery;
@@ -78,17 +79,6 @@ impl Backoff {
         self.next = (self.next * 2).min(self.cap);
         jitter(delay)
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The public discovery document for an upstream answer fetched at `fetched_at`, and

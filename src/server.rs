@@ -120,18 +120,19 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves `listener` until `shutdown` completes, then drains open connections for at
+/// Serves `listener` (called `name` in logs) until `shutdown` completes, then drains open connections for at
 /// most `limits.drain_timeout`. With `tls`, every connection is TLS.
 pub async fn serve<H: Handler>(
+    name: &'static str,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let local = listener.local_addr().ok();
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(listen = ?local, scheme, "accepting connections");
+    info!(listener = name, listen = %local, scheme, "accepting connections");
 
     let builder = builder(&limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -181,9 +182,9 @@ pub async fn serve<H: Handler>(
     }
     drop(listener);
     tokio::select! {
-        () = graceful.shutdown() => debug!(listen = ?local, "connections drained"),
+        () = graceful.shutdown() => debug!(listen = %local, "connections drained"),
         () = tokio::time::sleep(limits.drain_timeout) => {
-            warn!(listen = ?local, timeout = ?limits.drain_timeout, "drain timed out; closing remaining connections");
+            warn!(listen = %local, timeout = ?limits.drain_timeout, "drain timed out; closing remaining connections");
         }
     }
 }

@@ -1,12 +1,13 @@
-//! TLS material: the server's certificate behind a swappable resolver, and upstream client trust.
+//! TLS material: PEM loading, the server's rustls configuration, and upstream client trust.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls::client::ClientConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
+use rustls::server::ServerConfig;
+
+use crate::certs::CertResolver;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -118,37 +119,6 @@ pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<Certified
         cert: pem_path.clone(),
         key: pem_path,
     })
-}
-
-/// The server certificate, swapped whole on reload so that `ServerConfig` is built once.
-/// Written by whoever reloads the certificate; read by every TLS handshake.
-pub struct CertResolver {
-    current: RwLock<Arc<CertifiedKey>>,
-}
-
-impl CertResolver {
-    pub fn new(key: CertifiedKey) -> CertResolver {
-        CertResolver {
-            current: RwLock::new(Arc::new(key)),
-        }
-    }
-
-    /// New handshakes use `key`; established connections keep theirs.
-    pub fn replace(&self, key: CertifiedKey) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
-    }
-}
-
-impl fmt::Debug for CertResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertResolver").finish_non_exhaustive()
-    }
-}
-
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
-    }
 }
 
 /// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `resolver`.

@@ -60,9 +60,20 @@ pub struct Server {
     pub listen_plain: Option<SocketAddr>,
     pub deadline: Duration,
     pub limits: Limits,
-    pub tls: Option<Tls>,
+    pub tls: Option<ServerTls>,
 }
 
+/// The HTTPS listener's certificates.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// `[server.tls] cert/key` first (the default), then each `[[server.tls.certs]]`,
+    /// chosen by the client's SNI.
+    pub certs: Vec<Tls>,
+    /// How often the files are checked for changes (SIGHUP reloads at once).
+    pub reload_interval: Duration,
+}
+
+/// A certificate chain file (PEM, leaf first) and its private key file.
 #[derive(Clone, Debug)]
 pub struct Tls {
     pub cert: PathBuf,
@@ -242,18 +253,35 @@ fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<
         .as_deref()
         .map(|v| parse_addr("server.listen_plain", v))
         .transpose()?;
-    let tls = raw.tls.map(|tls| {
-        for (key, value) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
-            if value.is_empty() {
-                return Err(invalid(key, value, "a file path is required"));
+    let tls = match raw.tls {
+        None => None,
+        Some(tls) => {
+            let pair = |key_prefix: &str, cert: &str, key: &str| {
+                for (k, value) in [("cert", cert), ("key", key)] {
+                    if value.is_empty() {
+                        return Err(invalid(format!("{key_prefix}.{k}"), value, "a file path is required"));
+                    }
+                }
+                Ok(Tls {
+                    cert: resolve(cert),
+                    key: resolve(key),
+                })
+            };
+            let mut certs = vec![pair("server.tls", &tls.cert, &tls.key)?];
+            for (i, extra) in tls.certs.iter().enumerate() {
+                certs.push(pair(&format!("server.tls.certs[{i}]"), &extra.cert, &extra.key)?);
             }
+            let reload_interval = parse_duration("server.tls.reload_interval", tls.reload_interval.as_deref(), "10s")?;
+            if reload_interval < Duration::from_millis(100) {
+                return Err(invalid(
+                    "server.tls.reload_interval",
+                    tls.reload_interval.unwrap_or_default(),
+                    "must be at least 100ms",
+                ));
+            }
+            Some(ServerTls { certs, reload_interval })
         }
-        Ok(Tls {
-            cert: resolve(&tls.cert),
-            key: resolve(&tls.key),
-        })
-    });
-    let tls = tls.transpose()?;
+    };
     let listen = match (&tls, raw.listen.as_deref()) {
         (Some(_), value) => Some(parse_addr("server.listen", value.unwrap_or("0.0.0.0:8443"))?),
         (None, Some(value)) => {
@@ -533,8 +561,14 @@ impl fmt::Display for Config {
         writeln!(f, "drain_timeout = \"{}\"", dur(l.drain_timeout))?;
         if let Some(tls) = &self.server.tls {
             writeln!(f, "\n[server.tls]")?;
-            writeln!(f, "cert = {:?}", tls.cert.display().to_string())?;
-            writeln!(f, "key = {:?}", tls.key.display().to_string())?;
+            writeln!(f, "cert = {:?}", tls.certs[0].cert.display().to_string())?;
+            writeln!(f, "key = {:?}", tls.certs[0].key.display().to_string())?;
+            writeln!(f, "reload_interval = \"{}\"", dur(tls.reload_interval))?;
+            for extra in &tls.certs[1..] {
+                writeln!(f, "\n[[server.tls.certs]]")?;
+                writeln!(f, "cert = {:?}", extra.cert.display().to_string())?;
+                writeln!(f, "key = {:?}", extra.key.display().to_string())?;
+            }
         }
         writeln!(f, "\n[admin]\nlisten = \"{}\"", self.admin.listen)?;
         let c = &self.cache;

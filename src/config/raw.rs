@@ -36,6 +36,16 @@ pub struct RawServer {
 pub struct RawTls {
     pub cert: String,
     pub key: String,
+    pub reload_interval: Option<String>,
+    #[serde(default)]
+    pub certs: Vec<RawCertPair>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

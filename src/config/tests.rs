@@ -69,8 +69,9 @@ fn tls_enables_https_listener_and_paths_resolve_against_the_file() {
     .unwrap();
     assert_eq!(config.server.listen, Some("0.0.0.0:8443".parse().unwrap()));
     let tls = config.server.tls.as_ref().unwrap();
-    assert_eq!(tls.cert, Path::new("/etc/jwks-edge/tls/cert.pem"));
-    assert_eq!(tls.key, Path::new("/abs/key.pem"));
+    assert_eq!(tls.certs[0].cert, Path::new("/etc/jwks-edge/tls/cert.pem"));
+    assert_eq!(tls.certs[0].key, Path::new("/abs/key.pem"));
+    assert_eq!(tls.reload_interval, Duration::from_secs(10));
     assert_eq!(
         config.issuers[0].upstream_ca.as_deref(),
         Some(Path::new("/etc/jwks-edge/ca.pem"))

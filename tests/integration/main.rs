@@ -1,8 +1,11 @@
 //! Integration tests: real proxies, fake IdPs and clients on loopback sockets.
 
+mod certificates;
 mod cli;
 mod faults;
 mod hostile;
+mod process;
+mod properties;
 mod serving;
 mod support;
 mod upstream;

@@ -39,6 +39,15 @@ pub struct Issued {
 }
 
 impl Issued {
+    /// The leaf certificate (first in the chain).
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+    }
+
     /// Writes `<stem>.pem` and `<stem>-key.pem` into `dir`.
     pub fn write(&self, dir: &std::path::Path, stem: &str) -> (PathBuf, PathBuf) {
         let cert = dir.join(format!("{stem}.pem"));
@@ -89,6 +98,12 @@ impl TestCa {
         }
     }
 
+    /// Signs arbitrary parameters (an expired certificate, say) for `key`.
+    pub fn sign(&self, params: rcgen::CertificateParams, key: &rcgen::KeyPair) -> String {
+        let leaf = params.signed_by(key, &self.cert, &self.key).unwrap();
+        format!("{}{}", leaf.pem(), self.cert.pem())
+    }
+
     pub fn issue(&self, names: &[&str]) -> Issued {
         self.issue_with(names, &rcgen::PKCS_ECDSA_P256_SHA256, false)
     }
@@ -111,7 +126,7 @@ impl TestCa {
 pub struct TestCerts {
     pub ca: TestCa,
     /// Holds the files; removed when the certificates are dropped.
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
@@ -121,7 +136,12 @@ impl TestCerts {
         let ca = TestCa::new("jwks-edge test CA");
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ca.issue(hosts).write(dir.path(), "cert");
-        TestCerts { ca, dir, cert, key }
+        TestCerts {
+            ca,
+            _dir: dir,
+            cert,
+            key,
+        }
     }
 
     /// A client configuration that trusts only the test CA, offering `alpn`.
@@ -299,6 +319,8 @@ enum Sender {
 pub struct Conn {
     sender: Sender,
     pub alpn: Option<Vec<u8>>,
+    /// The server's leaf certificate, over TLS.
+    pub peer_cert: Option<CertificateDer<'static>>,
 }
 
 impl Conn {
@@ -308,7 +330,7 @@ impl Conn {
             .unwrap()
             .unwrap();
         match transport {
-            Transport::Plain => Conn::handshake(TokioIo::new(tcp), false, None).await,
+            Transport::Plain => Conn::handshake(TokioIo::new(tcp), false, None, None).await,
             Transport::Tls { config, sni } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let name = ServerName::try_from(sni.clone()).unwrap();
@@ -316,14 +338,24 @@ impl Conn {
                     .await
                     .unwrap()
                     .unwrap();
-                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                let session = tls.get_ref().1;
+                let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+                let peer_cert = session
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned());
                 let h2 = alpn.as_deref() == Some(b"h2");
-                Conn::handshake(TokioIo::new(tls), h2, alpn).await
+                Conn::handshake(TokioIo::new(tls), h2, alpn, peer_cert).await
             }
         }
     }
 
-    async fn handshake<T>(io: TokioIo<T>, h2: bool, alpn: Option<Vec<u8>>) -> Conn
+    async fn handshake<T>(
+        io: TokioIo<T>,
+        h2: bool,
+        alpn: Option<Vec<u8>>,
+        peer_cert: Option<CertificateDer<'static>>,
+    ) -> Conn
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -338,7 +370,11 @@ impl Conn {
             tokio::spawn(conn);
             Sender::H1(sender)
         };
-        Conn { sender, alpn }
+        Conn {
+            sender,
+            alpn,
+            peer_cert,
+        }
     }
 
     /// Sends `method` for `host` + `path` with extra headers, and reads the whole reply.

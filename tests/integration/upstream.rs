@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use jwks_edge::certs::{CertResolver, CertSet};
 use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
-use jwks_edge::tls::{certified_key_from_pem, provider, CertResolver};
+use jwks_edge::tls::{certified_key_from_pem, provider};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 
@@ -33,7 +34,7 @@ async fn https_idp(ca: &TestCa, client_ca: Option<&TestCa>) -> FakeIdp {
         }
         None => builder.with_no_client_auth(),
     };
-    let config = builder.with_cert_resolver(Arc::new(CertResolver::new(key)));
+    let config = builder.with_cert_resolver(Arc::new(CertResolver::new(CertSet::single(key))));
     let idp = FakeIdp::serve_tls(TcpListener::bind("127.0.0.1:0").await.unwrap(), Arc::new(config)).unwrap();
     idp.put(
         "/.well-known/openid-configuration",

@@ -1,0 +1,266 @@
+//! `CertResolver`: the server certificates, picked by SNI, swapped whole on reload.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::config::Tls;
+use crate::tls::{load_certified_key, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error(transparent)]
+    Load(#[from] TlsError),
+    #[error("the certificate in {path:?} cannot be parsed")]
+    Parse { path: PathBuf },
+    #[error("the certificate in {path:?} expired at {not_after}")]
+    Expired { path: PathBuf, not_after: String },
+}
+
+/// One certificate and what it is valid for.
+#[derive(Debug)]
+pub struct ServerCert {
+    pub key: Arc<CertifiedKey>,
+    /// Lower-case DNS names from the subject alternative names (`*.` wildcards kept).
+    pub names: Vec<String>,
+    pub not_after: SystemTime,
+    pub cert_file: PathBuf,
+}
+
+impl ServerCert {
+    /// Loads and checks one certificate: readable, key matching, not expired at `now`.
+    pub fn load(files: &Tls, now: SystemTime) -> Result<ServerCert, CertError> {
+        let key = load_certified_key(&files.cert, &files.key)?;
+        let leaf = key.end_entity_cert().map_err(|_| CertError::Parse {
+            path: files.cert.clone(),
+        })?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|_| CertError::Parse {
+            path: files.cert.clone(),
+        })?;
+        let not_after_secs = parsed.validity().not_after.timestamp();
+        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(not_after_secs.max(0) as u64);
+        if not_after <= now {
+            return Err(CertError::Expired {
+                path: files.cert.clone(),
+                not_after: humantime::format_rfc3339_seconds(not_after).to_string(),
+            });
+        }
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = parsed.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                    names.push(dns.to_ascii_lowercase());
+                }
+            }
+        }
+        Ok(ServerCert {
+            key: Arc::new(key),
+            names,
+            not_after,
+            cert_file: files.cert.clone(),
+        })
+    }
+
+    fn covers(&self, sni: &str) -> bool {
+        self.names.iter().any(|name| match name.strip_prefix("*.") {
+            Some(suffix) => sni
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => name == sni,
+        })
+    }
+}
+
+/// A complete set: the first certificate is the default for clients without SNI or with
+/// a name no certificate covers.
+#[derive(Debug)]
+pub struct CertSet {
+    pub certs: Vec<ServerCert>,
+}
+
+impl CertSet {
+    /// Loads every certificate, or none: one bad file keeps the whole previous set.
+    pub fn load(files: &[Tls], now: SystemTime) -> Result<CertSet, CertError> {
+        let certs = files
+            .iter()
+            .map(|f| ServerCert::load(f, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CertSet { certs })
+    }
+
+    pub fn single(key: CertifiedKey) -> CertSet {
+        CertSet {
+            certs: vec![ServerCert {
+                key: Arc::new(key),
+                names: Vec::new(),
+                not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX as u64),
+                cert_file: PathBuf::from("<memory>"),
+            }],
+        }
+    }
+
+    fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let chosen = sni
+            .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|name| self.certs.iter().find(|c| c.covers(&name)));
+        chosen.or(self.certs.first()).map(|c| c.key.clone())
+    }
+}
+
+/// The server certificates. Written by the reloader (a whole new set at a time), read by
+/// every TLS handshake; established connections keep the certificate they started with.
+pub struct CertResolver {
+    current: RwLock<Arc<CertSet>>,
+    /// Why the last reload was refused, until one succeeds (shown by `/readyz`).
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertResolver").finish_non_exhaustive()
+    }
+}
+
+impl CertResolver {
+    pub fn new(set: CertSet) -> CertResolver {
+        CertResolver {
+            current: RwLock::new(Arc::new(set)),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn current(&self) -> Arc<CertSet> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, set: CertSet) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn refuse(&self, reason: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .pick(hello.server_name())
+    }
+}
+
+/// A digest of the certificate and key files as they are on disk now, to notice changes
+/// without trusting modification times.
+fn fingerprint(files: &[Tls]) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for file in files {
+        for path in [&file.cert, &file.key] {
+            match std::fs::read(path) {
+                Ok(bytes) => ctx.update(&bytes),
+                Err(_) => ctx.update(b"<unreadable>"),
+            }
+            ctx.update(b"\0");
+        }
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+/// Reloads the certificates when their files change (polled every `interval`) or when
+/// `now` is notified (SIGHUP). A set that fails to load keeps the previous one.
+pub async fn reload_loop(resolver: Arc<CertResolver>, files: Vec<Tls>, interval: Duration, now: Arc<Notify>) {
+    let mut seen = fingerprint(&files);
+    loop {
+        let forced = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            () = now.notified() => true,
+        };
+        let files_now = files.clone();
+        let Ok(current) = tokio::task::spawn_blocking(move || fingerprint(&files_now)).await else {
+            continue;
+        };
+        if current == seen && !forced {
+            continue;
+        }
+        seen = current;
+        let files_now = files.clone();
+        let loaded = tokio::task::spawn_blocking(move || CertSet::load(&files_now, SystemTime::now())).await;
+        match loaded {
+            Ok(Ok(set)) => {
+                for cert in &set.certs {
+                    info!(
+                        cert = %cert.cert_file.display(),
+                        names = ?cert.names,
+                        not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                        "certificate loaded"
+                    );
+                }
+                resolver.replace(set);
+            }
+            Ok(Err(err)) => {
+                let reason = crate::error_chain(&err);
+                warn!("certificate reload refused, keeping the current certificates: {reason}");
+                resolver.refuse(reason);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(names: &[&str]) -> ServerCert {
+        ServerCert {
+            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
+            names: names.iter().map(|n| n.to_string()).collect(),
+            not_after: SystemTime::now(),
+            cert_file: PathBuf::from(names[0]),
+        }
+    }
+
+    #[derive(Debug)]
+    struct NoKey;
+
+    impl rustls::sign::SigningKey for NoKey {
+        fn choose_scheme(&self, _: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+            None
+        }
+        fn algorithm(&self) -> rustls::SignatureAlgorithm {
+            rustls::SignatureAlgorithm::ECDSA
+        }
+    }
+
+    #[test]
+    fn sni_picks_the_covering_certificate_or_the_default() {
+        let set = CertSet {
+            certs: vec![
+                cert(&["default.example"]),
+                cert(&["*.example.com"]),
+                cert(&["auth.example.org"]),
+            ],
+        };
+        let pick = |sni: Option<&str>| {
+            let key = set.pick(sni).unwrap();
+            set.certs.iter().position(|c| Arc::ptr_eq(&c.key, &key)).unwrap()
+        };
+        assert_eq!(pick(Some("auth.example.org")), 2);
+        assert_eq!(pick(Some("AUTH.example.org.")), 2);
+        assert_eq!(pick(Some("gitlab.example.com")), 1);
+        assert_eq!(pick(Some("example.com")), 0, "a wildcard covers one label only");
+        assert_eq!(pick(Some("a.b.example.com")), 0);
+        assert_eq!(pick(None), 0);
+    }
+}

@@ -1,0 +1,160 @@
+//! The `serve` process and its signals: SIGHUP reloads certificates, SIGTERM drains.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use http::StatusCode;
+use jwks_edge::fake_idp::Fault;
+use tokio::time::Instant;
+
+use crate::support::*;
+
+const GITLAB: &str = "gitlab.example.com";
+
+/// A `jwks-edge serve` child process, killed when dropped, with the addresses its
+/// listeners logged.
+struct Serve {
+    child: Child,
+    listeners: Vec<(String, SocketAddr)>,
+    _config: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Starts `serve` on `config` (TOML) and waits for `expected` listeners to log.
+    fn start(config: &str, expected: usize) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+            .args(["serve", "--config", path.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = Vec::new();
+        let mut serve = Serve {
+            child,
+            listeners: Vec::new(),
+            _config: dir,
+        };
+        while listeners.len() < expected {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("serve logs its listeners within 20 s");
+            if let Some(rest) = line.split("accepting connections listener=\"").nth(1) {
+                let name = rest.split('"').next().unwrap().to_owned();
+                let addr = rest.split("listen=").nth(1).unwrap().split(' ').next().unwrap();
+                listeners.push((name, addr.parse().unwrap()));
+            }
+        }
+        // Keep draining the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        serve.listeners = listeners;
+        serve
+    }
+
+    fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the process to exit.
+    async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < within, "serve did not exit within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigterm_completes_requests_in_flight_then_exits_0() {
+    let idp = gitlab_idp().await;
+    // Cold, slow upstream: a request waits ~1.5 s for the first copy (deadline 2 s).
+    idp.set_fault(Fault::Delay(Duration::from_millis(1500)));
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        issuer("https://gitlab.example.com", &idp.base_url(), "")
+    );
+    let mut serve = Serve::start(&config, 2);
+    let addr = serve.addr("plain");
+
+    // Open a connection and prove it is accepted, then start the slow request on it.
+    let mut conn = Conn::open(addr, &Transport::Plain).await;
+    assert_eq!(conn.get(GITLAB, "/nothing-here").await.status, StatusCode::NOT_FOUND);
+    let in_flight = tokio::spawn(async move { conn.get(GITLAB, "/.well-known/openid-configuration").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    serve.signal("TERM");
+
+    // New connections are refused soon after the signal.
+    eventually(Duration::from_secs(5), "the listener to close", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "the request in flight completed");
+    let status = serve.exit_status(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let idp = gitlab_idp().await;
+    let ca = TestCa::new("jwks-edge test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.issue(&[GITLAB]);
+    let (cert, key) = first.write(dir.path(), "server");
+    // Polling is off in effect (1 h), so only the signal can cause the reload.
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\nreload_interval = \"1h\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        issuer("https://gitlab.example.com", &idp.base_url(), "")
+    );
+    let mut serve = Serve::start(&config, 2);
+    let addr = serve.addr("https");
+    let transport = Transport::Tls {
+        config: ca.client_config(&[b"http/1.1"]),
+        sni: GITLAB.to_owned(),
+    };
+    assert_eq!(Conn::open(addr, &transport).await.peer_cert, Some(first.leaf()));
+
+    let second = ca.issue(&[GITLAB]);
+    second.write(dir.path(), "server");
+    serve.signal("HUP");
+    eventually(Duration::from_secs(10), "the reloaded certificate", || async {
+        Conn::open(addr, &transport).await.peer_cert == Some(second.leaf())
+    })
+    .await;
+    serve.signal("INT");
+    assert_eq!(serve.exit_status(Duration::from_secs(15)).await.code(), Some(0));
+}
