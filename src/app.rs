@@ -19,7 +19,8 @@ use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::routes::Router;
-use crate::server::serve;
+use crate::metrics::Metrics;
+use crate::server::{serve, Endpoint};
 use crate::service::Proxy;
 use crate::snapshot::Snapshots;
 use crate::store::DocumentStore;
@@ -79,6 +80,7 @@ pub struct App {
     config: Arc<Config>,
     store: Arc<DocumentStore>,
     health: Arc<HealthBoard>,
+    metrics: Arc<Metrics>,
     policy: CachePolicy,
     tls: Option<TlsAcceptor>,
     /// The HTTPS certificates, swapped by the reload task.
@@ -108,6 +110,7 @@ impl App {
         };
         let store = Arc::new(DocumentStore::new(config.issuers.len()));
         let health = Arc::new(HealthBoard::new(config.issuers.len()));
+        let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
         let snapshots = match &config.cache.state_dir {
             Some(dir) => Some(Snapshots::open(dir).map_err(|source| StartError::StateDir {
                 path: dir.clone(),
@@ -151,6 +154,7 @@ impl App {
                     snapshots: snapshots.clone(),
                     policy,
                     keep_removed_keys: config.cache.keep_removed_keys,
+                    metrics: metrics.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -160,6 +164,7 @@ impl App {
             config: Arc::new(config),
             store,
             health,
+            metrics,
             policy,
             tls,
             certs,
@@ -178,13 +183,14 @@ impl App {
         if self.tls.is_some() && listeners.https.is_none() {
             return Err(StartError::NoHttpsListener);
         }
-        let mut refreshers = spawn_all(self.refreshers);
+        let (mut refreshers, controls) = spawn_all(self.refreshers);
         if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
             refreshers.spawn(reload_loop(
                 resolver.clone(),
                 server_tls.certs.clone(),
                 server_tls.reload_interval,
                 self.reload.clone(),
+                self.metrics.certificate_reload_failures.clone(),
             ));
         }
         let proxy = Arc::new(Proxy::new(
@@ -192,6 +198,8 @@ impl App {
             self.store.clone(),
             self.policy,
             self.config.server.deadline,
+            self.metrics.clone(),
+            self.config.log.access,
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
@@ -201,30 +209,32 @@ impl App {
             }
         };
         let limits = self.config.server.limits;
+        let endpoint = |name, listener, tls| Endpoint {
+            name,
+            listener,
+            tls,
+            limits,
+            metrics: self.metrics.listener(name),
+        };
         let mut servers = tokio::task::JoinSet::new();
-        if let (Some(listener), Some(tls)) = (listeners.https, self.tls) {
-            servers.spawn(serve(
-                "https",
-                listener,
-                Some(tls),
-                proxy.clone(),
-                limits,
-                until_stopped(),
-            ));
+        if let (Some(listener), Some(tls)) = (listeners.https, self.tls.clone()) {
+            servers.spawn(serve(endpoint("https", listener, Some(tls)), proxy.clone(), until_stopped()));
         }
         if let Some(listener) = listeners.plain {
-            servers.spawn(serve("plain", listener, None, proxy.clone(), limits, until_stopped()));
+            servers.spawn(serve(endpoint("plain", listener, None), proxy.clone(), until_stopped()));
         }
         if let Some(listener) = listeners.admin {
-            let names = self.config.issuers.iter().map(|i| i.name.clone()).collect();
-            let admin = Arc::new(Admin::new(
-                names,
-                self.store.clone(),
-                self.health.clone(),
-                self.certs.clone(),
-                self.policy,
-            ));
-            servers.spawn(serve("admin", listener, None, admin, limits, until_stopped()));
+            let admin = Arc::new(Admin {
+                names: self.config.issuers.iter().map(|i| i.name.clone()).collect(),
+                store: self.store.clone(),
+                health: self.health.clone(),
+                certs: self.certs.clone(),
+                policy: self.policy,
+                metrics: self.metrics.clone(),
+                refresh: controls,
+                token_file: self.config.admin.token_file.clone(),
+            });
+            servers.spawn(serve(endpoint("admin", listener, None), admin, until_stopped()));
         }
         shutdown.await;
         info!("shutting down: no new connections, draining");

@@ -179,7 +179,13 @@ fn fingerprint(files: &[Tls]) -> Vec<u8> {
 
 /// Reloads the certificates when their files change (polled every `interval`) or when
 /// `now` is notified (SIGHUP). A set that fails to load keeps the previous one.
-pub async fn reload_loop(resolver: Arc<CertResolver>, files: Vec<Tls>, interval: Duration, now: Arc<Notify>) {
+pub async fn reload_loop(
+    resolver: Arc<CertResolver>,
+    files: Vec<Tls>,
+    interval: Duration,
+    now: Arc<Notify>,
+    failures: prometheus_client::metrics::counter::Counter,
+) {
     let mut seen = fingerprint(&files);
     loop {
         let forced = tokio::select! {
@@ -211,6 +217,7 @@ pub async fn reload_loop(resolver: Arc<CertResolver>, files: Vec<Tls>, interval:
             Ok(Err(err)) => {
                 let reason = crate::error_chain(&err);
                 warn!("certificate reload refused, keeping the current certificates: {reason}");
+                failures.inc();
                 resolver.refuse(reason);
             }
             Err(_) => {}

@@ -46,12 +46,13 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A short stable label for metrics and logs.
+    /// A short stable label for metrics and logs (one of `metrics::OUTCOMES`).
     pub fn as_str(&self) -> &'static str {
         match self {
             FetchError::Url(_) => "bad_url",
             FetchError::Timeout(_) => "timeout",
-            FetchError::Connect(_) => "connect",
+            // Refused, reset or failed TLS: the connection never carried an answer.
+            FetchError::Connect(_) => "refused",
             FetchError::Status { .. } => "status",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body(_) => "body",

@@ -11,7 +11,8 @@
 //!
 //! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
 //!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
-//! admin    /healthz, /readyz (store + health::HealthBoard) on the admin listener
+//! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
+//!          POST /admin/refresh, on the admin listener
 //! app      builds all of the above from config::Config and runs it on given listeners
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
 //! ```
@@ -26,6 +27,7 @@ pub mod document;
 pub mod fake_idp;
 pub mod fetch;
 pub mod health;
+pub mod metrics;
 pub mod refresh;
 pub mod response;
 pub mod rewrite;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -14,6 +14,7 @@ use crate::document::{CachePolicy, DocKind, Document, Freshness};
 use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
+use crate::metrics::Metrics;
 use crate::rewrite::rewrite_discovery;
 use crate::rotation::KeyRetention;
 use crate::snapshot::Snapshots;
@@ -34,18 +35,38 @@ pub struct IssuerRefresh {
     pub snapshots: Option<Snapshots>,
     pub policy: CachePolicy,
     pub keep_removed_keys: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Asks a refresher to fetch at once; it answers with the outcome.
+pub type RefreshRequest = oneshot::Sender<Result<(), String>>;
+
+/// The way to one issuer's refreshers, for `POST /admin/refresh`.
+#[derive(Clone, Debug)]
+pub struct RefreshControl {
+    pub name: String,
+    pub discovery: mpsc::Sender<RefreshRequest>,
+    pub jwks: mpsc::Sender<RefreshRequest>,
 }
 
 /// Starts both refreshers of every issuer. Dropping the set stops them; a fetch cut short
 /// this way loses nothing, since only complete, validated documents are ever stored, and
 /// snapshots are replaced by rename.
-pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> JoinSet<()> {
+pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshControl>) {
     let mut set = JoinSet::new();
+    let mut controls = Vec::with_capacity(issuers.len());
     for issuer in issuers {
-        set.spawn(issuer.clone().refresh_discovery());
-        set.spawn(issuer.refresh_jwks());
+        let (discovery, discovery_requests) = mpsc::channel(4);
+        let (jwks, jwks_requests) = mpsc::channel(4);
+        controls.push(RefreshControl {
+            name: issuer.issuer.name.clone(),
+            discovery,
+            jwks,
+        });
+        set.spawn(issuer.clone().refresh_discovery(discovery_requests));
+        set.spawn(issuer.refresh_jwks(jwks_requests));
     }
-    set
+    (set, controls)
 }
 
 /// 90–100 % of `period`, so that replicas and documents drift apart without ever
@@ -150,6 +171,19 @@ impl IssuerRefresh {
         }
     }
 
+    /// Runs one fetch and counts its outcome and duration.
+    async fn measured<T>(
+        &self,
+        kind: DocKind,
+        fetch: impl std::future::Future<Output = Result<T, FetchError>>,
+    ) -> Result<T, FetchError> {
+        let started = tokio::time::Instant::now();
+        let result = fetch.await;
+        let outcome = result.as_ref().map_or_else(FetchError::as_str, |_| "ok");
+        self.metrics.fetch(self.id(kind), outcome, started.elapsed());
+        result
+    }
+
     /// Stores a good document, records the success and writes its snapshot.
     async fn accept(&self, doc: Document, snapshot_body: Bytes, snapshot_failing: &mut bool) {
         let id = self.id(doc.kind);
@@ -192,20 +226,24 @@ impl IssuerRefresh {
         }
     }
 
-    async fn refresh_discovery(self) {
+    async fn refresh_discovery(self, mut requests: mpsc::Receiver<RefreshRequest>) {
         let url = self.issuer.upstream_discovery_url();
         let mut backoff = Backoff::new(self.policy.refresh);
         let mut last_target = None;
         let mut issuer_mismatch = false;
         let mut snapshot_failing = false;
+        let mut waiting: Vec<RefreshRequest> = Vec::new();
         loop {
-            let fetched = async {
-                let body = self.fetcher.get(&url).await?;
-                let doc = discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
-                    .map_err(FetchError::Invalid)?;
-                Ok::<_, FetchError>((body, doc))
-            }
-            .await;
+            let fetched = self
+                .measured(DocKind::Discovery, async {
+                    let body = self.fetcher.get(&url).await?;
+                    let doc = discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
+                        .map_err(FetchError::Invalid)?;
+                    Ok::<_, FetchError>((body, doc))
+                })
+                .await;
+            let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
+            waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
                 Ok((body, (doc, upstream_issuer))) => {
                     if doc.jwks != last_target {
@@ -238,7 +276,10 @@ impl IssuerRefresh {
                     backoff.next_delay()
                 }
             };
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                Some(request) = requests.recv() => waiting.push(request),
+            }
         }
     }
 
@@ -262,7 +303,7 @@ impl IssuerRefresh {
         }
     }
 
-    async fn refresh_jwks(self) {
+    async fn refresh_jwks(self, mut requests: mpsc::Receiver<RefreshRequest>) {
         let mut discovery = self.store.subscribe(self.id(DocKind::Discovery));
         let mut backoff = Backoff::new(self.policy.refresh);
         let mut retention = KeyRetention::new(self.keep_removed_keys);
@@ -270,14 +311,18 @@ impl IssuerRefresh {
             retention.seed(&current.body);
         }
         let mut snapshot_failing = false;
+        let mut waiting: Vec<RefreshRequest> = Vec::new();
         loop {
             let url = self.jwks_url(&mut discovery).await;
-            let fetched = async {
-                let body = self.fetcher.get(&url).await?;
-                check_jwks(&body).map_err(FetchError::Invalid)?;
-                Ok::<_, FetchError>(body)
-            }
-            .await;
+            let fetched = self
+                .measured(DocKind::Jwks, async {
+                    let body = self.fetcher.get(&url).await?;
+                    check_jwks(&body).map_err(FetchError::Invalid)?;
+                    Ok::<_, FetchError>(body)
+                })
+                .await;
+            let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
+            waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
                 Ok(upstream) => {
                     let now = SystemTime::now();
@@ -300,6 +345,10 @@ impl IssuerRefresh {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
+                    Some(request) = requests.recv() => {
+                        waiting.push(request);
+                        break;
+                    }
                     changed = discovery.changed() => {
                         if changed.is_err() {
                             (&mut sleep).await;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::metrics::ConnMetrics;
 use crate::response::Body;
 
 /// What a listener serves: the public `Proxy` or the admin endpoints.
@@ -56,6 +57,15 @@ impl Default for Limits {
             max_concurrent_streams: 100,
             drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Decrements the open-connections gauge when the connection task ends, however it ends.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -120,16 +130,27 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves `listener` (called `name` in logs) until `shutdown` completes, then drains open connections for at
-/// most `limits.drain_timeout`. With `tls`, every connection is TLS.
-pub async fn serve<H: Handler>(
-    name: &'static str,
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handler: Arc<H>,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
+/// One listening socket and how its connections are served.
+pub struct Endpoint {
+    /// The listener's name in logs and metrics.
+    pub name: &'static str,
+    pub listener: TcpListener,
+    /// With it, every connection is TLS.
+    pub tls: Option<TlsAcceptor>,
+    pub limits: Limits,
+    pub metrics: ConnMetrics,
+}
+
+/// Serves `endpoint` until `shutdown` completes, then drains open connections for at
+/// most `limits.drain_timeout`.
+pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: impl Future<Output = ()>) {
+    let Endpoint {
+        name,
+        listener,
+        tls,
+        limits,
+        metrics,
+    } = endpoint;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(listener = name, listen = %local, scheme, "accepting connections");
@@ -161,17 +182,26 @@ pub async fn serve<H: Handler>(
         let handler = handler.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
-        let span = tracing::debug_span!("conn", %peer, scheme);
+        let metrics = metrics.clone();
+        let span = tracing::info_span!("conn", %peer, listener = name);
         tokio::spawn(
             async move {
                 let _permit = permit;
+                metrics.open.inc();
+                let _open = OpenConnection(metrics.open.clone());
                 match tls {
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
                         match handshake.await {
                             Ok(Ok(stream)) => serve_connection(stream, builder, handler, watcher, limits).await,
-                            Ok(Err(err)) => debug!(error = %err, "TLS handshake failed"),
-                            Err(_) => debug!(timeout = ?limits.tls_handshake_timeout, "TLS handshake timed out"),
+                            Ok(Err(err)) => {
+                                metrics.handshake_errors.inc();
+                                debug!(error = %err, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                metrics.handshake_timeouts.inc();
+                                debug!(timeout = ?limits.tls_handshake_timeout, "TLS handshake timed out");
+                            }
                         }
                     }
                     None => serve_connection(stream, builder, handler, watcher, limits).await,

@@ -9,9 +9,10 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::info;
 
 use crate::document::{CachePolicy, CacheStatus, Document, Freshness};
+use crate::metrics::Metrics;
 use crate::response::{preflight, Body, Reject};
 use crate::routes::{Route, Router};
 use crate::server::Handler;
@@ -25,21 +26,41 @@ pub struct Proxy {
     policy: CachePolicy,
     /// Every response starts within this, counted from when the request was parsed.
     deadline: Duration,
+    metrics: Arc<Metrics>,
+    /// Whether every request gets an access-log line (target `jwks_edge::access`).
+    access_log: bool,
+}
+
+/// What a request turned out to be, for metrics and the access log.
+#[derive(Default)]
+struct Outcome {
+    doc: Option<DocId>,
+    cache: Option<CacheStatus>,
 }
 
 impl Proxy {
-    pub fn new(router: Router, store: Arc<DocumentStore>, policy: CachePolicy, deadline: Duration) -> Proxy {
+    pub fn new(
+        router: Router,
+        store: Arc<DocumentStore>,
+        policy: CachePolicy,
+        deadline: Duration,
+        metrics: Arc<Metrics>,
+        access_log: bool,
+    ) -> Proxy {
         Proxy {
             router,
             store,
             policy,
             deadline,
+            metrics,
+            access_log,
         }
     }
 
     pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>) -> Response<Body> {
-        let deadline = Instant::now() + self.deadline;
-        let response = match self.answer(&request, deadline).await {
+        let started = Instant::now();
+        let mut outcome = Outcome::default();
+        let response = match self.answer(&request, started + self.deadline, &mut outcome).await {
             Ok(response) => response,
             Err(reject) => {
                 let mut response = reject.response();
@@ -51,12 +72,20 @@ impl Proxy {
                 response
             }
         };
-        debug!(
-            method = %request.method(),
-            path = request.uri().path(),
-            status = response.status().as_u16(),
-            "request"
-        );
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics.request(outcome.doc, status, outcome.cache, elapsed);
+        if self.access_log {
+            info!(
+                target: "jwks_edge::access",
+                method = %request.method(),
+                host = request_host(&request).unwrap_or("-"),
+                path = request.uri().path(),
+                status,
+                cache = outcome.cache.map_or("-", CacheStatus::as_str),
+                micros = elapsed.as_micros() as u64,
+            );
+        }
         response
     }
 
@@ -64,6 +93,7 @@ impl Proxy {
         &self,
         request: &Request<B>,
         deadline: Instant,
+        outcome: &mut Outcome,
     ) -> Result<Response<Body>, Reject> {
         let headers = request.headers();
         if headers.get_all(header::HOST).iter().nth(1).is_some() {
@@ -90,12 +120,14 @@ impl Proxy {
                 }
             }
         };
+        outcome.doc = Some(id);
         match *request.method() {
             Method::GET | Method::HEAD => {}
             Method::OPTIONS => return Ok(preflight()),
             _ => return Err(Reject::MethodNotAllowed),
         }
         let (doc, status) = self.current(id, deadline).await?;
+        outcome.cache = Some(status);
         Ok(self.render(&doc, status, request))
     }
 

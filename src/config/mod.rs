@@ -50,6 +50,7 @@ pub struct Config {
     pub server: Server,
     pub admin: Admin,
     pub cache: Cache,
+    pub log: Log,
     pub issuers: Vec<Issuer>,
 }
 
@@ -83,6 +84,15 @@ pub struct Tls {
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Holds the bearer token that `POST /admin/refresh` requires; without it, admin
+    /// actions are off (404).
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Log {
+    /// One line per public request (method, host, path, status, cache status, duration).
+    pub access: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -158,6 +168,14 @@ impl Config {
         let server = validate_server(raw.server, &resolve)?;
         let admin = Admin {
             listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))?,
+            token_file: match raw.admin.token_file.as_deref() {
+                Some("") => return Err(invalid("admin.token_file", "", "a file path is required")),
+                Some(path) => Some(resolve(path)),
+                None => None,
+            },
+        };
+        let log = Log {
+            access: raw.log.access.unwrap_or(true),
         };
         let cache = validate_cache(raw.cache, &resolve)?;
         if raw.issuer.is_empty() {
@@ -191,6 +209,7 @@ impl Config {
             server,
             admin,
             cache,
+            log,
             issuers,
         })
     }
@@ -571,6 +590,10 @@ impl fmt::Display for Config {
             }
         }
         writeln!(f, "\n[admin]\nlisten = \"{}\"", self.admin.listen)?;
+        if let Some(token) = &self.admin.token_file {
+            writeln!(f, "token_file = {:?}", token.display().to_string())?;
+        }
+        writeln!(f, "\n[log]\naccess = {}", self.log.access)?;
         let c = &self.cache;
         writeln!(f, "\n[cache]")?;
         writeln!(f, "max_age = \"{}\"", dur(c.max_age))?;

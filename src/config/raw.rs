@@ -12,6 +12,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
     pub issuer: Vec<RawIssuer>,
 }
 
@@ -52,6 +54,13 @@ pub struct RawCertPair {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub access: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,341 @@
+//! `Metrics`: the Prometheus registry, with handles resolved once so recording is atomics only.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::document::{CacheStatus, DocKind};
+use crate::store::DocId;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    issuer: String,
+    document: &'static str,
+    status: &'static str,
+    cache_status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DocLabels {
+    issuer: String,
+    document: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    issuer: String,
+    document: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    cert: String,
+}
+
+/// Statuses the proxy itself answers with; anything else counts as "other".
+const STATUSES: [&str; 8] = ["200", "204", "304", "400", "404", "405", "503", "other"];
+const CACHE: [&str; 4] = ["hit", "stale", "collapsed", "none"];
+/// Every fetch outcome label (see `FetchError::as_str`).
+pub const OUTCOMES: [&str; 9] = [
+    "ok",
+    "timeout",
+    "refused",
+    "status",
+    "invalid",
+    "too_large",
+    "body",
+    "token",
+    "bad_url",
+];
+
+fn status_index(status: u16) -> usize {
+    match status {
+        200 => 0,
+        204 => 1,
+        304 => 2,
+        400 => 3,
+        404 => 4,
+        405 => 5,
+        503 => 6,
+        _ => 7,
+    }
+}
+
+fn cache_index(cache: Option<CacheStatus>) -> usize {
+    match cache {
+        Some(CacheStatus::Hit) => 0,
+        Some(CacheStatus::Stale) => 1,
+        Some(CacheStatus::Collapsed) => 2,
+        None => 3,
+    }
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+    ]
+    .into_iter()
+}
+
+/// Handles of one listener's connection metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ConnMetrics {
+    pub open: Gauge,
+    pub handshake_errors: Counter,
+    pub handshake_timeouts: Counter,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// All metrics of the process. Label sets are bounded by the config (issuer names, two
+/// documents, fixed status and outcome sets); no path or client address is a label.
+pub struct Metrics {
+    registry: Registry,
+    issuers: Vec<String>,
+    /// One counter per (document or none, status, cache status), resolved at start.
+    requests: Vec<Counter>,
+    durations: Vec<Histogram>,
+    stale: Vec<Counter>,
+    fetches: Vec<Counter>,
+    fetch_durations: Vec<Histogram>,
+    document_age: Family<DocLabels, FloatGauge>,
+    last_success: Family<DocLabels, FloatGauge>,
+    connections: Family<ListenerLabels, Gauge>,
+    handshakes: Family<HandshakeLabels, Counter>,
+    certificate_expiry: Family<CertLabels, FloatGauge>,
+    pub certificate_reload_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new(issuers: Vec<String>) -> Metrics {
+        let mut registry = Registry::with_prefix("jwks_edge");
+        registry.register(
+            "build",
+            "Version of the running binary",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let requests_family = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered on the public listeners, by issuer, document, status and cache status",
+            requests_family.clone(),
+        );
+        let durations_family =
+            Family::<DocLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request head to response head on the public listeners",
+            Unit::Seconds,
+            durations_family.clone(),
+        );
+        let stale_family = Family::<DocLabels, Counter>::default();
+        registry.register(
+            "stale_responses",
+            "Responses that served a stale copy because the upstream is failing",
+            stale_family.clone(),
+        );
+        let fetches_family = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "upstream_fetches",
+            "Upstream fetches by issuer, document and outcome",
+            fetches_family.clone(),
+        );
+        let fetch_durations_family =
+            Family::<DocLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register_with_unit(
+            "upstream_fetch_duration",
+            "Duration of upstream fetches, failed ones included",
+            Unit::Seconds,
+            fetch_durations_family.clone(),
+        );
+        let document_age = Family::<DocLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "document_age",
+            "Age of the copy each document is served from (absent while there is none)",
+            Unit::Seconds,
+            document_age.clone(),
+        );
+        let last_success = Family::<DocLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "upstream_last_success_timestamp",
+            "Unix time of the last successful fetch of each document",
+            Unit::Seconds,
+            last_success.clone(),
+        );
+        let connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register("open_connections", "Connections open per listener", connections.clone());
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            handshakes.clone(),
+        );
+        let certificate_expiry = Family::<CertLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "Unix time at which each served certificate expires",
+            Unit::Seconds,
+            certificate_expiry.clone(),
+        );
+        let certificate_reload_failures = Counter::default();
+        registry.register(
+            "certificate_reload_failures",
+            "Certificate reloads refused (the previous certificates stayed)",
+            certificate_reload_failures.clone(),
+        );
+
+        let doc_label = |slot: usize| -> (String, &'static str) {
+            match issuers.get(slot / 2) {
+                Some(name) => (name.clone(), if slot % 2 == 0 { "discovery" } else { "jwks" }),
+                None => (String::new(), "none"),
+            }
+        };
+        let slots = issuers.len() * 2 + 1;
+        let mut requests = Vec::with_capacity(slots * STATUSES.len() * CACHE.len());
+        for slot in 0..slots {
+            let (issuer, document) = doc_label(slot);
+            for status in STATUSES {
+                for cache_status in CACHE {
+                    let labels = RequestLabels {
+                        issuer: issuer.clone(),
+                        document,
+                        status,
+                        cache_status,
+                    };
+                    requests.push(requests_family.get_or_create(&labels).clone());
+                }
+            }
+        }
+        fn per_doc<M: Clone, C: MetricConstructor<M>>(
+            family: &Family<DocLabels, M, C>,
+            labels: &dyn Fn(usize) -> (String, &'static str),
+            count: usize,
+        ) -> Vec<M> {
+            (0..count)
+                .map(|slot| {
+                    let (issuer, document) = labels(slot);
+                    family.get_or_create(&DocLabels { issuer, document }).clone()
+                })
+                .collect()
+        }
+        let durations = per_doc(&durations_family, &doc_label, slots);
+        let stale = per_doc(&stale_family, &doc_label, issuers.len() * 2);
+        let fetch_durations = per_doc(&fetch_durations_family, &doc_label, issuers.len() * 2);
+        let mut fetches = Vec::with_capacity(issuers.len() * 2 * OUTCOMES.len());
+        for slot in 0..issuers.len() * 2 {
+            let (issuer, document) = doc_label(slot);
+            for outcome in OUTCOMES {
+                let labels = FetchLabels {
+                    issuer: issuer.clone(),
+                    document,
+                    outcome,
+                };
+                fetches.push(fetches_family.get_or_create(&labels).clone());
+            }
+        }
+        Metrics {
+            registry,
+            issuers,
+            requests,
+            durations,
+            stale,
+            fetches,
+            fetch_durations,
+            document_age,
+            last_success,
+            connections,
+            handshakes,
+            certificate_expiry,
+            certificate_reload_failures,
+        }
+    }
+
+    /// Records one answered request (`doc`: the document it was for, if any).
+    pub fn request(&self, doc: Option<DocId>, status: u16, cache: Option<CacheStatus>, elapsed: Duration) {
+        let slot = doc.map_or(self.issuers.len() * 2, DocId::slot);
+        let index = (slot * STATUSES.len() + status_index(status)) * CACHE.len() + cache_index(cache);
+        self.requests[index].inc();
+        self.durations[slot].observe(elapsed.as_secs_f64());
+        if let (Some(doc), Some(CacheStatus::Stale)) = (doc, cache) {
+            self.stale[doc.slot()].inc();
+        }
+    }
+
+    /// Records one upstream fetch and its outcome label (one of `OUTCOMES`).
+    pub fn fetch(&self, doc: DocId, outcome: &'static str, elapsed: Duration) {
+        let outcome_index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
+        self.fetches[doc.slot() * OUTCOMES.len() + outcome_index].inc();
+        self.fetch_durations[doc.slot()].observe(elapsed.as_secs_f64());
+    }
+
+    /// The connection metrics of one listener.
+    pub fn listener(&self, listener: &'static str) -> ConnMetrics {
+        // One lookup per statement: a family's read guard must be gone before the next
+        // lookup, which may need its write lock.
+        let open = self.connections.get_or_create(&ListenerLabels { listener }).clone();
+        let reason = |reason| HandshakeLabels { listener, reason };
+        let handshake_errors = self.handshakes.get_or_create(&reason("error")).clone();
+        let handshake_timeouts = self.handshakes.get_or_create(&reason("timeout")).clone();
+        ConnMetrics {
+            open,
+            handshake_errors,
+            handshake_timeouts,
+        }
+    }
+
+    /// Sets the point-in-time gauges of one document (called at scrape time).
+    pub fn set_document(&self, doc: DocId, age: Option<Duration>, last_success_unix: Option<f64>) {
+        let labels = DocLabels {
+            issuer: self.issuers[doc.issuer].clone(),
+            document: match doc.kind {
+                DocKind::Discovery => "discovery",
+                DocKind::Jwks => "jwks",
+            },
+        };
+        match age {
+            Some(age) => {
+                self.document_age.get_or_create(&labels).set(age.as_secs_f64());
+            }
+            None => {
+                self.document_age.remove(&labels);
+            }
+        }
+        if let Some(t) = last_success_unix {
+            self.last_success.get_or_create(&labels).set(t);
+        }
+    }
+
+    /// Replaces the certificate expiry gauges (called at scrape time).
+    pub fn set_certificates(&self, certs: impl Iterator<Item = (String, f64)>) {
+        self.certificate_expiry.clear();
+        for (cert, not_after) in certs {
+            self.certificate_expiry.get_or_create(&CertLabels { cert }).set(not_after);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
