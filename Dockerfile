@@ -19,5 +19,8 @@ COPY --from=build /src/target/release/jwks-edge /usr/local/bin/jwks-edge
 USER nonroot:nonroot
 EXPOSE 8443 9090
 ENV JWKS_EDGE_CONFIG=/etc/jwks-edge/config.toml
+# The image has no shell or curl: the binary checks its own admin listener.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/jwks-edge", "healthcheck", "--url", "http://127.0.0.1:9090/healthz"]
 ENTRYPOINT ["/usr/local/bin/jwks-edge"]
 CMD ["serve"]

@@ -1,7 +1,7 @@
 //! `Admin`: the operator's listener: `/healthz`, `/readyz`, `/metrics` and `POST /admin/refresh`.
 
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -41,7 +41,9 @@ fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Equal without revealing, through timing, how much of a guess was right.
@@ -240,7 +242,11 @@ impl Admin {
                 json!({"name": name, "discovery": report(discovery), "jwks": report(jwks)})
             })
             .collect();
-        let status = if all_ok { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
+        let status = if all_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
         json_response(status, &json!({"ok": all_ok, "issuers": issuers}))
     }
 }
@@ -270,7 +276,9 @@ impl Handler for Admin {
             }
             if request.method() != Method::POST {
                 let mut response = Reject::MethodNotAllowed.response();
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return response;
             }
             return self.refresh(&request).await;
@@ -282,7 +290,11 @@ impl Handler for Admin {
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => {
                 let (ready, body) = self.readiness();
-                let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
                 json_response(status, &body)
             }
             "/metrics" => {

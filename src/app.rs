@@ -17,9 +17,9 @@ use crate::config::Config;
 use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
+use crate::metrics::Metrics;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::routes::Router;
-use crate::metrics::Metrics;
 use crate::server::{serve, Endpoint};
 use crate::service::Proxy;
 use crate::snapshot::Snapshots;
@@ -218,7 +218,11 @@ impl App {
         };
         let mut servers = tokio::task::JoinSet::new();
         if let (Some(listener), Some(tls)) = (listeners.https, self.tls.clone()) {
-            servers.spawn(serve(endpoint("https", listener, Some(tls)), proxy.clone(), until_stopped()));
+            servers.spawn(serve(
+                endpoint("https", listener, Some(tls)),
+                proxy.clone(),
+                until_stopped(),
+            ));
         }
         if let Some(listener) = listeners.plain {
             servers.spawn(serve(endpoint("plain", listener, None), proxy.clone(), until_stopped()));

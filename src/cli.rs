@@ -18,8 +18,23 @@ use std::time::SystemTime;
     about = "Publishes OpenID Connect discovery and JWKS documents from memory, at the edge"
 )]
 struct Cli {
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "JWKS_EDGE_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +64,12 @@ enum Command {
         #[arg(long)]
         listen_plain: Option<SocketAddr>,
     },
+    /// Exit 0 when the admin listener's /healthz answers 200 within 3 s, else 1 (for
+    /// container HEALTHCHECKs: the image has no shell or curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:9090/healthz")]
+        url: http::Uri,
+    },
 }
 
 /// Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
@@ -57,10 +78,11 @@ const CONFIG_ERROR: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
+        Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))),
         Command::Demo {
             listen,
             admin_listen,
@@ -80,14 +102,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 type Outcome = Result<(), (u8, anyhow::Error)>;
@@ -182,5 +208,25 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+async fn healthcheck(url: http::Uri) -> Outcome {
+    let check = async {
+        let authority = url.authority().context("the URL has no host")?.clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let stream = tokio::net::TcpStream::connect((authority.host(), port)).await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let request = http::Request::get(url.path())
+            .header(http::header::HOST, authority.as_str())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let status = sender.send_request(request).await?.status();
+        anyhow::ensure!(status == http::StatusCode::OK, "{url} answered {status}");
+        Ok(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), check).await {
+        Ok(result) => result.map_err(|err: anyhow::Error| (RUNTIME_FAILURE, err)),
+        Err(_) => Err((RUNTIME_FAILURE, anyhow::anyhow!("{url} did not answer within 3s"))),
     }
 }

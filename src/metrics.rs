@@ -282,7 +282,10 @@ impl Metrics {
 
     /// Records one upstream fetch and its outcome label (one of `OUTCOMES`).
     pub fn fetch(&self, doc: DocId, outcome: &'static str, elapsed: Duration) {
-        let outcome_index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(OUTCOMES.len() - 1);
+        let outcome_index = OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(OUTCOMES.len() - 1);
         self.fetches[doc.slot() * OUTCOMES.len() + outcome_index].inc();
         self.fetch_durations[doc.slot()].observe(elapsed.as_secs_f64());
     }
@@ -328,7 +331,9 @@ impl Metrics {
     pub fn set_certificates(&self, certs: impl Iterator<Item = (String, f64)>) {
         self.certificate_expiry.clear();
         for (cert, not_after) in certs {
-            self.certificate_expiry.get_or_create(&CertLabels { cert }).set(not_after);
+            self.certificate_expiry
+                .get_or_create(&CertLabels { cert })
+                .set(not_after);
         }
     }
 

@@ -4,6 +4,7 @@ mod certificates;
 mod cli;
 mod faults;
 mod hostile;
+mod operations;
 mod process;
 mod properties;
 mod serving;

@@ -19,16 +19,24 @@ const GITLAB: &str = "gitlab.example.com";
 struct Serve {
     child: Child,
     listeners: Vec<(String, SocketAddr)>,
+    /// Every log line so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _config: tempfile::TempDir,
 }
 
 impl Serve {
     /// Starts `serve` on `config` (TOML) and waits for `expected` listeners to log.
     fn start(config: &str, expected: usize) -> Serve {
+        Serve::start_with(&[], config, expected)
+    }
+
+    /// As `start`, with extra command-line arguments before `serve`.
+    fn start_with(args: &[&str], config: &str, expected: usize) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+            .args(args)
             .args(["serve", "--config", path.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -43,24 +51,38 @@ impl Serve {
                 }
             }
         });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut listeners = Vec::new();
         let mut serve = Serve {
             child,
             listeners: Vec::new(),
+            log: log.clone(),
             _config: dir,
         };
         while listeners.len() < expected {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("serve logs its listeners within 20 s");
-            if let Some(rest) = line.split("accepting connections listener=\"").nth(1) {
+            log.lock().unwrap().push(line.clone());
+            if line.starts_with('{') {
+                let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let fields = &event["fields"];
+                if fields["message"] == "accepting connections" {
+                    let name = fields["listener"].as_str().unwrap().to_owned();
+                    listeners.push((name, fields["listen"].as_str().unwrap().parse().unwrap()));
+                }
+            } else if let Some(rest) = line.split("accepting connections listener=\"").nth(1) {
                 let name = rest.split('"').next().unwrap().to_owned();
                 let addr = rest.split("listen=").nth(1).unwrap().split(' ').next().unwrap();
                 listeners.push((name, addr.parse().unwrap()));
             }
         }
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        // Keep collecting the log so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                log.lock().unwrap().push(line);
+            }
+        });
         serve.listeners = listeners;
         serve
     }
@@ -157,4 +179,56 @@ async fn sighup_reloads_the_certificate() {
     .await;
     serve.signal("INT");
     assert_eq!(serve.exit_status(Duration::from_secs(15)).await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn json_logs_parse_and_carry_the_access_log() {
+    let idp = gitlab_idp().await;
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        issuer("https://gitlab.example.com", &idp.base_url(), "")
+    );
+    let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
+    let addr = serve.addr("plain");
+    eventually(Duration::from_secs(10), "a served key set", || async {
+        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
+            .await
+            .status
+            == StatusCode::OK
+    })
+    .await;
+    let access = eventually_line(&serve, |event| event["target"] == "jwks_edge::access").await;
+    assert_eq!(access["level"], "INFO");
+    let fields = &access["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["host"], GITLAB);
+    assert_eq!(fields["status"], 200);
+    assert!(fields["micros"].is_u64());
+    assert!(
+        access["span"]["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{access}"
+    );
+    for line in serve.log.lock().unwrap().iter() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["timestamp"].is_string() && event["level"].is_string(), "{line}");
+    }
+}
+
+/// The first logged JSON event that satisfies `matches` (bounded wait).
+async fn eventually_line(serve: &Serve, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let found = serve
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| matches(e));
+        if let Some(event) = found {
+            return event;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no matching log line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

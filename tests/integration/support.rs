@@ -220,6 +220,17 @@ impl RunningProxy {
     /// Starts the proxy on `issuers` (TOML `[[issuer]]` tables) with extra `[server]`
     /// and `[cache]` lines; HTTPS when `certs` is given, plain HTTP always.
     pub async fn start(issuers: &str, server: &str, cache: &str, certs: Option<Arc<TestCerts>>) -> RunningProxy {
+        RunningProxy::start_with_admin(issuers, server, cache, "", certs).await
+    }
+
+    /// As `start`, with extra `[admin]` lines.
+    pub async fn start_with_admin(
+        issuers: &str,
+        server: &str,
+        cache: &str,
+        admin: &str,
+        certs: Option<Arc<TestCerts>>,
+    ) -> RunningProxy {
         let tls = certs
             .as_ref()
             .map(|c| {
@@ -230,7 +241,7 @@ impl RunningProxy {
             })
             .unwrap_or_default();
         let text = format!(
-            "[server]\nlisten_plain = \"127.0.0.1:0\"\n{server}\n{tls}\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\n{cache}\n{issuers}"
+            "[server]\nlisten_plain = \"127.0.0.1:0\"\n{server}\n{tls}\n[admin]\nlisten = \"127.0.0.1:0\"\n{admin}\n[cache]\n{cache}\n{issuers}"
         );
         let config = Config::from_toml(&text, std::path::Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let listeners = Listeners::bind(&config).await.unwrap();
