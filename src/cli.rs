@@ -64,6 +64,33 @@ enum Command {
         #[arg(long)]
         listen_plain: Option<SocketAddr>,
     },
+    /// Run, from the relying party's side, every check that explains an
+    /// InvalidIdentityToken; exit 1 when one fails.
+    Doctor {
+        /// The issuer URL, exactly as tokens carry it in `iss`.
+        issuer_url: String,
+        /// A token to check (a file, or - for standard input).
+        #[arg(long, value_name = "FILE|-")]
+        token: Option<String>,
+        /// An expected audience (the provider's client ID); repeatable.
+        #[arg(long = "audience", value_name = "AUD")]
+        audiences: Vec<String>,
+        /// Trust this PEM bundle instead of the system roots.
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
+        /// Use ADDR for HOST:PORT, as curl's --resolve; repeatable.
+        #[arg(long, value_name = "HOST:PORT:ADDR")]
+        resolve: Vec<jwks_edge::doctor::ResolveOverride>,
+        /// Bound on each network step.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// One JSON document with every check.
+        #[arg(long)]
+        json: bool,
+        /// Accept private, loopback and link-local addresses (testing a deployment).
+        #[arg(long)]
+        allow_private: bool,
+    },
     /// Exit 0 when the admin listener's /healthz answers 200 within 3 s, else 1 (for
     /// container HEALTHCHECKs: the image has no shell or curl).
     Healthcheck {
@@ -83,6 +110,29 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(config),
         Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))),
+        Command::Doctor {
+            issuer_url,
+            token,
+            audiences,
+            ca_file,
+            resolve,
+            timeout,
+            json,
+            allow_private,
+        } => doctor(
+            jwks_edge::doctor::Options {
+                issuer: issuer_url,
+                token: None,
+                audiences,
+                ca_file,
+                resolve,
+                timeout,
+                allow_private,
+                jwks_fetches: 3,
+            },
+            token,
+            json,
+        ),
         Command::Demo {
             listen,
             admin_listen,
@@ -229,4 +279,36 @@ async fn healthcheck(url: http::Uri) -> Outcome {
         Ok(result) => result.map_err(|err: anyhow::Error| (RUNTIME_FAILURE, err)),
         Err(_) => Err((RUNTIME_FAILURE, anyhow::anyhow!("{url} did not answer within 3s"))),
     }
+}
+
+fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: bool) -> Outcome {
+    use std::io::Read;
+    options.token = match token.as_deref() {
+        None => None,
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the token from standard input")
+                .map_err(|err| (CONFIG_ERROR, err))?;
+            Some(text)
+        }
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {path:?}"))
+                .map_err(|err| (CONFIG_ERROR, err))?,
+        ),
+    };
+    let rt = runtime()?;
+    let report = rt.block_on(jwks_edge::doctor::run(options));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("JSON serialises"));
+    } else {
+        print!("{}", report.render(std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    }
+    if report.worst() == jwks_edge::doctor::Status::Fail {
+        // The report says what failed; exit 1 without a second message.
+        std::process::exit(RUNTIME_FAILURE as i32);
+    }
+    Ok(())
 }

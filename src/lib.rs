@@ -23,6 +23,7 @@ pub mod app;
 pub mod base_url;
 pub mod certs;
 pub mod config;
+pub mod doctor;
 pub mod document;
 pub mod fake_idp;
 pub mod fetch;

@@ -1,0 +1,193 @@
+//! `Report`: the doctor's checks, rendered as an aligned text report or one JSON document.
+
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    /// Informational: a check that could not run because an earlier one failed.
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Skip => "skip",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Status::Pass => "✓",
+            Status::Skip => "-",
+            Status::Warn => "!",
+            Status::Fail => "✗",
+        }
+    }
+
+    fn colour(self) -> &'static str {
+        match self {
+            Status::Pass => "\x1b[32m",
+            Status::Skip => "\x1b[2m",
+            Status::Warn => "\x1b[33m",
+            Status::Fail => "\x1b[31m",
+        }
+    }
+}
+
+/// What AWS STS answers when a check of this kind fails.
+pub mod sts {
+    pub const UNREACHABLE: &str =
+        "InvalidIdentityToken: Couldn't retrieve verification key from your identity provider";
+    pub const NO_PROVIDER: &str = "InvalidIdentityToken: No OpenIDConnect provider found in your account for <iss>";
+    pub const AUDIENCE: &str = "InvalidIdentityToken: Incorrect token audience";
+    pub const EXPIRED: &str = "ExpiredTokenException: Token expired";
+    pub const NOT_VALIDATED: &str =
+        "InvalidIdentityToken: The web identity token that was passed could not be validated by AWS";
+    pub const THROTTLED: &str =
+        "IDPCommunicationError / InvalidIdentityToken under load (STS re-fetches and is throttled)";
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub id: &'static str,
+    pub status: Status,
+    pub message: String,
+    /// How to fix it (for warnings and failures).
+    pub fix: Option<String>,
+    /// The relying party's error this failure causes.
+    pub sts_error: Option<&'static str>,
+}
+
+/// Every check, in the order they ran.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub issuer: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn pass(&mut self, id: &'static str, message: impl Into<String>) {
+        self.push(id, Status::Pass, message.into(), None, None);
+    }
+
+    pub fn warn(
+        &mut self,
+        id: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+        sts: Option<&'static str>,
+    ) {
+        self.push(id, Status::Warn, message.into(), Some(fix.into()), sts);
+    }
+
+    pub fn fail(&mut self, id: &'static str, message: impl Into<String>, fix: impl Into<String>, sts: &'static str) {
+        self.push(id, Status::Fail, message.into(), Some(fix.into()), Some(sts));
+    }
+
+    pub fn skip(&mut self, id: &'static str, message: impl Into<String>) {
+        self.push(id, Status::Skip, message.into(), None, None);
+    }
+
+    fn push(
+        &mut self,
+        id: &'static str,
+        status: Status,
+        message: String,
+        fix: Option<String>,
+        sts: Option<&'static str>,
+    ) {
+        self.checks.push(Check {
+            id,
+            status,
+            message,
+            fix,
+            sts_error: sts,
+        });
+    }
+
+    pub fn worst(&self) -> Status {
+        self.checks.iter().map(|c| c.status).max().unwrap_or(Status::Pass)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let count = |s| self.checks.iter().filter(|c| c.status == s).count();
+        (count(Status::Pass), count(Status::Warn), count(Status::Fail))
+    }
+
+    pub fn verdict(&self) -> String {
+        let (pass, warn, fail) = self.counts();
+        match self.worst() {
+            Status::Fail => format!(
+                "FAIL: {fail} check(s) failed, {warn} warning(s): relying parties will refuse tokens from {}",
+                self.issuer
+            ),
+            Status::Warn => format!("PASS with {warn} warning(s): {pass} checks passed for {}", self.issuer),
+            _ => format!("PASS: all {pass} checks passed for {}", self.issuer),
+        }
+    }
+
+    /// The readable report; `colour` adds ANSI colours (for a terminal).
+    pub fn render(&self, colour: bool) -> String {
+        let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+        let mut out = format!("jwks-edge doctor {}\n\n", self.issuer);
+        for check in &self.checks {
+            let (on, off) = if colour {
+                (check.status.colour(), "\x1b[0m")
+            } else {
+                ("", "")
+            };
+            out.push_str(&format!(
+                "{on}{} {:<width$}{off}  {}\n",
+                check.status.symbol(),
+                check.id,
+                check.message
+            ));
+            if matches!(check.status, Status::Warn | Status::Fail) {
+                let pad = " ".repeat(width + 4);
+                if let Some(sts) = check.sts_error {
+                    out.push_str(&format!("{pad}relying party: {sts}\n"));
+                }
+                if let Some(fix) = &check.fix {
+                    out.push_str(&format!("{pad}fix: {fix}\n"));
+                }
+            }
+        }
+        out.push('\n');
+        out.push_str(&self.verdict());
+        out.push('\n');
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let checks: Vec<_> = self
+            .checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "status": c.status.as_str(),
+                    "message": c.message,
+                    "fix": c.fix,
+                    "sts_error": c.sts_error,
+                })
+            })
+            .collect();
+        json!({
+            "issuer": self.issuer,
+            "status": self.worst().as_str(),
+            "verdict": self.verdict(),
+            "checks": checks,
+        })
+    }
+}
