@@ -302,9 +302,15 @@ fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: 
     let rt = runtime()?;
     let report = rt.block_on(jwks_edge::doctor::run(options));
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("JSON serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).expect("JSON serialises")
+        );
     } else {
-        print!("{}", report.render(std::io::IsTerminal::is_terminal(&std::io::stdout())));
+        print!(
+            "{}",
+            report.render(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        );
     }
     if report.worst() == jwks_edge::doctor::Status::Fail {
         // The report says what failed; exit 1 without a second message.

@@ -78,7 +78,8 @@ pub struct TlsFacts {
 #[derive(Debug)]
 struct RecordingVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    seen: Mutex<Option<(Vec<CertificateDer<'static>>, Result<(), String>)>>,
+    /// The chain and verdict of the handshake (its version is filled in afterwards).
+    seen: Mutex<Option<TlsFacts>>,
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -97,7 +98,11 @@ impl ServerCertVerifier for RecordingVerifier {
             .map_err(|e| e.to_string());
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((chain, verdict));
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(TlsFacts {
+            chain,
+            verified: verdict,
+            version: None,
+        });
         Ok(ServerCertVerified::assertion())
     }
 
@@ -236,17 +241,17 @@ impl Net {
                     .await
                     .map_err(|e| format!("TLS handshake failed: {e}"))?;
                 let version = stream.get_ref().1.protocol_version();
-                let (chain, verified) = verifier
+                let mut facts = verifier
                     .seen
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take()
-                    .unwrap_or_else(|| (Vec::new(), Err("no certificate".into())));
-                let facts = TlsFacts {
-                    chain,
-                    verified,
-                    version,
-                };
+                    .unwrap_or(TlsFacts {
+                        chain: Vec::new(),
+                        verified: Err("no certificate".into()),
+                        version: None,
+                    });
+                facts.version = version;
                 (send(TokioIo::new(stream), request).await?, Some(facts))
             } else {
                 (send(TokioIo::new(tcp), request).await?, None)
