@@ -2,6 +2,7 @@
 
 mod certificates;
 mod cli;
+mod doctor;
 mod faults;
 mod hostile;
 mod operations;
