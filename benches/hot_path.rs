@@ -45,7 +45,13 @@ fn warm_store(config: &Config) -> Arc<DocumentStore> {
     let now = SystemTime::now();
     let discovery = Document::new(DocKind::Discovery, public.body, now, Some(public.jwks), &policy());
     store.put(DocId::discovery(0), Arc::new(discovery));
-    let jwks = Document::new(DocKind::Jwks, Bytes::from_static(KEYCLOAK_JWKS.as_bytes()), now, None, &policy());
+    let jwks = Document::new(
+        DocKind::Jwks,
+        Bytes::from_static(KEYCLOAK_JWKS.as_bytes()),
+        now,
+        None,
+        &policy(),
+    );
     store.put(DocId::jwks(0), Arc::new(jwks));
     store
 }
@@ -78,7 +84,10 @@ fn benches(c: &mut Criterion) {
         metrics,
         false,
     );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let request = || {
         Request::get(jwks_path)
             .header("host", "auth.example.com")
