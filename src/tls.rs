@@ -129,6 +129,11 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, T
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Resumption both ways: a session cache for clients that use session IDs, and
+    // tickets (keys rotated every 6 hours) so resumption also works across replicas'
+    // restarts of the cache and costs no server memory.
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
     Ok(Arc::new(config))
 }
 

@@ -187,3 +187,35 @@ async fn sni_selects_among_several_certificates() {
     let mut conn = Conn::open(addr, &tls(&ca, GITLAB)).await;
     assert_eq!(conn.get(GITLAB, KEYS).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn tls_sessions_are_resumed() {
+    let idp = gitlab_idp().await;
+    let ca = TestCa::new("jwks-edge test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.issue(&[GITLAB]).write(dir.path(), "server");
+    let proxy = start_with_files(&idp, &cert, &key, "").await;
+    let addr = proxy.https.unwrap();
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let transport = Transport::Tls {
+            config: std::sync::Arc::new(config),
+            sni: GITLAB.to_owned(),
+        };
+        let mut first = Conn::open(addr, &transport).await;
+        assert!(!first.resumed);
+        // TLS 1.3 tickets arrive after the handshake; one exchange makes sure they did.
+        first.get(GITLAB, KEYS).await;
+        let second = Conn::open(addr, &transport).await;
+        assert!(
+            second.resumed,
+            "{versions:?}: the second connection resumes the session"
+        );
+    }
+}

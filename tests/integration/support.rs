@@ -332,6 +332,8 @@ pub struct Conn {
     pub alpn: Option<Vec<u8>>,
     /// The server's leaf certificate, over TLS.
     pub peer_cert: Option<CertificateDer<'static>>,
+    /// Whether the TLS session was resumed.
+    pub resumed: bool,
 }
 
 impl Conn {
@@ -341,7 +343,7 @@ impl Conn {
             .unwrap()
             .unwrap();
         match transport {
-            Transport::Plain => Conn::handshake(TokioIo::new(tcp), false, None, None).await,
+            Transport::Plain => Conn::handshake(TokioIo::new(tcp), false, None, None, false).await,
             Transport::Tls { config, sni } => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let name = ServerName::try_from(sni.clone()).unwrap();
@@ -356,7 +358,8 @@ impl Conn {
                     .and_then(|c| c.first())
                     .map(|c| c.clone().into_owned());
                 let h2 = alpn.as_deref() == Some(b"h2");
-                Conn::handshake(TokioIo::new(tls), h2, alpn, peer_cert).await
+                let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                Conn::handshake(TokioIo::new(tls), h2, alpn, peer_cert, resumed).await
             }
         }
     }
@@ -366,6 +369,7 @@ impl Conn {
         h2: bool,
         alpn: Option<Vec<u8>>,
         peer_cert: Option<CertificateDer<'static>>,
+        resumed: bool,
     ) -> Conn
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -385,6 +389,7 @@ impl Conn {
             sender,
             alpn,
             peer_cert,
+            resumed,
         }
     }
 
