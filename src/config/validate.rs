@@ -1,0 +1,357 @@
+//! Validation: each raw section checked and turned into its typed form.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawCache, RawIssuer, RawServer};
+use super::{invalid, Cache, ConfigError, Issuer, Server, ServerTls, Tls, STS_TIMEOUT};
+use crate::base_url::BaseUrl;
+use crate::server::Limits;
+
+pub(super) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            value,
+            "expected an IP address and port such as \"0.0.0.0:8443\" or \"[::]:8443\"",
+        )
+    })
+}
+
+pub(super) fn parse_duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    let duration = humantime::parse_duration(value)
+        .map_err(|_| invalid(key, value, "expected a duration such as \"2s\", \"5m\" or \"24h\""))?;
+    if duration.is_zero() {
+        return Err(invalid(key, value, "must be greater than zero"));
+    }
+    Ok(duration)
+}
+
+fn key_name(i: usize, key: &str) -> String {
+    format!("issuer[{i}].{key}")
+}
+
+fn parse_count(
+    key: &str,
+    value: Option<i64>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match usize::try_from(value) {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(
+            key,
+            value.to_string(),
+            format!("must be between {} and {}", range.start(), range.end()),
+        )),
+    }
+}
+
+pub(super) fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Server, ConfigError> {
+    let deadline = parse_duration("server.deadline", raw.deadline.as_deref(), "2s")?;
+    if deadline >= STS_TIMEOUT {
+        return Err(invalid(
+            "server.deadline",
+            raw.deadline.unwrap_or_default(),
+            "must be under 5s: AWS STS gives up after about 5 seconds",
+        ));
+    }
+    let listen_plain = raw
+        .listen_plain
+        .as_deref()
+        .map(|v| parse_addr("server.listen_plain", v))
+        .transpose()?;
+    let tls = match raw.tls {
+        None => None,
+        Some(tls) => {
+            let pair = |key_prefix: &str, cert: &str, key: &str| {
+                for (k, value) in [("cert", cert), ("key", key)] {
+                    if value.is_empty() {
+                        return Err(invalid(format!("{key_prefix}.{k}"), value, "a file path is required"));
+                    }
+                }
+                Ok(Tls {
+                    cert: resolve(cert),
+                    key: resolve(key),
+                })
+            };
+            let mut certs = vec![pair("server.tls", &tls.cert, &tls.key)?];
+            for (i, extra) in tls.certs.iter().enumerate() {
+                certs.push(pair(&format!("server.tls.certs[{i}]"), &extra.cert, &extra.key)?);
+            }
+            let reload_interval = parse_duration("server.tls.reload_interval", tls.reload_interval.as_deref(), "10s")?;
+            if reload_interval < Duration::from_millis(100) {
+                return Err(invalid(
+                    "server.tls.reload_interval",
+                    tls.reload_interval.unwrap_or_default(),
+                    "must be at least 100ms",
+                ));
+            }
+            Some(ServerTls { certs, reload_interval })
+        }
+    };
+    let listen = match (&tls, raw.listen.as_deref()) {
+        (Some(_), value) => Some(parse_addr("server.listen", value.unwrap_or("0.0.0.0:8443"))?),
+        (None, Some(value)) => {
+            return Err(invalid(
+                "server.listen",
+                value,
+                "the HTTPS listener needs [server.tls] cert and key (use server.listen_plain for plain HTTP)",
+            ))
+        }
+        (None, None) => None,
+    };
+    if listen.is_none() && listen_plain.is_none() {
+        return Err(ConfigError::Missing {
+            key: "server".into(),
+            reason: "no listener: set [server.tls] cert and key for HTTPS, or server.listen_plain".into(),
+        });
+    }
+    if listen.is_some_and(|a| a.port() != 0) && listen == listen_plain {
+        return Err(invalid(
+            "server.listen_plain",
+            raw.listen_plain.unwrap_or_default(),
+            "is the same address as server.listen",
+        ));
+    }
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_connections: parse_count(
+            "server.max_connections",
+            raw.max_connections,
+            defaults.max_connections,
+            1..=1_000_000,
+        )?,
+        tls_handshake_timeout: parse_duration(
+            "server.tls_handshake_timeout",
+            raw.tls_handshake_timeout.as_deref(),
+            "10s",
+        )?,
+        header_timeout: parse_duration("server.header_timeout", raw.header_timeout.as_deref(), "10s")?,
+        idle_timeout: parse_duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s")?,
+        max_header_bytes: parse_count(
+            "server.max_header_bytes",
+            raw.max_header_bytes,
+            defaults.max_header_bytes,
+            8192..=1024 * 1024,
+        )?,
+        max_concurrent_streams: parse_count(
+            "server.max_concurrent_streams",
+            raw.max_concurrent_streams,
+            defaults.max_concurrent_streams as usize,
+            1..=10_000,
+        )? as u32,
+        drain_timeout: parse_duration("server.drain_timeout", raw.drain_timeout.as_deref(), "10s")?,
+    };
+    Ok(Server {
+        listen,
+        listen_plain,
+        deadline,
+        limits,
+        tls,
+    })
+}
+
+pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Cache, ConfigError> {
+    let refresh = parse_duration("cache.refresh", raw.refresh.as_deref(), "60s")?;
+    if refresh < Duration::from_secs(1) {
+        return Err(invalid(
+            "cache.refresh",
+            raw.refresh.unwrap_or_default(),
+            "must be at least 1s",
+        ));
+    }
+    let fetch_timeout = parse_duration("cache.fetch_timeout", raw.fetch_timeout.as_deref(), "5s")?;
+    let max_document_bytes = match raw.max_document_bytes {
+        None => 1024 * 1024,
+        Some(n) if (1024..=64 * 1024 * 1024).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(invalid(
+                "cache.max_document_bytes",
+                n.to_string(),
+                "must be between 1024 and 67108864 (64 MiB)",
+            ))
+        }
+    };
+    let state_dir = match raw.state_dir.as_deref() {
+        Some("") => return Err(invalid("cache.state_dir", "", "a directory path is required")),
+        Some(dir) => Some(resolve(dir)),
+        None => None,
+    };
+    let stale_if_error = parse_duration("cache.stale_if_error", raw.stale_if_error.as_deref(), "24h")?;
+    if stale_if_error < refresh + fetch_timeout {
+        return Err(invalid(
+            "cache.stale_if_error",
+            raw.stale_if_error.unwrap_or_default(),
+            format!(
+                "must be at least cache.refresh + cache.fetch_timeout ({}), or good copies would expire between refreshes",
+                humantime::format_duration(refresh + fetch_timeout)
+            ),
+        ));
+    }
+    let keep_removed_keys = match raw.keep_removed_keys.as_deref() {
+        None => Duration::ZERO,
+        Some(value) => humantime::parse_duration(value).map_err(|_| {
+            invalid(
+                "cache.keep_removed_keys",
+                value,
+                "expected a duration such as \"0s\" (off), \"10m\" or \"24h\"",
+            )
+        })?,
+    };
+    Ok(Cache {
+        max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
+        refresh,
+        stale_if_error,
+        fetch_timeout,
+        keep_removed_keys,
+        max_document_bytes,
+        state_dir,
+    })
+}
+
+pub(super) fn validate_issuer(
+    i: usize,
+    raw: RawIssuer,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Issuer, ConfigError> {
+    let key = |k: &str| format!("issuer[{i}].{k}");
+    let public = BaseUrl::parse(&raw.public_url).map_err(|r| invalid(key("public_url"), &raw.public_url, r))?;
+    if !public.is_https() {
+        return Err(invalid(
+            key("public_url"),
+            &raw.public_url,
+            "must be https: relying parties such as AWS STS only accept https issuers",
+        ));
+    }
+    let upstream = BaseUrl::parse(&raw.upstream).map_err(|r| invalid(key("upstream"), &raw.upstream, r))?;
+    let public_jwks_path = match raw.public_jwks_path {
+        None => None,
+        Some(path) => {
+            let bad = !path.starts_with('/')
+                || path.contains(['?', '#', '%', ' '])
+                || path.contains("//")
+                || path.split('/').any(|s| s == "." || s == "..");
+            if bad {
+                return Err(invalid(
+                    key("public_jwks_path"),
+                    &path,
+                    "expected an absolute path such as \"/openid/v1/jwks\", without query, '%', '//', '.' or '..'",
+                ));
+            }
+            if path == format!("{}/.well-known/openid-configuration", public.path()) {
+                return Err(invalid(
+                    key("public_jwks_path"),
+                    &path,
+                    "is the discovery document's path",
+                ));
+            }
+            Some(path)
+        }
+    };
+    let upstream_jwks_https = match raw.upstream_jwks_url.as_deref() {
+        Some(v) => Some(
+            BaseUrl::parse(v)
+                .map_err(|r| invalid(key("upstream_jwks_url"), v, r))?
+                .is_https(),
+        ),
+        None => None,
+    };
+    let upstream_ca = match raw.upstream_ca.as_deref() {
+        Some("") => return Err(invalid(key("upstream_ca"), "", "a PEM file path is required")),
+        Some(path) if !upstream.is_https() && upstream_jwks_https != Some(true) => {
+            return Err(invalid(key("upstream_ca"), path, "only applies to an https upstream"))
+        }
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
+    let any_https = upstream.is_https() || upstream_jwks_https == Some(true);
+    let upstream_client_auth = match (raw.upstream_client_cert.as_deref(), raw.upstream_client_key.as_deref()) {
+        (None, None) => None,
+        (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+            if !any_https {
+                return Err(invalid(
+                    key_name(i, "upstream_client_cert"),
+                    cert,
+                    "only applies to an https upstream",
+                ));
+            }
+            Some(Tls {
+                cert: resolve(cert),
+                key: resolve(key),
+            })
+        }
+        (Some(cert), None) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_cert"),
+                cert,
+                "needs upstream_client_key as well",
+            ))
+        }
+        (None, Some(key)) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_key"),
+                key,
+                "needs upstream_client_cert as well",
+            ))
+        }
+        (Some(cert), Some(_)) => {
+            return Err(invalid(
+                key_name(i, "upstream_client_cert"),
+                cert,
+                "a file path is required",
+            ))
+        }
+    };
+    let upstream_bearer_token_file = match raw.upstream_bearer_token_file.as_deref() {
+        Some("") => {
+            return Err(invalid(
+                key("upstream_bearer_token_file"),
+                "",
+                "a file path is required",
+            ))
+        }
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
+    let upstream_host = match raw.upstream_host {
+        Some(host) => {
+            let valid = host
+                .parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.as_str() == host && !host.contains('@'));
+            if !valid {
+                return Err(invalid(
+                    key("upstream_host"),
+                    host,
+                    "expected a host name, optionally with a port, such as \"auth.example.com\"",
+                ));
+            }
+            Some(host)
+        }
+        None => None,
+    };
+    let name = match raw.name {
+        Some(name) if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) => {
+            return Err(invalid(key("name"), name, "must be non-empty, without spaces"))
+        }
+        Some(name) => name,
+        None => format!("{}{}", public.host(), public.path()),
+    };
+    Ok(Issuer {
+        name,
+        public_url: raw.public_url,
+        public,
+        upstream,
+        public_jwks_path,
+        upstream_jwks_url: raw.upstream_jwks_url,
+        upstream_ca,
+        upstream_client_auth,
+        upstream_bearer_token_file,
+        upstream_host,
+    })
+}

@@ -1,0 +1,212 @@
+//! Checks of the way to the issuer: URL form, name resolution, address class, TLS.
+
+use std::time::SystemTime;
+
+use http::Uri;
+
+use super::is_private;
+use super::net::{self, Net};
+use super::report::{sts, Report};
+
+pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
+    let url = match issuer.parse::<Uri>() {
+        Ok(url) if url.scheme().is_some() && url.host().is_some() => url,
+        _ => {
+            report.fail(
+                "url.form",
+                format!("{issuer:?} is not an absolute URL"),
+                "pass the issuer exactly as tokens carry it in `iss`, such as https://gitlab.example.com",
+                sts::NO_PROVIDER,
+            );
+            return None;
+        }
+    };
+    if url.scheme_str() != Some("https") {
+        report.fail(
+            "url.https",
+            format!("the scheme is {}", url.scheme_str().unwrap_or_default()),
+            "relying parties only accept https issuers: publish it over HTTPS (jwks-edge terminates TLS)",
+            sts::UNREACHABLE,
+        );
+        return None;
+    }
+    report.pass("url.https", "https");
+    if issuer.contains(['?', '#']) {
+        report.fail(
+            "url.form",
+            "the issuer URL has a query or fragment",
+            "an issuer is scheme, host and path only",
+            sts::NO_PROVIDER,
+        );
+    } else if url.path().len() > 1 && issuer.ends_with('/') {
+        report.warn(
+            "url.form",
+            "the issuer URL ends with a slash; issuers are compared exactly",
+            "make sure tokens carry the slash too, or drop it everywhere",
+            Some(sts::NO_PROVIDER),
+        );
+    } else if issuer.ends_with('/') {
+        report.warn(
+            "url.form",
+            "the issuer URL ends with a slash; issuers are compared exactly",
+            "use the URL without the trailing slash, as tokens usually carry it",
+            Some(sts::NO_PROVIDER),
+        );
+    } else {
+        report.pass("url.form", "no query, fragment or trailing slash");
+    }
+    if url.port_u16().is_some() {
+        report.warn(
+            "url.port",
+            "the URL has a port",
+            "AWS does not accept a port in an identity provider URL: serve it on 443",
+            Some(sts::NO_PROVIDER),
+        );
+    }
+    Some(url)
+}
+
+pub(super) async fn check_reachable(
+    report: &mut Report,
+    net: &Net,
+    url: &Uri,
+    what: &'static str,
+    allow_private: bool,
+) -> Option<std::net::SocketAddr> {
+    let host = url.host().unwrap_or_default();
+    let port = url.port_u16().unwrap_or(443);
+    let (id_dns, id_private) = if what == "dns" {
+        ("dns.resolve", "dns.public")
+    } else {
+        ("jwks.dns", "jwks.public")
+    };
+    let addrs = match net.resolve(host, port).await {
+        Ok(addrs) => addrs,
+        Err(reason) => {
+            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            return None;
+        }
+    };
+    let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    report.pass(id_dns, format!("{host} resolves to {}", list.join(", ")));
+    let private: Vec<&String> = addrs
+        .iter()
+        .zip(&list)
+        .filter(|(a, _)| is_private(a.ip()))
+        .map(|(_, s)| s)
+        .collect();
+    if private.is_empty() {
+        report.pass(id_private, "every address is public");
+    } else if allow_private {
+        report.pass(
+            id_private,
+            format!("private addresses allowed by --allow-private: {private:?}"),
+        );
+    } else {
+        report.fail(
+            id_private,
+            format!("private, loopback or link-local addresses: {private:?}"),
+            "the relying party fetches from the internet: publish the issuer on a public address (jwks-edge at the edge)",
+            sts::UNREACHABLE,
+        );
+    }
+    addrs.first().copied()
+}
+
+pub(super) async fn check_tls(
+    report: &mut Report,
+    net: &Net,
+    url: &Uri,
+    addr: std::net::SocketAddr,
+    facts: Option<&net::TlsFacts>,
+    now: SystemTime,
+) {
+    let Some(facts) = facts else {
+        report.skip("tls.chain", "no TLS");
+        return;
+    };
+    report.pass(
+        "tls.handshake",
+        format!(
+            "negotiated {}",
+            facts.version.map(|v| format!("{v:?}")).unwrap_or_default()
+        ),
+    );
+    match &facts.verified {
+        Ok(()) => report.pass("tls.chain", "the chain is valid for the host and trusted"),
+        Err(reason) => report.fail(
+            "tls.chain",
+            format!("the certificate is not trusted: {reason}"),
+            "serve the full chain of a certificate from a public CA, valid for this host",
+            sts::UNREACHABLE,
+        ),
+    }
+    let leaf = facts.chain.first().and_then(|c| {
+        x509_parser::parse_x509_certificate(c)
+            .ok()
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+    });
+    if let Some(not_after) = leaf {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let days = (not_after - now).div_euclid(86_400);
+        if not_after <= now {
+            report.fail(
+                "tls.expiry",
+                format!("the certificate expired {} day(s) ago", -days),
+                "renew the certificate",
+                sts::UNREACHABLE,
+            );
+        } else if days < 14 {
+            report.warn(
+                "tls.expiry",
+                format!("the certificate expires in {days} day(s)"),
+                "renew the certificate",
+                None,
+            );
+        } else {
+            report.pass("tls.expiry", format!("the certificate expires in {days} days"));
+        }
+    }
+    let host = url
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let mut versions = Vec::new();
+    if net.handshake_with(host, addr, &rustls::version::TLS13).await {
+        versions.push("TLS 1.3");
+    }
+    if net.handshake_with(host, addr, &rustls::version::TLS12).await {
+        versions.push("TLS 1.2");
+    }
+    if versions.is_empty() {
+        report.fail(
+            "tls.versions",
+            "neither TLS 1.3 nor TLS 1.2 is offered",
+            "enable TLS 1.2 or 1.3",
+            sts::UNREACHABLE,
+        );
+    } else {
+        report.pass("tls.versions", format!("offers {}", versions.join(" and ")));
+    }
+    match facts.chain.as_slice() {
+        [] => {}
+        [_leaf] => report.warn(
+            "tls.thumbprint",
+            "the server sends only its leaf certificate, no intermediate",
+            "serve the full chain (leaf first, then intermediates)",
+            None,
+        ),
+        chain => {
+            let top = chain.last().expect("non-empty");
+            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, top);
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            let subject = x509_parser::parse_x509_certificate(top)
+                .map(|(_, c)| c.subject().to_string())
+                .unwrap_or_default();
+            report.pass("tls.thumbprint", format!("top intermediate CA {subject}: SHA-1 {hex}"));
+        }
+    }
+}
