@@ -152,24 +152,22 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go through a bounded queue to a writer thread that batches them into stderr, so
-/// that neither a slow stderr nor a burst of access-log lines can hold up a request.
-/// Beyond 128k queued lines, lines are dropped rather than waited for. The returned
-/// guard flushes what is queued when dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs are appended to a bounded memory buffer that a thread writes to stderr every
+/// 50 ms (see `log_sink`), so neither a slow stderr nor a burst of access-log lines can
+/// hold up a request. The returned sink writes what is left when dropped.
+fn init_logging(format: LogFormat) -> crate::log_sink::LogSink {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("jwks-edge-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let sink = crate::log_sink::LogSink::start();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(sink.writer());
     match format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
     }
-    guard
+    sink
 }
 
 type Outcome = Result<(), (u8, anyhow::Error)>;

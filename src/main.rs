@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod log_sink;
 
 fn main() -> std::process::ExitCode {
     cli::main()
