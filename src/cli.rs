@@ -303,6 +303,20 @@ fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: 
                 .map_err(|err| (CONFIG_ERROR, err))?,
         ),
     };
+    if let Some(ca) = &options.ca_file {
+        // An unusable --ca-file is a usage error (exit 2), not a finding about the issuer.
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("cannot read --ca-file {}", ca.display()))
+            .map_err(|err| (CONFIG_ERROR, err))?;
+        if certs.is_empty() {
+            return Err((
+                CONFIG_ERROR,
+                anyhow::anyhow!("--ca-file {} holds no certificate", ca.display()),
+            ));
+        }
+    }
     let rt = runtime()?;
     let report = rt.block_on(jwks_edge::doctor::run(options));
     if json {

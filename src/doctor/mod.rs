@@ -48,6 +48,9 @@ fn roots(ca_file: Option<&PathBuf>) -> Result<rustls::RootCertStore, String> {
             let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
                 .and_then(|i| i.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("--ca-file {} holds no certificate", path.display()));
+            }
             for cert in certs {
                 roots
                     .add(cert)

@@ -426,3 +426,25 @@ async fn json_output_parses_and_matches_the_readable_report() {
         text.trim_end().lines().last().unwrap()
     );
 }
+
+#[test]
+fn doctor_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["doctor", "https://idp.test", "--ca-file", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no certificate"));
+    let out = run(&["doctor", "https://idp.test", "--token", "/nonexistent/token"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["doctor", "https://idp.test", "--resolve", "idp.test:443"]);
+    assert_eq!(out.status.code(), Some(2), "a malformed --resolve is a usage error");
+    let out = run(&["doctor"]);
+    assert_eq!(out.status.code(), Some(2));
+}
