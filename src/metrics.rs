@@ -1,14 +1,16 @@
 //! `Metrics`: the Prometheus registry, with handles resolved once so recording is atomics only.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::document::{CacheStatus, DocKind};
@@ -89,11 +91,63 @@ fn cache_index(cache: Option<CacheStatus>) -> usize {
     }
 }
 
-fn latency_buckets() -> impl Iterator<Item = f64> {
-    [
-        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
-    ]
-    .into_iter()
+/// Upper bounds, in seconds, of the latency histograms' buckets.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// A duration histogram recorded with atomics only, for the request path
+/// (prometheus-client's own histogram takes a lock on every observation).
+#[derive(Clone, Debug)]
+pub struct LatencyHistogram(Arc<HistogramCells>);
+
+#[derive(Debug)]
+struct HistogramCells {
+    /// One count per bucket of `LATENCY_BUCKETS`, then one for +Inf.
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(Arc::new(HistogramCells {
+            counts: (0..=LATENCY_BUCKETS.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS.partition_point(|bound| *bound < secs);
+        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.0
+            .sum_nanos
+            .fetch_add(elapsed.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(self.0.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// Handles of one listener's connection metrics.
@@ -113,10 +167,10 @@ pub struct Metrics {
     issuers: Vec<String>,
     /// One counter per (document or none, status, cache status), resolved at start.
     requests: Vec<Counter>,
-    durations: Vec<Histogram>,
+    durations: Vec<LatencyHistogram>,
     stale: Vec<Counter>,
     fetches: Vec<Counter>,
-    fetch_durations: Vec<Histogram>,
+    fetch_durations: Vec<LatencyHistogram>,
     document_age: Family<DocLabels, FloatGauge>,
     last_success: Family<DocLabels, FloatGauge>,
     connections: Family<ListenerLabels, Gauge>,
@@ -139,8 +193,7 @@ impl Metrics {
             "Requests answered on the public listeners, by issuer, document, status and cache status",
             requests_family.clone(),
         );
-        let durations_family =
-            Family::<DocLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let durations_family = Family::<DocLabels, LatencyHistogram>::default();
         registry.register_with_unit(
             "request_duration",
             "Time from request head to response head on the public listeners",
@@ -159,8 +212,7 @@ impl Metrics {
             "Upstream fetches by issuer, document and outcome",
             fetches_family.clone(),
         );
-        let fetch_durations_family =
-            Family::<DocLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let fetch_durations_family = Family::<DocLabels, LatencyHistogram>::default();
         registry.register_with_unit(
             "upstream_fetch_duration",
             "Duration of upstream fetches, failed ones included",
@@ -274,7 +326,7 @@ impl Metrics {
         let slot = doc.map_or(self.issuers.len() * 2, DocId::slot);
         let index = (slot * STATUSES.len() + status_index(status)) * CACHE.len() + cache_index(cache);
         self.requests[index].inc();
-        self.durations[slot].observe(elapsed.as_secs_f64());
+        self.durations[slot].observe(elapsed);
         if let (Some(doc), Some(CacheStatus::Stale)) = (doc, cache) {
             self.stale[doc.slot()].inc();
         }
@@ -287,7 +339,7 @@ impl Metrics {
             .position(|o| *o == outcome)
             .unwrap_or(OUTCOMES.len() - 1);
         self.fetches[doc.slot() * OUTCOMES.len() + outcome_index].inc();
-        self.fetch_durations[doc.slot()].observe(elapsed.as_secs_f64());
+        self.fetch_durations[doc.slot()].observe(elapsed);
     }
 
     /// The connection metrics of one listener.
@@ -342,5 +394,29 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_histogram_buckets_are_cumulative_and_bounded_inclusively() {
+        let mut registry = Registry::default();
+        let histogram = LatencyHistogram::default();
+        registry.register_with_unit("t", "test", Unit::Seconds, histogram.clone());
+        histogram.observe(Duration::from_micros(30));
+        histogram.observe(Duration::from_millis(1));
+        histogram.observe(Duration::from_secs(10));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("t_seconds_count 3"), "{text}");
+        assert!(text.contains("t_seconds_bucket{le=\"0.00005\"} 1"), "{text}");
+        assert!(text.contains("t_seconds_bucket{le=\"0.0005\"} 1"), "{text}");
+        assert!(text.contains("t_seconds_bucket{le=\"0.001\"} 2"), "{text}");
+        assert!(text.contains("t_seconds_bucket{le=\"5.0\"} 2"), "{text}");
+        assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 3"), "{text}");
+        assert!(text.contains("t_seconds_sum 10.00103"), "{text}");
     }
 }

@@ -285,26 +285,24 @@ impl IssuerRefresh {
 
     /// Where the key set is fetched from now: the configured override, or what the
     /// current discovery document says (waiting for the first one).
-    async fn jwks_url(&self, discovery: &mut watch::Receiver<Option<Arc<Document>>>) -> String {
+    async fn jwks_url(&self, discovery: &mut watch::Receiver<u64>) -> String {
         if let Some(url) = &self.issuer.upstream_jwks_url {
             return url.clone();
         }
-        let url = match discovery.wait_for(Option::is_some).await {
-            Ok(doc) => doc
-                .as_ref()
-                .and_then(|d| d.jwks.as_ref())
-                .map(|t| t.upstream_url.clone()),
-            Err(_) => None,
-        };
-        match url {
-            Some(url) => url,
-            // The store outlives its refreshers, so the channel stays open while we run.
-            None => std::future::pending().await,
+        loop {
+            let current = self.store.get(self.id(DocKind::Discovery));
+            if let Some(target) = current.as_ref().and_then(|d| d.jwks.as_ref()) {
+                return target.upstream_url.clone();
+            }
+            if discovery.changed().await.is_err() {
+                // The store outlives its refreshers, so this cannot happen while we run.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
     async fn refresh_jwks(self, mut requests: mpsc::Receiver<RefreshRequest>) {
-        let mut discovery = self.store.subscribe(self.id(DocKind::Discovery));
+        let mut discovery = self.store.changes(self.id(DocKind::Discovery));
         let mut backoff = Backoff::new(self.policy.refresh);
         let mut retention = KeyRetention::new(self.keep_removed_keys);
         if let Some(current) = self.store.get(self.id(DocKind::Jwks)) {
@@ -355,11 +353,10 @@ impl IssuerRefresh {
                             break;
                         }
                         let moved = self.issuer.upstream_jwks_url.is_none()
-                            && discovery
-                                .borrow()
-                                .as_ref()
-                                .and_then(|d| d.jwks.as_ref())
-                                .is_some_and(|t| t.upstream_url != url);
+                            && self
+                                .store
+                                .get(self.id(DocKind::Discovery))
+                                .is_some_and(|d| d.jwks.as_ref().is_some_and(|t| t.upstream_url != url));
                         if moved {
                             break;
                         }

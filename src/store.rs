@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -39,47 +40,71 @@ impl DocId {
     }
 }
 
+/// One document's slot.
+struct Slot {
+    /// The current copy: replaced whole by the refresher, read without locking by
+    /// every request.
+    current: ArcSwapOption<Document>,
+    /// Bumped after every replacement, to wake whoever waits for a copy.
+    changed: watch::Sender<u64>,
+}
+
 /// One slot per configured document. The set of documents is fixed by the config, so the
 /// store is a vector, not a map, and needs no eviction.
 ///
 /// Concurrency contract: each slot has exactly one writer, the refresher task of that
-/// document, which replaces the copy only with a validated one. Requests only read. A
-/// request that finds no copy waits on the slot's channel for the refresher's fetch, so
-/// any number of concurrent cold misses share that one upstream fetch.
+/// document, which replaces the copy only with a validated one. Requests only read, and
+/// take no lock to do so. A request that finds no copy waits on the slot's change signal
+/// for the refresher's fetch, so any number of concurrent cold misses share that one
+/// upstream fetch.
 pub struct DocumentStore {
-    slots: Vec<watch::Sender<Option<Arc<Document>>>>,
+    slots: Vec<Slot>,
 }
 
 impl DocumentStore {
     pub fn new(issuers: usize) -> DocumentStore {
         DocumentStore {
-            slots: (0..issuers * 2).map(|_| watch::Sender::new(None)).collect(),
+            slots: (0..issuers * 2)
+                .map(|_| Slot {
+                    current: ArcSwapOption::empty(),
+                    changed: watch::Sender::new(0),
+                })
+                .collect(),
         }
     }
 
     /// The current copy, if any.
     pub fn get(&self, id: DocId) -> Option<Arc<Document>> {
-        self.slots[id.slot()].borrow().clone()
+        self.slots[id.slot()].current.load_full()
     }
 
     /// The current copy, or the first one stored before `deadline`.
     pub async fn wait(&self, id: DocId, deadline: Instant) -> Option<Arc<Document>> {
-        let mut rx = self.slots[id.slot()].subscribe();
-        let waited = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
-        match waited {
-            Ok(Ok(doc)) => doc.clone(),
-            _ => None,
+        let slot = &self.slots[id.slot()];
+        // Subscribe before looking, so that a copy stored in between is not missed.
+        let mut changes = slot.changed.subscribe();
+        loop {
+            if let Some(doc) = slot.current.load_full() {
+                return Some(doc);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return slot.current.load_full(),
+            }
         }
     }
 
-    /// Watches one document (refreshers of a key set follow their discovery document).
-    pub fn subscribe(&self, id: DocId) -> watch::Receiver<Option<Arc<Document>>> {
-        self.slots[id.slot()].subscribe()
+    /// Signals every replacement of one document (a key set refresher follows its
+    /// discovery document this way).
+    pub fn changes(&self, id: DocId) -> watch::Receiver<u64> {
+        self.slots[id.slot()].changed.subscribe()
     }
 
     /// Replaces the copy. Only the document's refresher calls this.
     pub fn put(&self, id: DocId, doc: Arc<Document>) {
-        self.slots[id.slot()].send_replace(Some(doc));
+        let slot = &self.slots[id.slot()];
+        slot.current.store(Some(doc));
+        slot.changed.send_modify(|version| *version = version.wrapping_add(1));
     }
 }
 
