@@ -114,6 +114,28 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The same 200 with the access log on, formatted by tracing-subscriber into a sink
+    // (the cost a request pays on its own core; writing happens elsewhere, batched).
+    let logged = Proxy::new(
+        Router::new(&config.issuers),
+        store.clone(),
+        policy(),
+        Duration::from_secs(2),
+        Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect())),
+        true,
+    );
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("conn", peer = "127.0.0.1:50000", listener = "plain");
+        let _entered = span.enter();
+        c.bench_function("respond: 200 with the access log (text)", |b| {
+            b.iter(|| runtime.block_on(logged.respond(request())))
+        });
+    });
+
     let issuer = &config.issuers[0];
     c.bench_function("rewrite: 6.5 KB Keycloak discovery", |b| {
         b.iter(|| rewrite_discovery(issuer, black_box(KEYCLOAK_DISCOVERY.as_bytes())).unwrap())
