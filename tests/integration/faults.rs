@@ -30,10 +30,7 @@ async fn failures(admin: std::net::SocketAddr) -> (u64, u64) {
 }
 
 async fn warm(addr: std::net::SocketAddr) -> (Bytes, Bytes) {
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, KEYS).await;
     (
         get(addr, &Transport::Plain, GITLAB, DISCOVERY).await.body,
         get(addr, &Transport::Plain, GITLAB, KEYS).await.body,

@@ -56,13 +56,7 @@ async fn hostile_requests_get_a_precise_answer_and_never_reach_the_upstream() {
     let idp = gitlab_idp().await;
     let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
     let addr = proxy.plain.unwrap();
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-            .await
-            .status
-            == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let seen = idp.total_hits();
     let big_header = format!(
         "GET /.well-known/openid-configuration HTTP/1.1\r\nHost: {GITLAB}\r\nX-Big: {}\r\n\r\n",
@@ -140,13 +134,7 @@ async fn half_open_connections_are_closed_and_do_not_starve_clients() {
     .await;
     let plain = proxy.plain.unwrap();
     let https = proxy.https.unwrap();
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(plain, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-            .await
-            .status
-            == StatusCode::OK
-    })
-    .await;
+    until_served(plain, GITLAB, "/oauth/discovery/keys").await;
 
     // 300 slowloris connections: half a request head, then nothing; plus connections that
     // send nothing at all, on both listeners (no TLS handshake, no HTTP/2 preface).
@@ -215,13 +203,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
     )
     .await;
     let addr = proxy.plain.unwrap();
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-            .await
-            .status
-            == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!("GET /oauth/discovery/keys HTTP/1.1\r\nHost: {GITLAB}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

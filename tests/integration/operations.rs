@@ -82,10 +82,7 @@ async fn metrics_parse_and_move_with_requests_and_failures() {
     )
     .await;
     let addr = proxy.plain.unwrap();
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, KEYS).await;
     let hits = r#"jwks_edge_requests_total{issuer="gitlab",document="jwks",status="200",cache_status="hit"}"#;
     let missing = r#"jwks_edge_requests_total{issuer="",document="none",status="404",cache_status="none"}"#;
     let failed = r#"jwks_edge_upstream_fetches_total{issuer="gitlab",document="jwks",outcome="status"}"#;
@@ -206,10 +203,7 @@ async fn admin_refresh_requires_the_token_and_fetches_at_once() {
     )
     .await;
     let addr = proxy.plain.unwrap();
-    eventually(Duration::from_secs(10), "a warm cache", || async {
-        get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, KEYS).await;
 
     assert_eq!(
         post(proxy.admin, "/admin/refresh", None).await.status,

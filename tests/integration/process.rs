@@ -190,13 +190,7 @@ async fn json_logs_parse_and_carry_the_access_log() {
     );
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
-    eventually(Duration::from_secs(10), "a served key set", || async {
-        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-            .await
-            .status
-            == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let access = eventually_line(&serve, |event| event["target"] == "jwks_edge::access").await;
     assert_eq!(access["level"], "INFO");
     let fields = &access["fields"];

@@ -468,13 +468,7 @@ async fn a_bad_answer_never_replaces_a_good_copy() {
     )
     .await;
     let addr = proxy.plain.unwrap();
-    eventually(Duration::from_secs(5), "first copy", || async {
-        get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
-            .await
-            .status
-            == StatusCode::OK
-    })
-    .await;
+    until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await.body;
     idp.set_fault(Fault::Body(r#"{"keys":[]}"#.into()));
     let hits = idp.hits("/oauth/discovery/keys");

@@ -457,3 +457,11 @@ pub async fn readyz(admin: SocketAddr) -> (StatusCode, serde_json::Value) {
     let reply = get(admin, &Transport::Plain, "localhost", "/readyz").await;
     (reply.status, reply.json())
 }
+
+/// Waits (bounded) until the proxy at `addr` serves `host` + `path` with a 200.
+pub async fn until_served(addr: SocketAddr, host: &str, path: &str) {
+    eventually(Duration::from_secs(10), "the document to be served", || async {
+        get(addr, &Transport::Plain, host, path).await.status == StatusCode::OK
+    })
+    .await;
+}

@@ -65,13 +65,6 @@ async fn jwks_error(admin: std::net::SocketAddr) -> String {
     }
 }
 
-async fn serves_keys(addr: std::net::SocketAddr) {
-    eventually(Duration::from_secs(10), "the key set", || async {
-        get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
     let ca = TestCa::new("internal CA");
@@ -107,7 +100,7 @@ async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
         None,
     )
     .await;
-    serves_keys(trusting.plain.unwrap()).await;
+    until_served(trusting.plain.unwrap(), GITLAB, KEYS).await;
 }
 
 #[tokio::test]
@@ -144,7 +137,7 @@ async fn an_upstream_requiring_mutual_tls_gets_the_client_certificate() {
         None,
     )
     .await;
-    serves_keys(authenticated.plain.unwrap()).await;
+    until_served(authenticated.plain.unwrap(), GITLAB, KEYS).await;
 }
 
 #[tokio::test]
@@ -165,7 +158,7 @@ async fn the_bearer_token_is_read_again_for_every_fetch() {
         None,
     )
     .await;
-    serves_keys(proxy.plain.unwrap()).await;
+    until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(idp.last_request_headers()["authorization"], "Bearer token-one");
 
     // The IdP rotates to a token the file does not hold yet: fetches fail with 401…
@@ -196,7 +189,7 @@ async fn upstream_host_is_sent_as_the_host_header() {
         None,
     )
     .await;
-    serves_keys(proxy.plain.unwrap()).await;
+    until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(idp.last_request_headers()["host"], "auth.example.com");
 }
 
