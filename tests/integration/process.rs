@@ -226,3 +226,31 @@ async fn eventually_line(serve: &Serve, matches: impl Fn(&serde_json::Value) -> 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn the_access_log_can_be_switched_off() {
+    let idp = gitlab_idp().await;
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n{}",
+        issuer("https://gitlab.example.com", &idp.base_url(), "")
+    );
+    let mut serve = Serve::start_with(&["--log-format", "json"], &config, 2);
+    let addr = serve.addr("plain");
+    until_served(addr, GITLAB, "/oauth/discovery/keys").await;
+    for _ in 0..5 {
+        get(addr, &Transport::Plain, GITLAB, "/.well-known/openid-configuration").await;
+    }
+    // Stop the process: everything it logged is flushed by the time it says "stopped".
+    serve.signal("TERM");
+    assert_eq!(serve.exit_status(Duration::from_secs(15)).await.code(), Some(0));
+    eventually_line(&serve, |event| event["fields"]["message"] == "stopped").await;
+    let log = serve.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|l| l.contains("key set mapped")),
+        "the log is flowing: {log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("jwks_edge::access")),
+        "no access lines with [log] access = false"
+    );
+}
