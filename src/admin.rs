@@ -17,7 +17,7 @@ use crate::health::HealthBoard;
 use crate::metrics::Metrics;
 use crate::refresh::{RefreshControl, RefreshRequest};
 use crate::response::{Body, Reject};
-use crate::server::Handler;
+use crate::server::{ConnInfo, Handler};
 use crate::store::{DocId, DocumentStore};
 
 /// The admin listener's state. Built by `App`; every field is read-only here.
@@ -265,7 +265,7 @@ async fn ask(refresher: &tokio::sync::mpsc::Sender<RefreshRequest>, wait: Durati
 }
 
 impl Handler for Admin {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, request: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
         let path = request.uri().path();
         if path == "/admin/refresh" {
             let Some(authorized) = self.authorized(&request).await else {

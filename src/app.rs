@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
 use crate::config::Config;
@@ -87,6 +88,8 @@ pub struct App {
     certs: Option<Arc<CertResolver>>,
     /// Notified to reload the certificates now (the command line wires SIGHUP to it).
     reload: Arc<Notify>,
+    /// Where access lines go, given by the command line (which owns the log output).
+    access_log: Option<AccessLog>,
     refreshers: Vec<IssuerRefresh>,
 }
 
@@ -169,8 +172,14 @@ impl App {
             tls,
             certs,
             reload: Arc::new(Notify::new()),
+            access_log: None,
             refreshers,
         })
+    }
+
+    /// Gives the access log its output; used only when `[log] access` is on.
+    pub fn set_access_log(&mut self, log: AccessLog) {
+        self.access_log = Some(log);
     }
 
     /// Notify it to reload the certificates at once (they are also polled for changes).
@@ -199,7 +208,7 @@ impl App {
             self.policy,
             self.config.server.deadline,
             self.metrics.clone(),
-            self.config.log.access,
+            self.access_log.clone().filter(|_| self.config.log.access),
         ));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use jwks_edge::access_log::{AccessFormat, AccessLog};
 use jwks_edge::app::{App, Listeners};
 use jwks_edge::certs::ServerCert;
 use jwks_edge::config::Config;
@@ -105,9 +106,14 @@ const CONFIG_ERROR: u8 = 2;
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _log = init_logging(cli.log_format);
+    let log = init_logging(cli.log_format);
+    let access_format = match cli.log_format {
+        LogFormat::Text => AccessFormat::Text,
+        LogFormat::Json => AccessFormat::Json,
+    };
+    let access_log = AccessLog::new(access_format, log.handle());
     let result = match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config } => serve(config, access_log),
         Command::CheckConfig { config } => check_config(config),
         Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))),
         Command::Doctor {
@@ -138,7 +144,7 @@ pub fn main() -> ExitCode {
             admin_listen,
             listen_plain,
         } => runtime().and_then(|rt| {
-            rt.block_on(crate::demo::run(listen, admin_listen, listen_plain))
+            rt.block_on(crate::demo::run(listen, admin_listen, listen_plain, access_log))
                 .map_err(|err| (RUNTIME_FAILURE, err))
         }),
     };
@@ -153,13 +159,13 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs are appended to a bounded memory buffer that a thread writes to stderr every
-/// 50 ms (see `log_sink`), so neither a slow stderr nor a burst of access-log lines can
+/// 5 ms (see `log_sink`), so neither a slow stderr nor a burst of access-log lines can
 /// hold up a request. The returned sink writes what is left when dropped.
-fn init_logging(format: LogFormat) -> crate::log_sink::LogSink {
+fn init_logging(format: LogFormat) -> jwks_edge::log_sink::LogSink {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let sink = crate::log_sink::LogSink::start();
+    let sink = jwks_edge::log_sink::LogSink::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink.writer());
@@ -227,12 +233,13 @@ fn check_config(path: PathBuf) -> Outcome {
     Ok(())
 }
 
-fn serve(path: PathBuf) -> Outcome {
+fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
     let rt = runtime()?;
     rt.block_on(async {
         let config = Config::load(&path).map_err(|err| (CONFIG_ERROR, err.into()))?;
         // Certificates and CA bundles the config names are part of the configuration.
-        let app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        let mut app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        app.set_access_log(access_log);
         let listeners = Listeners::bind(&config)
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jwks_edge::access_log::AccessLog;
 use jwks_edge::app::{App, Listeners};
 use jwks_edge::config::Config;
 use jwks_edge::fake_idp::{FakeIdp, Resource};
@@ -71,7 +72,12 @@ fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((cert, key))
 }
 
-pub async fn run(listen: SocketAddr, admin_listen: SocketAddr, listen_plain: Option<SocketAddr>) -> anyhow::Result<()> {
+pub async fn run(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    listen_plain: Option<SocketAddr>,
+    access_log: AccessLog,
+) -> anyhow::Result<()> {
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr).await.with_context(|| {
             format!("cannot listen on {addr} (choose another with --listen/--admin-listen, port 0 picks a free one)")
@@ -117,7 +123,8 @@ pub async fn run(listen: SocketAddr, admin_listen: SocketAddr, listen_plain: Opt
         key = key.display().to_string(),
     );
     let config = Config::from_toml(&toml, &dir.0).context("the demo configuration is invalid")?;
-    let app = App::new(config).context("cannot start the proxy")?;
+    let mut app = App::new(config).context("cannot start the proxy")?;
+    app.set_access_log(access_log);
 
     let ca = cert.display();
     println!("jwks-edge demo: a GitLab-shaped IdP on {idp_url}, and jwks-edge in front of it on {public_url}");

@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod base_url;
@@ -28,6 +29,7 @@ pub mod document;
 pub mod fake_idp;
 pub mod fetch;
 pub mod health;
+pub mod log_sink;
 pub mod metrics;
 pub mod refresh;
 pub mod response;

@@ -2,7 +2,6 @@
 
 mod cli;
 mod demo;
-mod log_sink;
 
 fn main() -> std::process::ExitCode {
     cli::main()

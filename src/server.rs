@@ -1,6 +1,7 @@
 //! The accept loop: TCP, optional TLS, then HTTP/1.1 or HTTP/2 into a `Handler`, under limits.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,17 @@ use tracing::{debug, info, warn, Instrument};
 use crate::metrics::ConnMetrics;
 use crate::response::Body;
 
+/// The connection a request came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The listener's name ("https", "plain", "admin").
+    pub listener: &'static str,
+}
+
 /// What a listener serves: the public `Proxy` or the admin endpoints.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, request: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// Bounds on what one client can hold (DESIGN.md: every wait has a bound).
@@ -184,6 +193,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
         let watcher = graceful.watcher();
         let metrics = metrics.clone();
         let span = tracing::info_span!("conn", %peer, listener = name);
+        let conn = ConnInfo { peer, listener: name };
         tokio::spawn(
             async move {
                 let _permit = permit;
@@ -193,7 +203,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
                         match handshake.await {
-                            Ok(Ok(stream)) => serve_connection(stream, builder, handler, watcher, limits).await,
+                            Ok(Ok(stream)) => serve_connection(stream, builder, handler, watcher, limits, conn).await,
                             Ok(Err(err)) => {
                                 metrics.handshake_errors.inc();
                                 debug!(error = %err, "TLS handshake failed");
@@ -204,7 +214,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
                             }
                         }
                     }
-                    None => serve_connection(stream, builder, handler, watcher, limits).await,
+                    None => serve_connection(stream, builder, handler, watcher, limits, conn).await,
                 }
             }
             .instrument(span),
@@ -226,6 +236,7 @@ async fn serve_connection<S, H>(
     handler: Arc<H>,
     watcher: hyper_util::server::graceful::Watcher,
     limits: Limits,
+    conn: ConnInfo,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
@@ -237,7 +248,7 @@ async fn serve_connection<S, H>(
             let in_flight = activity.begin();
             let handler = handler.clone();
             async move {
-                let response = handler.handle(request).await;
+                let response = handler.handle(request, conn).await;
                 drop(in_flight);
                 Ok::<_, std::convert::Infallible>(response)
             }

@@ -9,13 +9,13 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tracing::info;
 
+use crate::access_log::{AccessEntry, AccessLog};
 use crate::document::{CachePolicy, CacheStatus, Document, Freshness};
 use crate::metrics::Metrics;
 use crate::response::{preflight, Body, Reject};
 use crate::routes::{Route, Router};
-use crate::server::Handler;
+use crate::server::{ConnInfo, Handler};
 use crate::store::{DocId, DocumentStore};
 
 /// The request handler shared by every public listener. It only reads the store: no
@@ -27,8 +27,8 @@ pub struct Proxy {
     /// Every response starts within this, counted from when the request was parsed.
     deadline: Duration,
     metrics: Arc<Metrics>,
-    /// Whether every request gets an access-log line (target `jwks_edge::access`).
-    access_log: bool,
+    /// Where every request gets a line, when the access log is on.
+    access_log: Option<AccessLog>,
 }
 
 /// What a request turned out to be, for metrics and the access log.
@@ -45,7 +45,7 @@ impl Proxy {
         policy: CachePolicy,
         deadline: Duration,
         metrics: Arc<Metrics>,
-        access_log: bool,
+        access_log: Option<AccessLog>,
     ) -> Proxy {
         Proxy {
             router,
@@ -57,7 +57,7 @@ impl Proxy {
         }
     }
 
-    pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>) -> Response<Body> {
+    pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let mut outcome = Outcome::default();
         let response = match self.answer(&request, started + self.deadline, &mut outcome).await {
@@ -75,16 +75,17 @@ impl Proxy {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics.request(outcome.doc, status, outcome.cache, elapsed);
-        if self.access_log {
-            info!(
-                target: "jwks_edge::access",
-                method = %request.method(),
-                host = request_host(&request).unwrap_or("-"),
-                path = request.uri().path(),
+        if let Some(log) = &self.access_log {
+            log.record(&AccessEntry {
+                listener: conn.listener,
+                peer: conn.peer,
+                method: request.method().as_str(),
+                host: request_host(&request).unwrap_or("-"),
+                path: request.uri().path(),
                 status,
-                cache = outcome.cache.map_or("-", CacheStatus::as_str),
-                micros = elapsed.as_micros() as u64,
-            );
+                cache: outcome.cache.map_or("-", CacheStatus::as_str),
+                micros: elapsed.as_micros() as u64,
+            });
         }
         response
     }
@@ -182,7 +183,7 @@ fn request_host<B>(request: &Request<B>) -> Option<&str> {
 }
 
 impl Handler for Proxy {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
-        self.respond(request).await
+    async fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        self.respond(request, conn).await
     }
 }
