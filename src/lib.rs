@@ -8,12 +8,14 @@
 //!   -> service::Proxy   routes::Router(host, path) -> DocId
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
+//!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
 //! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
 //!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
 //! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
 //!          POST /admin/refresh, on the admin listener
 //! app      builds all of the above from config::Config and runs it on given listeners
+//! doctor   `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
 //! ```
 #![forbid(unsafe_code)]
