@@ -159,6 +159,10 @@ fn issuer_errors_name_the_key_and_quote_the_value() {
             "only applies to an https upstream",
         ),
         (
+            "public_url = \"https://a.example\"\nupstream = \"https://x\"\nupstream_client_cert = \"c.pem\"\nupstream_client_key = \"\"",
+            "issuer[0].upstream_client_key = \"\": a file path is required",
+        ),
+        (
             "public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstream_host = \"a b\"",
             "issuer[0].upstream_host = \"a b\"",
         ),

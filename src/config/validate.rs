@@ -29,10 +29,6 @@ pub(super) fn parse_duration(key: &str, value: Option<&str>, default: &str) -> R
     Ok(duration)
 }
 
-fn key_name(i: usize, key: &str) -> String {
-    format!("issuer[{i}].{key}")
-}
-
 fn parse_count(
     key: &str,
     value: Option<i64>,
@@ -273,40 +269,33 @@ pub(super) fn validate_issuer(
     let any_https = upstream.is_https() || upstream_jwks_https == Some(true);
     let upstream_client_auth = match (raw.upstream_client_cert.as_deref(), raw.upstream_client_key.as_deref()) {
         (None, None) => None,
-        (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
-            if !any_https {
-                return Err(invalid(
-                    key_name(i, "upstream_client_cert"),
-                    cert,
-                    "only applies to an https upstream",
-                ));
-            }
-            Some(Tls {
-                cert: resolve(cert),
-                key: resolve(key),
-            })
-        }
+        (Some(""), _) => return Err(invalid(key("upstream_client_cert"), "", "a file path is required")),
+        (_, Some("")) => return Err(invalid(key("upstream_client_key"), "", "a file path is required")),
         (Some(cert), None) => {
             return Err(invalid(
-                key_name(i, "upstream_client_cert"),
+                key("upstream_client_cert"),
                 cert,
                 "needs upstream_client_key as well",
             ))
         }
-        (None, Some(key)) => {
+        (None, Some(key_file)) => {
             return Err(invalid(
-                key_name(i, "upstream_client_key"),
-                key,
+                key("upstream_client_key"),
+                key_file,
                 "needs upstream_client_cert as well",
             ))
         }
-        (Some(cert), Some(_)) => {
+        (Some(cert), Some(_)) if !any_https => {
             return Err(invalid(
-                key_name(i, "upstream_client_cert"),
+                key("upstream_client_cert"),
                 cert,
-                "a file path is required",
+                "only applies to an https upstream",
             ))
         }
+        (Some(cert), Some(key_file)) => Some(Tls {
+            cert: resolve(cert),
+            key: resolve(key_file),
+        }),
     };
     let upstream_bearer_token_file = match raw.upstream_bearer_token_file.as_deref() {
         Some("") => {
