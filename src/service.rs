@@ -33,7 +33,8 @@ pub struct Proxy {
 
 /// What a request turned out to be, for metrics and the access log.
 #[derive(Default)]
-struct Outcome {
+struct Outcome<'r> {
+    host: Option<&'r str>,
     doc: Option<DocId>,
     cache: Option<CacheStatus>,
 }
@@ -80,7 +81,7 @@ impl Proxy {
                 listener: conn.listener,
                 peer: conn.peer,
                 method: request.method().as_str(),
-                host: request_host(&request).unwrap_or("-"),
+                host: outcome.host.unwrap_or("-"),
                 path: request.uri().path(),
                 status,
                 cache: outcome.cache.map_or("-", CacheStatus::as_str),
@@ -90,12 +91,14 @@ impl Proxy {
         response
     }
 
-    async fn answer<B: hyper::body::Body>(
+    async fn answer<'r, B: hyper::body::Body>(
         &self,
-        request: &Request<B>,
+        request: &'r Request<B>,
         deadline: Instant,
-        outcome: &mut Outcome,
+        outcome: &mut Outcome<'r>,
     ) -> Result<Response<Body>, Reject> {
+        let host = request_host(request);
+        outcome.host = host;
         let headers = request.headers();
         if headers.get_all(header::HOST).iter().nth(1).is_some() {
             return Err(Reject::AmbiguousHost);
@@ -106,7 +109,7 @@ impl Proxy {
         if !request.body().is_end_stream() {
             return Err(Reject::BodyNotAllowed);
         }
-        let host = request_host(request).ok_or(Reject::MissingHost)?;
+        let host = host.ok_or(Reject::MissingHost)?;
         let path = request.uri().path();
         let id = match self.router.route(host, path, &self.store) {
             Route::Doc(id) => id,
@@ -127,28 +130,30 @@ impl Proxy {
             Method::OPTIONS => return Ok(preflight()),
             _ => return Err(Reject::MethodNotAllowed),
         }
-        let (doc, status) = self.current(id, deadline).await?;
+        let (doc, status, now) = self.current(id, deadline).await?;
         outcome.cache = Some(status);
-        Ok(self.render(&doc, status, request))
+        Ok(self.render(&doc, status, request, now))
     }
 
-    /// The copy to serve and how it was obtained, waiting (bounded) only when none exists.
-    async fn current(&self, id: DocId, deadline: Instant) -> Result<(Arc<Document>, CacheStatus), Reject> {
+    /// The copy to serve, how it was obtained, and the time it is judged at (used for
+    /// `Age` too), waiting (bounded) only when no copy exists.
+    async fn current(&self, id: DocId, deadline: Instant) -> Result<(Arc<Document>, CacheStatus, SystemTime), Reject> {
         let (doc, waited) = match self.store.get(id) {
             Some(doc) => (doc, false),
             None => (self.store.wait(id, deadline).await.ok_or(Reject::NotReady)?, true),
         };
-        let status = match self.policy.freshness(doc.fetched_at, SystemTime::now()) {
+        let now = SystemTime::now();
+        let status = match self.policy.freshness(doc.fetched_at, now) {
             Freshness::Fresh if waited => CacheStatus::Collapsed,
             Freshness::Fresh => CacheStatus::Hit,
             Freshness::Stale => CacheStatus::Stale,
             Freshness::Expired => return Err(Reject::Expired),
         };
-        Ok((doc, status))
+        Ok((doc, status, now))
     }
 
-    fn render<B>(&self, doc: &Document, status: CacheStatus, request: &Request<B>) -> Response<Body> {
-        let headers = doc.response_headers(status, SystemTime::now());
+    fn render<B>(&self, doc: &Document, status: CacheStatus, request: &Request<B>, now: SystemTime) -> Response<Body> {
+        let headers = doc.response_headers(status, now);
         let not_modified = request
             .headers()
             .get_all(header::IF_NONE_MATCH)
