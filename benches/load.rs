@@ -204,7 +204,17 @@ enum Sender {
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
 }
 
+/// Bound on one connection setup or one exchange: a stalled server ends the request as an
+/// error instead of hanging the benchmark.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn connect(target: &Target) -> Result<Sender, String> {
+    tokio::time::timeout(IO_TIMEOUT, connect_unbounded(target))
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+}
+
+async fn connect_unbounded(target: &Target) -> Result<Sender, String> {
     let tcp = TcpStream::connect(target.addr).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     match &target.tls {
@@ -239,6 +249,12 @@ async fn connect(target: &Target) -> Result<Sender, String> {
 }
 
 async fn request(sender: &mut Sender) -> Result<usize, String> {
+    tokio::time::timeout(IO_TIMEOUT, request_unbounded(sender))
+        .await
+        .map_err(|_| "request timed out".to_owned())?
+}
+
+async fn request_unbounded(sender: &mut Sender) -> Result<usize, String> {
     let response = match sender {
         Sender::H1(s) => {
             s.ready().await.map_err(|e| e.to_string())?;
