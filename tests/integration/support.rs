@@ -155,19 +155,26 @@ pub async fn fake_idp() -> FakeIdp {
     FakeIdp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap()
 }
 
+/// A fake IdP serving each `(path, body)` with the headers self-hosted IdPs send.
+async fn idp_serving(documents: &[(&str, String)]) -> FakeIdp {
+    let idp = fake_idp().await;
+    for (path, body) in documents {
+        idp.put(path, Resource::json_with_idp_headers(body.clone()));
+    }
+    idp
+}
+
 /// A fake IdP shaped like GitLab whose `external_url` is public: `jwks_uri` is already
 /// the public URL, and the IdP sends no-cache headers and a session cookie.
 pub async fn gitlab_idp() -> FakeIdp {
-    let idp = fake_idp().await;
-    idp.put(
-        "/.well-known/openid-configuration",
-        Resource::json_with_idp_headers(fixture("gitlab/openid-configuration.json")),
-    );
-    idp.put(
-        "/oauth/discovery/keys",
-        Resource::json_with_idp_headers(fixture("gitlab/jwks.json")),
-    );
-    idp
+    idp_serving(&[
+        (
+            "/.well-known/openid-configuration",
+            fixture("gitlab/openid-configuration.json"),
+        ),
+        ("/oauth/discovery/keys", fixture("gitlab/jwks.json")),
+    ])
+    .await
 }
 
 /// A fake IdP shaped like a Keycloak realm: `issuer` on the public frontend URL, every
@@ -194,16 +201,14 @@ pub async fn keycloak_idp(realm: &str) -> FakeIdp {
 
 /// A fake IdP shaped like a Kubernetes API server: `jwks_uri` on the in-cluster address.
 pub async fn kubernetes_idp() -> FakeIdp {
-    let idp = fake_idp().await;
-    idp.put(
-        "/.well-known/openid-configuration",
-        Resource::json_with_idp_headers(fixture("kubernetes/openid-configuration.json")),
-    );
-    idp.put(
-        "/openid/v1/jwks",
-        Resource::json_with_idp_headers(fixture("kubernetes/jwks.json")),
-    );
-    idp
+    idp_serving(&[
+        (
+            "/.well-known/openid-configuration",
+            fixture("kubernetes/openid-configuration.json"),
+        ),
+        ("/openid/v1/jwks", fixture("kubernetes/jwks.json")),
+    ])
+    .await
 }
 
 /// A proxy running in this process on ephemeral loopback ports. Stops when dropped.

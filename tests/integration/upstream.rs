@@ -48,6 +48,17 @@ fn https_url(idp: &FakeIdp) -> String {
     format!("https://{}", idp.addr())
 }
 
+/// A proxy in front of `idp` with the extra `[[issuer]]` lines.
+async fn proxy_for(idp: &FakeIdp, extra: &str) -> RunningProxy {
+    RunningProxy::start(
+        &issuer("https://gitlab.example.com", &https_url(idp), extra),
+        "",
+        "",
+        None,
+    )
+    .await
+}
+
 /// The key set's (or else the discovery document's) recorded error, once there is one.
 async fn jwks_error(admin: std::net::SocketAddr) -> String {
     let started = tokio::time::Instant::now();
@@ -73,13 +84,7 @@ async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
     let ca_file = dir.path().join("internal-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
 
-    let untrusting = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &https_url(&idp), ""),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let untrusting = proxy_for(&idp, "").await;
     let error = jwks_error(untrusting.admin).await;
     assert!(error.contains("certificate"), "{error}");
     assert_eq!(
@@ -89,17 +94,7 @@ async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    let trusting = RunningProxy::start(
-        &issuer(
-            "https://gitlab.example.com",
-            &https_url(&idp),
-            &format!("upstream_ca = {ca_file:?}"),
-        ),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let trusting = proxy_for(&idp, &format!("upstream_ca = {ca_file:?}")).await;
     until_served(trusting.plain.unwrap(), GITLAB, KEYS).await;
 }
 
@@ -115,28 +110,12 @@ async fn an_upstream_requiring_mutual_tls_gets_the_client_certificate() {
         .issue_with(&["jwks-edge"], &rcgen::PKCS_ECDSA_P256_SHA256, true)
         .write(dir.path(), "client");
 
-    let anonymous = RunningProxy::start(
-        &issuer(
-            "https://gitlab.example.com",
-            &https_url(&idp),
-            &format!("upstream_ca = {ca_file:?}"),
-        ),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let anonymous = proxy_for(&idp, &format!("upstream_ca = {ca_file:?}")).await;
     let error = jwks_error(anonymous.admin).await;
     assert!(error.contains("connection failed"), "{error}");
 
     let extra = format!("upstream_ca = {ca_file:?}\nupstream_client_cert = {cert:?}\nupstream_client_key = {key:?}");
-    let authenticated = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &https_url(&idp), &extra),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let authenticated = proxy_for(&idp, &extra).await;
     until_served(authenticated.plain.unwrap(), GITLAB, KEYS).await;
 }
 
