@@ -115,7 +115,7 @@ fn discovery_document(
     Ok((doc, public.issuer))
 }
 
-/// The public key set document for a published key set.
+/// The public key set document for a key set read back from a snapshot.
 fn jwks_document(body: Bytes, fetched_at: SystemTime, policy: &CachePolicy) -> Result<Document, ValidationError> {
     check_jwks(&body)?;
     Ok(Document::new(DocKind::Jwks, body, fetched_at, None, policy))
@@ -324,11 +324,10 @@ impl IssuerRefresh {
             let delay = match fetched {
                 Ok(upstream) => {
                     let now = SystemTime::now();
+                    // Validated above; retention only appends keys that were valid before.
                     let published = retention.publish(upstream, now);
-                    match jwks_document(published.clone(), now, &self.policy) {
-                        Ok(doc) => self.accept(doc, published, &mut snapshot_failing).await,
-                        Err(err) => self.reject(DocKind::Jwks, &url, &FetchError::Invalid(err)),
-                    }
+                    let doc = Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy);
+                    self.accept(doc, published, &mut snapshot_failing).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
