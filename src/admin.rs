@@ -11,6 +11,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::acme::AcmeStatus;
 use crate::certs::CertResolver;
 use crate::document::{CachePolicy, DocKind, Freshness};
 use crate::health::HealthBoard;
@@ -26,6 +27,8 @@ pub struct Admin {
     pub store: Arc<DocumentStore>,
     pub health: Arc<HealthBoard>,
     pub certs: Option<Arc<CertResolver>>,
+    /// The ACME certificates' state, with `[server.tls.acme]`.
+    pub acme: Option<Arc<AcmeStatus>>,
     pub policy: CachePolicy,
     pub metrics: Arc<Metrics>,
     pub refresh: Vec<RefreshControl>,
@@ -52,10 +55,12 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Admin {
-    /// The certificates being served and the last refused reload, if any.
-    fn tls(&self) -> serde_json::Value {
+    /// The certificates being served, the last refused reload, and with ACME each
+    /// certificate's renewal state; false when some configured name has no valid
+    /// certificate (HTTPS handshakes for it fail).
+    fn tls(&self, now: SystemTime) -> (bool, serde_json::Value) {
         let Some(resolver) = &self.certs else {
-            return serde_json::Value::Null;
+            return (true, serde_json::Value::Null);
         };
         let certificates: Vec<_> = resolver
             .current()
@@ -69,7 +74,35 @@ impl Admin {
                 })
             })
             .collect();
-        json!({"certificates": certificates, "last_reload_error": resolver.last_error()})
+        let mut body = json!({"certificates": certificates, "last_reload_error": resolver.last_error()});
+        let Some(acme) = &self.acme else {
+            return (true, body);
+        };
+        let mut ready = true;
+        let records: Vec<_> = acme
+            .records()
+            .iter()
+            .map(|r| {
+                let state = r.state(now);
+                ready &= !matches!(state, "missing" | "expired");
+                json!({
+                    "names": r.names,
+                    "state": state,
+                    "not_after": rfc3339(r.not_after),
+                    "renew_at": rfc3339(r.renew_at),
+                    "last_attempt": rfc3339(r.last_attempt),
+                    "last_error": r.last_error,
+                    "consecutive_failures": r.consecutive_failures,
+                    "next_attempt": rfc3339(r.next_attempt),
+                })
+            })
+            .collect();
+        body["acme"] = json!({
+            "directory": acme.directory,
+            "challenge": acme.challenge.as_str(),
+            "certificates": records,
+        });
+        (ready, body)
     }
 
     /// One document's state as `/readyz` reports it, and whether it can be served.
@@ -124,14 +157,16 @@ impl Admin {
                 json!({"name": name, "discovery": discovery, "jwks": jwks})
             })
             .collect();
+        let (tls_ready, tls) = self.tls(now);
         let (ready, status) = match worst {
+            _ if !tls_ready => (false, "unavailable"),
             Freshness::Fresh => (true, "fresh"),
             Freshness::Stale => (true, "stale"),
             Freshness::Expired => (false, "unavailable"),
         };
         (
             ready,
-            json!({"ready": ready, "status": status, "issuers": issuers, "tls": self.tls()}),
+            json!({"ready": ready, "status": status, "issuers": issuers, "tls": tls}),
         )
     }
 }

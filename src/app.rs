@@ -12,9 +12,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::access_log::AccessLog;
+use crate::acme::{AcmeError, AcmeManager, AcmeStatus, Challenges};
 use crate::admin::Admin;
 use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
-use crate::config::Config;
+use crate::config::{AcmeChallenge, Config};
 use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
@@ -45,6 +46,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot set up ACME certificates")]
+    Acme(#[source] AcmeError),
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
 }
@@ -91,6 +94,11 @@ pub struct App {
     /// Where access lines go, given by the command line (which owns the log output).
     access_log: Option<AccessLog>,
     refreshers: Vec<IssuerRefresh>,
+    /// Orders and renews the certificates, with `[server.tls.acme]`.
+    acme: Option<AcmeManager>,
+    acme_status: Option<Arc<AcmeStatus>>,
+    /// HTTP-01 answers for the public listeners, with `challenge = "http-01"`.
+    acme_http: Option<Arc<Challenges>>,
 }
 
 impl App {
@@ -102,18 +110,35 @@ impl App {
             fetch_timeout: config.cache.fetch_timeout,
             stale_if_error: config.cache.stale_if_error,
         };
-        let (tls, certs) = match &config.server.tls {
-            Some(server_tls) => {
+        let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
+        let (mut tls, mut certs, mut acme, mut acme_http) = (None, None, None, None);
+        match config.server.tls.as_ref().map(|t| (t, t.acme.as_ref())) {
+            Some((_, Some(acme_config))) => {
+                let challenges = Arc::new(Challenges::default());
+                let resolver = Arc::new(CertResolver::with_challenges(
+                    CertSet { certs: Vec::new() },
+                    challenges.clone(),
+                ));
+                let manager = AcmeManager::new(acme_config.clone(), resolver.clone(), challenges.clone(), &metrics)
+                    .map_err(StartError::Acme)?;
+                let tls_alpn = acme_config.challenge == AcmeChallenge::TlsAlpn01;
+                let server_config = tls::server_config(resolver.clone(), tls_alpn).map_err(StartError::Tls)?;
+                tls = Some(TlsAcceptor::from(server_config));
+                certs = Some(resolver);
+                acme_http = (!tls_alpn).then_some(challenges);
+                acme = Some(manager);
+            }
+            Some((server_tls, None)) => {
                 let set = CertSet::load(&server_tls.certs, SystemTime::now()).map_err(StartError::Certificate)?;
                 let resolver = Arc::new(CertResolver::new(set));
-                let server_config = tls::server_config(resolver.clone()).map_err(StartError::Tls)?;
-                (Some(TlsAcceptor::from(server_config)), Some(resolver))
+                let server_config = tls::server_config(resolver.clone(), false).map_err(StartError::Tls)?;
+                tls = Some(TlsAcceptor::from(server_config));
+                certs = Some(resolver);
             }
-            None => (None, None),
-        };
+            None => {}
+        }
         let store = Arc::new(DocumentStore::new(config.issuers.len()));
         let health = Arc::new(HealthBoard::new(config.issuers.len()));
-        let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
         let snapshots = match &config.cache.state_dir {
             Some(dir) => Some(Snapshots::open(dir).map_err(|source| StartError::StateDir {
                 path: dir.clone(),
@@ -174,6 +199,9 @@ impl App {
             reload: Arc::new(Notify::new()),
             access_log: None,
             refreshers,
+            acme_status: acme.as_ref().map(AcmeManager::status),
+            acme,
+            acme_http,
         })
     }
 
@@ -193,7 +221,9 @@ impl App {
             return Err(StartError::NoHttpsListener);
         }
         let (mut refreshers, controls) = spawn_all(self.refreshers);
-        if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
+        if let Some(acme) = self.acme {
+            refreshers.spawn(acme.run());
+        } else if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
             refreshers.spawn(reload_loop(
                 resolver.clone(),
                 server_tls.certs.clone(),
@@ -202,14 +232,18 @@ impl App {
                 self.metrics.certificate_reload_failures.clone(),
             ));
         }
-        let proxy = Arc::new(Proxy::new(
+        let mut proxy = Proxy::new(
             Router::new(&self.config.issuers),
             self.store.clone(),
             self.policy,
             self.config.server.deadline,
             self.metrics.clone(),
             self.access_log.clone().filter(|_| self.config.log.access),
-        ));
+        );
+        if let Some(challenges) = self.acme_http.clone() {
+            proxy = proxy.with_acme_http(challenges);
+        }
+        let proxy = Arc::new(proxy);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -242,6 +276,7 @@ impl App {
                 store: self.store.clone(),
                 health: self.health.clone(),
                 certs: self.certs.clone(),
+                acme: self.acme_status.clone(),
                 policy: self.policy,
                 metrics: self.metrics.clone(),
                 refresh: controls,

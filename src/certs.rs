@@ -9,6 +9,7 @@ use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::acme::{Challenges, ACME_TLS_ALPN};
 use crate::config::Tls;
 use crate::tls::{load_certified_key, TlsError};
 
@@ -28,7 +29,9 @@ pub struct ServerCert {
     pub key: Arc<CertifiedKey>,
     /// Lower-case DNS names from the subject alternative names (`*.` wildcards kept).
     pub names: Vec<String>,
+    pub not_before: SystemTime,
     pub not_after: SystemTime,
+    /// Where it came from: the certificate file, or the ACME cache file.
     pub cert_file: PathBuf,
 }
 
@@ -36,17 +39,23 @@ impl ServerCert {
     /// Loads and checks one certificate: readable, key matching, not expired at `now`.
     pub fn load(files: &Tls, now: SystemTime) -> Result<ServerCert, CertError> {
         let key = load_certified_key(&files.cert, &files.key)?;
-        let leaf = key.end_entity_cert().map_err(|_| CertError::Parse {
-            path: files.cert.clone(),
-        })?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|_| CertError::Parse {
-            path: files.cert.clone(),
-        })?;
-        let not_after_secs = parsed.validity().not_after.timestamp();
-        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(not_after_secs.max(0) as u64);
+        ServerCert::new(key, &files.cert, now)
+    }
+
+    /// Checks a loaded chain and key: parseable, not expired at `now`; reads its names.
+    pub fn new(key: CertifiedKey, origin: &std::path::Path, now: SystemTime) -> Result<ServerCert, CertError> {
+        let parse_error = || CertError::Parse {
+            path: origin.to_owned(),
+        };
+        let leaf = key.end_entity_cert().map_err(|_| parse_error())?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|_| parse_error())?;
+        let time =
+            |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+        let not_before = time(parsed.validity().not_before);
+        let not_after = time(parsed.validity().not_after);
         if not_after <= now {
             return Err(CertError::Expired {
-                path: files.cert.clone(),
+                path: origin.to_owned(),
                 not_after: humantime::format_rfc3339_seconds(not_after).to_string(),
             });
         }
@@ -61,8 +70,9 @@ impl ServerCert {
         Ok(ServerCert {
             key: Arc::new(key),
             names,
+            not_before,
             not_after,
-            cert_file: files.cert.clone(),
+            cert_file: origin.to_owned(),
         })
     }
 
@@ -98,6 +108,7 @@ impl CertSet {
             certs: vec![ServerCert {
                 key: Arc::new(key),
                 names: Vec::new(),
+                not_before: SystemTime::UNIX_EPOCH,
                 not_after: SystemTime::UNIX_EPOCH + Duration::from_secs(u32::MAX as u64),
                 cert_file: PathBuf::from("<memory>"),
             }],
@@ -118,6 +129,8 @@ pub struct CertResolver {
     current: RwLock<Arc<CertSet>>,
     /// Why the last reload was refused, until one succeeds (shown by `/readyz`).
     last_error: Mutex<Option<String>>,
+    /// TLS-ALPN-01 answers, when ACME is on.
+    challenges: Option<Arc<Challenges>>,
 }
 
 impl std::fmt::Debug for CertResolver {
@@ -131,6 +144,15 @@ impl CertResolver {
         CertResolver {
             current: RwLock::new(Arc::new(set)),
             last_error: Mutex::new(None),
+            challenges: None,
+        }
+    }
+
+    /// A resolver that also answers TLS-ALPN-01 validation handshakes from `challenges`.
+    pub fn with_challenges(set: CertSet, challenges: Arc<Challenges>) -> CertResolver {
+        CertResolver {
+            challenges: Some(challenges),
+            ..CertResolver::new(set)
         }
     }
 
@@ -142,7 +164,7 @@ impl CertResolver {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn replace(&self, set: CertSet) {
+    pub(crate) fn replace(&self, set: CertSet) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -154,6 +176,16 @@ impl CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // RFC 8737: a validation handshake offers only `acme-tls/1` and must get the
+        // challenge certificate; the connection is closed right after (server.rs).
+        if let Some(challenges) = &self.challenges {
+            if hello
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN))
+            {
+                return challenges.tls_alpn(hello.server_name()?);
+            }
+        }
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -233,6 +265,7 @@ mod tests {
         ServerCert {
             key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
             names: names.iter().map(|n| n.to_string()).collect(),
+            not_before: SystemTime::now(),
             not_after: SystemTime::now(),
             cert_file: PathBuf::from(names[0]),
         }

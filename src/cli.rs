@@ -211,6 +211,13 @@ fn check_config(path: PathBuf) -> Outcome {
             }
         }
     }
+    if let Some(acme) = config.server.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+        let ca = acme
+            .directory_ca
+            .as_deref()
+            .filter(|ca| present("server.tls.acme.directory_ca".to_owned(), ca));
+        jwks_edge::tls::client_config(ca, None).map_err(|err| (CONFIG_ERROR, err.into()))?;
+    }
     for (i, issuer) in config.issuers.iter().enumerate() {
         let ca = issuer
             .upstream_ca

@@ -14,6 +14,8 @@
 //!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
 //! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
 //!          POST /admin/refresh, on the admin listener
+//! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
+//!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
 //! app      builds all of the above from config::Config and runs it on given listeners
 //! doctor   `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod app;
 pub mod base_url;

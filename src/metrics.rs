@@ -49,6 +49,11 @@ struct HandshakeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AcmeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
     cert: String,
 }
@@ -177,6 +182,10 @@ pub struct Metrics {
     handshakes: Family<HandshakeLabels, Counter>,
     certificate_expiry: Family<CertLabels, FloatGauge>,
     pub certificate_reload_failures: Counter,
+    /// ACME orders that ended with a certificate.
+    pub acme_issued: Counter,
+    /// ACME orders that failed (the current certificate, if any, stayed).
+    pub acme_failed: Counter,
 }
 
 impl Metrics {
@@ -254,6 +263,14 @@ impl Metrics {
             "Certificate reloads refused (the previous certificates stayed)",
             certificate_reload_failures.clone(),
         );
+        let acme_orders = Family::<AcmeLabels, Counter>::default();
+        registry.register(
+            "acme_orders",
+            "ACME certificate orders by outcome (issued, failed)",
+            acme_orders.clone(),
+        );
+        let acme_issued = acme_orders.get_or_create(&AcmeLabels { outcome: "issued" }).clone();
+        let acme_failed = acme_orders.get_or_create(&AcmeLabels { outcome: "failed" }).clone();
 
         let doc_label = |slot: usize| -> (String, &'static str) {
             match issuers.get(slot / 2) {
@@ -318,6 +335,8 @@ impl Metrics {
             handshakes,
             certificate_expiry,
             certificate_reload_failures,
+            acme_issued,
+            acme_failed,
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::acme::ACME_TLS_ALPN;
 use crate::metrics::ConnMetrics;
 use crate::response::Body;
 
@@ -203,6 +204,10 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
                         match handshake.await {
+                            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {
+                                // RFC 8737: a TLS-ALPN-01 validation ends with the handshake.
+                                debug!("ACME validation handshake answered");
+                            }
                             Ok(Ok(stream)) => serve_connection(stream, builder, handler, watcher, limits, conn).await,
                             Ok(Err(err)) => {
                                 metrics.handshake_errors.inc();

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::access_log::{AccessEntry, AccessLog};
+use crate::acme::{Challenges, HTTP_CHALLENGE_PREFIX};
 use crate::document::{CachePolicy, CacheStatus, Document, Freshness};
 use crate::metrics::Metrics;
 use crate::response::{preflight, Body, Reject};
@@ -29,6 +30,8 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Where every request gets a line, when the access log is on.
     access_log: Option<AccessLog>,
+    /// HTTP-01 answers, when ACME validates over plain HTTP.
+    acme_http: Option<Arc<Challenges>>,
 }
 
 /// What a request turned out to be, for metrics and the access log.
@@ -55,7 +58,15 @@ impl Proxy {
             deadline,
             metrics,
             access_log,
+            acme_http: None,
         }
+    }
+
+    /// Also answers `GET /.well-known/acme-challenge/{token}` from `challenges` (any host:
+    /// the CA asks for each domain being validated).
+    pub fn with_acme_http(mut self, challenges: Arc<Challenges>) -> Proxy {
+        self.acme_http = Some(challenges);
+        self
     }
 
     pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>, conn: ConnInfo) -> Response<Body> {
@@ -111,6 +122,16 @@ impl Proxy {
         }
         let host = host.ok_or(Reject::MissingHost)?;
         let path = request.uri().path();
+        if let Some(token) = path.strip_prefix(HTTP_CHALLENGE_PREFIX) {
+            let answer = self.acme_http.as_ref().and_then(|c| c.http(token));
+            if let (Some(answer), &Method::GET | &Method::HEAD) = (answer, request.method()) {
+                let mut response = Response::new(Full::new(Bytes::from(answer)));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                return Ok(response);
+            }
+        }
         let id = match self.router.route(host, path, &self.store) {
             Route::Doc(id) => id,
             Route::NotFound => return Err(Reject::NotFound),

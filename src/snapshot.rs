@@ -115,20 +115,9 @@ impl Snapshots {
             body: String::from_utf8_lossy(body).into_owned(),
         };
         let bytes = serde_json::to_vec(&envelope).expect("an envelope always serialises");
-        let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|source| {
-            let _ = fs::remove_file(&tmp);
-            SnapshotError::Write {
-                path: path.clone(),
-                source,
-            }
+        write_atomically(&path, &bytes, false).map_err(|source| SnapshotError::Write {
+            path: path.clone(),
+            source,
         })
     }
 
@@ -165,6 +154,34 @@ impl Snapshots {
             fetched_at: fetched_at.min(SystemTime::now()),
         }))
     }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a
+/// mix: a temporary file beside it, fsync, rename over, fsync of the directory.
+/// `private` files (keys) are created readable by the owner only.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let _ = private;
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 #[cfg(test)]

@@ -121,14 +121,19 @@ pub fn certified_key_from_pem(cert_pem: &str, key_pem: &str) -> Result<Certified
     })
 }
 
-/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificate from `resolver`.
-pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, TlsError> {
+/// TLS 1.2 and 1.3, ALPN `h2` then `http/1.1` (and `acme-tls/1` for TLS-ALPN-01
+/// validation when `acme` is set), certificate from `resolver`.
+pub fn server_config(resolver: Arc<CertResolver>, acme: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if acme {
+        // Last: only a CA's validation handshake, offering nothing else, selects it.
+        config.alpn_protocols.push(crate::acme::ACME_TLS_ALPN.to_vec());
+    }
     // Resumption both ways: a session cache for clients that use session IDs, and
     // tickets (keys rotated every 6 hours) so resumption also works across replicas'
     // restarts of the cache and costs no server memory.

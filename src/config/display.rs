@@ -25,7 +25,22 @@ impl fmt::Display for Config {
         writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
         writeln!(f, "max_concurrent_streams = {}", l.max_concurrent_streams)?;
         writeln!(f, "drain_timeout = \"{}\"", dur(l.drain_timeout))?;
-        if let Some(tls) = &self.server.tls {
+        if let Some(acme) = self.server.tls.as_ref().and_then(|t| t.acme.as_ref()) {
+            writeln!(f, "\n[server.tls.acme]")?;
+            writeln!(f, "directory = {:?}", acme.directory)?;
+            writeln!(f, "contact = {:?}", acme.contact)?;
+            writeln!(f, "domains = {:?}", acme.domains)?;
+            writeln!(f, "cache_dir = {:?}", acme.cache_dir.display().to_string())?;
+            if let Some(ca) = &acme.directory_ca {
+                writeln!(f, "directory_ca = {:?}", ca.display().to_string())?;
+            }
+            writeln!(f, "challenge = {:?}", acme.challenge.as_str())?;
+            writeln!(f, "one_per_domain = {}", acme.one_per_domain)?;
+            match acme.renew_before {
+                Some(d) => writeln!(f, "renew_before = \"{}\"", dur(d))?,
+                None => writeln!(f, "# renew_before: a third of each certificate's lifetime")?,
+            }
+        } else if let Some(tls) = &self.server.tls {
             writeln!(f, "\n[server.tls]")?;
             writeln!(f, "cert = {:?}", tls.certs[0].cert.display().to_string())?;
             writeln!(f, "key = {:?}", tls.certs[0].key.display().to_string())?;

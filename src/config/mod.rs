@@ -66,7 +66,7 @@ pub struct Server {
     pub tls: Option<ServerTls>,
 }
 
-/// The HTTPS listener's certificates.
+/// The HTTPS listener's certificates: files, or obtained by ACME (then `certs` is empty).
 #[derive(Clone, Debug)]
 pub struct ServerTls {
     /// `[server.tls] cert/key` first (the default), then each `[[server.tls.certs]]`,
@@ -74,6 +74,48 @@ pub struct ServerTls {
     pub certs: Vec<Tls>,
     /// How often the files are checked for changes (SIGHUP reloads at once).
     pub reload_interval: Duration,
+    pub acme: Option<Acme>,
+}
+
+/// Let's Encrypt's production directory, the default `[server.tls.acme] directory`.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (untrusted certificates, generous rate limits).
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// `[server.tls.acme]`: certificates obtained and renewed from an ACME CA.
+#[derive(Clone, Debug)]
+pub struct Acme {
+    pub directory: String,
+    /// `mailto:` URIs for the account.
+    pub contact: Vec<String>,
+    /// Lower-case DNS names; by default every issuer's public host, in config order.
+    pub domains: Vec<String>,
+    /// Account key and certificates; must survive restarts (CA rate limits).
+    pub cache_dir: PathBuf,
+    /// PEM bundle trusted for the directory's HTTPS, besides the public roots.
+    pub directory_ca: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
+    /// One certificate per domain instead of one certificate naming them all.
+    pub one_per_domain: bool,
+    /// Renew this long before expiry; `None` is a third of each certificate's lifetime.
+    pub renew_before: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// Answered on the HTTPS listener itself (port 443 for public CAs).
+    TlsAlpn01,
+    /// Answered on the plain listener (port 80 for public CAs).
+    Http01,
+}
+
+impl AcmeChallenge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            AcmeChallenge::Http01 => "http-01",
+        }
+    }
 }
 
 /// A certificate chain file (PEM, leaf first) and its private key file.
@@ -206,6 +248,10 @@ impl Config {
                 ));
             }
             issuers.push(issuer);
+        }
+        let mut server = server;
+        if let Some(acme) = server.tls.as_mut().and_then(|t| t.acme.as_mut()) {
+            validate::default_acme_domains(acme, &issuers)?;
         }
         Ok(Config {
             server,

@@ -36,11 +36,25 @@ pub struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub cert: String,
-    pub key: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
     pub reload_interval: Option<String>,
     #[serde(default)]
     pub certs: Vec<RawCertPair>,
+    pub acme: Option<RawAcme>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: Option<String>,
+    pub contact: Option<Vec<String>>,
+    pub domains: Option<Vec<String>>,
+    pub cache_dir: Option<String>,
+    pub directory_ca: Option<String>,
+    pub challenge: Option<String>,
+    pub one_per_domain: Option<bool>,
+    pub renew_before: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

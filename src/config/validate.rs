@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawCache, RawIssuer, RawServer};
-use super::{invalid, Cache, ConfigError, Issuer, Server, ServerTls, Tls, STS_TIMEOUT};
+use super::raw::{RawAcme, RawCache, RawIssuer, RawServer, RawTls};
+use super::{
+    invalid, Acme, AcmeChallenge, Cache, ConfigError, Issuer, Server, ServerTls, Tls, LETS_ENCRYPT, STS_TIMEOUT,
+};
 use crate::base_url::BaseUrl;
 use crate::server::Limits;
 
@@ -62,50 +64,24 @@ pub(super) fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf)
         .as_deref()
         .map(|v| parse_addr("server.listen_plain", v))
         .transpose()?;
-    let tls = match raw.tls {
-        None => None,
-        Some(tls) => {
-            let pair = |key_prefix: &str, cert: &str, key: &str| {
-                for (k, value) in [("cert", cert), ("key", key)] {
-                    if value.is_empty() {
-                        return Err(invalid(format!("{key_prefix}.{k}"), value, "a file path is required"));
-                    }
-                }
-                Ok(Tls {
-                    cert: resolve(cert),
-                    key: resolve(key),
-                })
-            };
-            let mut certs = vec![pair("server.tls", &tls.cert, &tls.key)?];
-            for (i, extra) in tls.certs.iter().enumerate() {
-                certs.push(pair(&format!("server.tls.certs[{i}]"), &extra.cert, &extra.key)?);
-            }
-            let reload_interval = parse_duration("server.tls.reload_interval", tls.reload_interval.as_deref(), "10s")?;
-            if reload_interval < Duration::from_millis(100) {
-                return Err(invalid(
-                    "server.tls.reload_interval",
-                    tls.reload_interval.unwrap_or_default(),
-                    "must be at least 100ms",
-                ));
-            }
-            Some(ServerTls { certs, reload_interval })
-        }
-    };
-    let listen = match (&tls, raw.listen.as_deref()) {
-        (Some(_), value) => Some(parse_addr("server.listen", value.unwrap_or("0.0.0.0:8443"))?),
-        (None, Some(value)) => {
-            return Err(invalid(
+    let tls = raw
+        .tls
+        .map(|tls| validate_tls(tls, listen_plain.is_some(), resolve))
+        .transpose()?;
+    let listen =
+        match (&tls, raw.listen.as_deref()) {
+            (Some(_), value) => Some(parse_addr("server.listen", value.unwrap_or("0.0.0.0:8443"))?),
+            (None, Some(value)) => return Err(invalid(
                 "server.listen",
                 value,
-                "the HTTPS listener needs [server.tls] cert and key (use server.listen_plain for plain HTTP)",
-            ))
-        }
-        (None, None) => None,
-    };
+                "the HTTPS listener needs [server.tls] (cert and key, or acme); use server.listen_plain for plain HTTP",
+            )),
+            (None, None) => None,
+        };
     if listen.is_none() && listen_plain.is_none() {
         return Err(ConfigError::Missing {
             key: "server".into(),
-            reason: "no listener: set [server.tls] cert and key for HTTPS, or server.listen_plain".into(),
+            reason: "no listener: set [server.tls] (cert and key, or acme) for HTTPS, or server.listen_plain".into(),
         });
     }
     if listen.is_some_and(|a| a.port() != 0) && listen == listen_plain {
@@ -151,6 +127,213 @@ pub(super) fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf)
         limits,
         tls,
     })
+}
+
+fn validate_tls(tls: RawTls, has_plain: bool, resolve: &dyn Fn(&str) -> PathBuf) -> Result<ServerTls, ConfigError> {
+    let pair = |key_prefix: &str, cert: &str, key: &str| {
+        for (k, value) in [("cert", cert), ("key", key)] {
+            if value.is_empty() {
+                return Err(invalid(format!("{key_prefix}.{k}"), value, "a file path is required"));
+            }
+        }
+        Ok(Tls {
+            cert: resolve(cert),
+            key: resolve(key),
+        })
+    };
+    let reload_interval = parse_duration("server.tls.reload_interval", tls.reload_interval.as_deref(), "10s")?;
+    if reload_interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "server.tls.reload_interval",
+            tls.reload_interval.unwrap_or_default(),
+            "must be at least 100ms",
+        ));
+    }
+    if let Some(acme) = tls.acme {
+        // Files and ACME in one listener would make the certificate served for a name
+        // depend on which source answered last; one source, stated plainly.
+        let files = [("server.tls.cert", tls.cert), ("server.tls.key", tls.key)];
+        if let Some((key, Some(value))) = files.into_iter().find(|(_, v)| v.is_some()) {
+            return Err(invalid(key, value, "cannot be combined with [server.tls.acme]"));
+        }
+        if !tls.certs.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "server.tls.certs".into(),
+                reason: "cannot be combined with [server.tls.acme]".into(),
+            });
+        }
+        return Ok(ServerTls {
+            certs: Vec::new(),
+            reload_interval,
+            acme: Some(validate_acme(acme, has_plain, resolve)?),
+        });
+    }
+    let (cert, key) = match (tls.cert, tls.key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, _) => {
+            return Err(ConfigError::Missing {
+                key: "server.tls.cert".into(),
+                reason: "a certificate file is required (or [server.tls.acme] to obtain one)".into(),
+            })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                key: "server.tls.key".into(),
+                reason: "the certificate's private key file is required".into(),
+            })
+        }
+    };
+    let mut certs = vec![pair("server.tls", &cert, &key)?];
+    for (i, extra) in tls.certs.iter().enumerate() {
+        certs.push(pair(&format!("server.tls.certs[{i}]"), &extra.cert, &extra.key)?);
+    }
+    Ok(ServerTls {
+        certs,
+        reload_interval,
+        acme: None,
+    })
+}
+
+fn validate_acme(raw: RawAcme, has_plain: bool, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Acme, ConfigError> {
+    let directory = raw.directory.unwrap_or_else(|| LETS_ENCRYPT.to_owned());
+    match BaseUrl::parse(&directory) {
+        Ok(url) if url.is_https() => {}
+        _ => {
+            return Err(invalid(
+                "server.tls.acme.directory",
+                directory,
+                "expected the https:// URL of an ACME directory",
+            ))
+        }
+    }
+    let mut contact = Vec::new();
+    for (i, email) in raw.contact.unwrap_or_default().into_iter().enumerate() {
+        let address = email.strip_prefix("mailto:").unwrap_or(&email);
+        let valid = address
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && host.contains('.') && !address.contains([' ', ',']));
+        if !valid {
+            return Err(invalid(
+                format!("server.tls.acme.contact[{i}]"),
+                &email,
+                "expected an e-mail address such as \"ops@example.com\"",
+            ));
+        }
+        contact.push(format!("mailto:{address}"));
+    }
+    let mut domains = Vec::new();
+    for (i, domain) in raw.domains.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("server.tls.acme.domains[{i}]");
+        let name = acme_domain(&key, &domain)?;
+        if domains.contains(&name) {
+            return Err(invalid(key, domain, "is listed twice"));
+        }
+        domains.push(name);
+    }
+    let cache_dir = match raw.cache_dir.as_deref() {
+        Some("") | None => {
+            return Err(ConfigError::Missing {
+                key: "server.tls.acme.cache_dir".into(),
+                reason: "a directory that survives restarts is required: without it every start orders a new \
+                         certificate, and Let's Encrypt allows 5 per week for the same names"
+                    .into(),
+            })
+        }
+        Some(dir) => resolve(dir),
+    };
+    let directory_ca = match raw.directory_ca.as_deref() {
+        Some("") => return Err(invalid("server.tls.acme.directory_ca", "", "a file path is required")),
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
+    let challenge = match raw.challenge.as_deref() {
+        None | Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
+        Some("http-01") => AcmeChallenge::Http01,
+        Some(other) => {
+            return Err(invalid(
+                "server.tls.acme.challenge",
+                other,
+                "expected \"tls-alpn-01\" (on the HTTPS listener) or \"http-01\" (on server.listen_plain)",
+            ))
+        }
+    };
+    if challenge == AcmeChallenge::Http01 && !has_plain {
+        return Err(invalid(
+            "server.tls.acme.challenge",
+            "http-01",
+            "needs server.listen_plain (the CA connects to port 80 of each domain)",
+        ));
+    }
+    let renew_before = raw
+        .renew_before
+        .as_deref()
+        .map(|value| parse_duration("server.tls.acme.renew_before", Some(value), ""))
+        .transpose()?;
+    Ok(Acme {
+        directory,
+        contact,
+        domains,
+        cache_dir,
+        directory_ca,
+        challenge,
+        one_per_domain: raw.one_per_domain.unwrap_or(false),
+        renew_before,
+    })
+}
+
+/// A DNS name a CA can validate with HTTP-01 or TLS-ALPN-01: no wildcard, no IP address.
+fn acme_domain(key: &str, value: &str) -> Result<String, ConfigError> {
+    let name = value.trim_end_matches('.').to_ascii_lowercase();
+    if name.starts_with("*.") {
+        return Err(invalid(
+            key,
+            value,
+            "wildcard names need the DNS-01 challenge, which jwks-edge does not answer",
+        ));
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() || name.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok() {
+        return Err(invalid(
+            key,
+            value,
+            "an IP address; ACME certificates here are for DNS names",
+        ));
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.contains('.') || !name.split('.').all(label_ok) {
+        return Err(invalid(
+            key,
+            value,
+            "expected a fully qualified DNS name such as \"auth.example.com\"",
+        ));
+    }
+    Ok(name)
+}
+
+/// Without `domains`, the certificate names every issuer's public host.
+pub(super) fn default_acme_domains(acme: &mut Acme, issuers: &[Issuer]) -> Result<(), ConfigError> {
+    if !acme.domains.is_empty() {
+        return Ok(());
+    }
+    for (i, issuer) in issuers.iter().enumerate() {
+        let name = acme_domain(&format!("issuer[{i}].public_url"), issuer.public.host()).map_err(|err| match err {
+            ConfigError::Invalid { key, reason, .. } => ConfigError::Invalid {
+                key,
+                value: issuer.public_url.clone(),
+                reason: format!("{reason} (set server.tls.acme.domains to choose the names)"),
+            },
+            other => other,
+        })?;
+        if !acme.domains.contains(&name) {
+            acme.domains.push(name);
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Cache, ConfigError> {

@@ -1,0 +1,699 @@
+//! ACME (RFC 8555): the HTTPS certificates obtained and renewed from a CA such as Let's
+//! Encrypt, with TLS-ALPN-01 (RFC 8737) or HTTP-01 answered by the proxy's own listeners.
+//!
+//! The protocol is `instant-acme`'s; this module decides when to order, answers the
+//! challenges, keeps the account key and certificates in `cache_dir`, and installs each new
+//! certificate into the `CertResolver`. A failed order never removes a certificate.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse, ChallengeType, HttpClient,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::sign::CertifiedKey;
+use tracing::{info, warn};
+
+use crate::certs::{CertResolver, CertSet, ServerCert};
+use crate::config::{Acme, AcmeChallenge};
+use crate::snapshot::write_atomically;
+use crate::tls;
+
+/// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// The path prefix of HTTP-01 answers (RFC 8555 section 8.3).
+pub const HTTP_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Every request to the CA is bounded by this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A whole order (validation, finalisation, download) is bounded by this.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+/// First retry after a failed order; doubles up to `RETRY_MAX`. Five failed validations
+/// per name per hour is Let's Encrypt's limit: 0, 2, 6, 14, 30 minutes stays within it.
+const RETRY_MIN: Duration = Duration::from_secs(120);
+const RETRY_MAX: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("ACME: {0}")]
+    Protocol(#[from] instant_acme::Error),
+    #[error("cannot use the ACME cache {path:?}")]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the ACME account in {path:?}")]
+    Account {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot set up trust for the ACME directory")]
+    Trust(#[source] tls::TlsError),
+    #[error("the CA offers no {challenge} challenge for {domain}")]
+    NoChallenge { challenge: &'static str, domain: String },
+    #[error("the authorization for {domain} is {status:?}")]
+    Authorization {
+        domain: String,
+        status: AuthorizationStatus,
+    },
+    #[error("the order became {status:?}{}", details.iter().map(|d| format!("; {d}")).collect::<String>())]
+    Order { status: OrderStatus, details: Vec<String> },
+    #[error("cannot make a key or certificate request")]
+    Csr(#[source] rcgen::Error),
+    #[error("the CA's certificate cannot be used")]
+    Certificate(#[source] crate::certs::CertError),
+    #[error("the order took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// Challenge answers currently published: read by handshakes and the plain listener,
+/// written by the order in progress.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    /// TLS-ALPN-01: domain → self-signed certificate carrying the acmeIdentifier.
+    tls_alpn: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// HTTP-01: token → key authorization.
+    http: RwLock<HashMap<String, String>>,
+}
+
+impl Challenges {
+    pub fn tls_alpn(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = server_name.trim_end_matches('.').to_ascii_lowercase();
+        self.tls_alpn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&name)
+            .cloned()
+    }
+
+    /// The key authorization to answer `GET /.well-known/acme-challenge/{token}` with.
+    pub fn http(&self, token: &str) -> Option<String> {
+        self.http.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+    }
+
+    fn clear(&self) {
+        self.tls_alpn.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.http.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// One certificate's state, as `/readyz` shows it.
+#[derive(Clone, Debug, Default)]
+pub struct CertRecord {
+    pub names: Vec<String>,
+    pub not_after: Option<SystemTime>,
+    pub renew_at: Option<SystemTime>,
+    pub last_attempt: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub next_attempt: Option<SystemTime>,
+}
+
+impl CertRecord {
+    /// `missing`/`expired` (HTTPS cannot serve these names), `valid`, `renewing` (due,
+    /// no failure yet) or `renewal_failing` (due, and the CA refused or is unreachable).
+    pub fn state(&self, now: SystemTime) -> &'static str {
+        match (self.not_after, self.renew_at) {
+            (None, _) => "missing",
+            (Some(not_after), _) if not_after <= now => "expired",
+            (_, Some(renew_at)) if renew_at <= now && self.consecutive_failures > 0 => "renewal_failing",
+            (_, Some(renew_at)) if renew_at <= now => "renewing",
+            _ => "valid",
+        }
+    }
+}
+
+/// The ACME state shared with the admin listener.
+#[derive(Debug)]
+pub struct AcmeStatus {
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    records: Mutex<Vec<CertRecord>>,
+}
+
+impl AcmeStatus {
+    pub fn records(&self) -> Vec<CertRecord> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, index: usize, record: CertRecord) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())[index] = record;
+    }
+}
+
+/// One certificate to keep: its names and where it is cached.
+struct Plan {
+    names: Vec<String>,
+    file: PathBuf,
+    current: Option<ServerCert>,
+    record: CertRecord,
+    /// When to order next (renewal or retry).
+    next: SystemTime,
+}
+
+/// Obtains and renews the certificates of `[server.tls.acme]`.
+pub struct AcmeManager {
+    config: Acme,
+    /// `cache_dir` subdirectory for this directory URL: certificates from a staging CA
+    /// are never served after switching to production.
+    dir: PathBuf,
+    plans: Vec<Plan>,
+    resolver: Arc<CertResolver>,
+    challenges: Arc<Challenges>,
+    status: Arc<AcmeStatus>,
+    issued: prometheus_client::metrics::counter::Counter,
+    failed: prometheus_client::metrics::counter::Counter,
+    account: Option<Account>,
+}
+
+fn short_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The cache subdirectory for `directory`: its host (readable) and a hash (unique).
+fn directory_dir(cache_dir: &Path, directory: &str) -> PathBuf {
+    let host: String = directory
+        .trim_start_matches("https://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    cache_dir.join(format!("{host}-{}", short_hash(directory)))
+}
+
+/// When a certificate is due for renewal: `renew_before` its expiry, or by default when
+/// a third of its lifetime remains; at the earliest when it became valid.
+pub fn renew_at(cert: &ServerCert, renew_before: Option<Duration>) -> SystemTime {
+    let lifetime = cert.not_after.duration_since(cert.not_before).unwrap_or_default();
+    let before = renew_before.unwrap_or(lifetime / 3).min(lifetime);
+    cert.not_after - before
+}
+
+/// Delay before the next attempt after `failures` consecutive failed orders.
+pub fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_MIN.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
+
+impl AcmeManager {
+    /// Loads cached certificates into `resolver` (no network); what is missing or due is
+    /// ordered once `run` starts.
+    pub fn new(
+        config: Acme,
+        resolver: Arc<CertResolver>,
+        challenges: Arc<Challenges>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<AcmeManager, AcmeError> {
+        let dir = directory_dir(&config.cache_dir, &config.directory);
+        std::fs::create_dir_all(&dir).map_err(|source| AcmeError::Cache {
+            path: dir.clone(),
+            source,
+        })?;
+        let groups: Vec<Vec<String>> = if config.one_per_domain {
+            config.domains.iter().map(|d| vec![d.clone()]).collect()
+        } else {
+            vec![config.domains.clone()]
+        };
+        let now = SystemTime::now();
+        let plans: Vec<Plan> = groups
+            .into_iter()
+            .map(|names| {
+                let file = dir.join(format!("{}-{}.pem", names[0], short_hash(&names.join(","))));
+                let current = load_cached(&file, &names, now);
+                let mut plan = Plan {
+                    record: CertRecord {
+                        names: names.clone(),
+                        ..CertRecord::default()
+                    },
+                    names,
+                    file,
+                    current: None,
+                    next: now,
+                };
+                if let Some(cert) = current {
+                    plan.install(cert, config.renew_before);
+                }
+                plan
+            })
+            .collect();
+        let status = Arc::new(AcmeStatus {
+            directory: config.directory.clone(),
+            challenge: config.challenge,
+            records: Mutex::new(plans.iter().map(|p| p.record.clone()).collect()),
+        });
+        let manager = AcmeManager {
+            config,
+            dir,
+            plans,
+            resolver,
+            challenges,
+            status,
+            issued: metrics.acme_issued.clone(),
+            failed: metrics.acme_failed.clone(),
+            account: None,
+        };
+        manager.publish();
+        Ok(manager)
+    }
+
+    pub fn status(&self) -> Arc<AcmeStatus> {
+        self.status.clone()
+    }
+
+    /// Installs the current certificates (in domain order; the first is the default).
+    fn publish(&self) {
+        let certs = self
+            .plans
+            .iter()
+            .filter_map(|p| p.current.as_ref())
+            .map(|c| ServerCert {
+                key: c.key.clone(),
+                names: c.names.clone(),
+                not_before: c.not_before,
+                not_after: c.not_after,
+                cert_file: c.cert_file.clone(),
+            })
+            .collect();
+        self.resolver.replace(CertSet { certs });
+        for (index, plan) in self.plans.iter().enumerate() {
+            self.status.set(index, plan.record.clone());
+        }
+    }
+
+    /// Orders what is missing or due, forever; cancelled with the task.
+    pub async fn run(mut self) {
+        loop {
+            let now = SystemTime::now();
+            for index in 0..self.plans.len() {
+                if self.plans[index].next <= now {
+                    self.attempt(index).await;
+                }
+            }
+            let next = self.plans.iter().map(|p| p.next).min().unwrap_or(now + RETRY_MAX);
+            // Wall-clock deadlines (certificates expire in real time): look again at least
+            // hourly in case the clock jumped.
+            let wait = next
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(RETRY_MAX);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&mut self, index: usize) {
+        let names = self.plans[index].names.clone();
+        let started = SystemTime::now();
+        info!(names = ?names, directory = %self.config.directory, "ordering a certificate");
+        let result = tokio::time::timeout(ORDER_TIMEOUT, self.order(&names)).await;
+        self.challenges.clear();
+        let result = result.unwrap_or(Err(AcmeError::Timeout(ORDER_TIMEOUT)));
+        let renew_before = self.config.renew_before;
+        let plan = &mut self.plans[index];
+        plan.record.last_attempt = Some(started);
+        match result {
+            Ok(cert) => {
+                self.issued.inc();
+                plan.record.last_error = None;
+                plan.record.consecutive_failures = 0;
+                info!(
+                    names = ?cert.names,
+                    not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                    file = %cert.cert_file.display(),
+                    "certificate obtained"
+                );
+                plan.install(cert, renew_before);
+                // A renew_before longer than the lifetime the CA gives would order again at
+                // once, forever: wait at least half the new certificate's lifetime.
+                let floor = SystemTime::now() + plan.lifetime() / 2;
+                if plan.next < floor {
+                    warn!(
+                        renew_before = ?renew_before,
+                        lifetime = ?plan.lifetime(),
+                        "server.tls.acme.renew_before leaves less than half the certificate's lifetime; \
+                         renewing after half of it instead"
+                    );
+                    plan.next = floor;
+                    plan.record.renew_at = Some(floor);
+                }
+            }
+            Err(err) => {
+                self.failed.inc();
+                let reason = crate::error_chain(&err);
+                plan.record.consecutive_failures += 1;
+                plan.record.last_error = Some(reason.clone());
+                let delay = retry_delay(plan.record.consecutive_failures);
+                plan.next = SystemTime::now() + delay;
+                warn!(
+                    names = ?names,
+                    retry_in = %humantime::format_duration(delay),
+                    keeping = plan.current.is_some(),
+                    "certificate order failed: {reason}"
+                );
+            }
+        }
+        plan.record.next_attempt = Some(plan.next);
+        self.publish();
+    }
+
+    /// The account: from memory, from the cache, or registered now (and cached).
+    async fn account(&mut self) -> Result<Account, AcmeError> {
+        if let Some(account) = &self.account {
+            return Ok(account.clone());
+        }
+        let path = self.dir.join("account.json");
+        let account = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let credentials: AccountCredentials =
+                    serde_json::from_slice(&bytes).map_err(|source| AcmeError::Account {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Account::builder_with_http(self.http()?)
+                    .from_credentials(credentials)
+                    .await?
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
+                let (account, credentials) = Account::builder_with_http(self.http()?)
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        self.config.directory.clone(),
+                        None,
+                    )
+                    .await?;
+                let bytes = serde_json::to_vec_pretty(&credentials).expect("credentials always serialise");
+                write_atomically(&path, &bytes, true).map_err(|source| AcmeError::Cache {
+                    path: path.clone(),
+                    source,
+                })?;
+                info!(account = account.id(), "ACME account registered");
+                account
+            }
+            Err(source) => return Err(AcmeError::Cache { path, source }),
+        };
+        self.account = Some(account.clone());
+        Ok(account)
+    }
+
+    /// HTTPS to the CA: the public roots plus `directory_ca`, every request bounded.
+    fn http(&self) -> Result<Box<dyn HttpClient>, AcmeError> {
+        let config = tls::client_config(self.config.directory_ca.as_deref(), None).map_err(AcmeError::Trust)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Box::new(BoundedClient(client)))
+    }
+
+    /// One order, start to finish: challenges published, answered, certificate cached.
+    async fn order(&mut self, names: &[String]) -> Result<ServerCert, AcmeError> {
+        let account = self.account().await?;
+        let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let kind = match self.config.challenge {
+            AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
+            AcmeChallenge::Http01 => ChallengeType::Http01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz?;
+            let domain = authz.identifier().to_string();
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                // Validated recently for this account; nothing to answer.
+                AuthorizationStatus::Valid => continue,
+                status => return Err(AcmeError::Authorization { domain, status }),
+            }
+            let mut challenge = authz.challenge(kind.clone()).ok_or(AcmeError::NoChallenge {
+                challenge: self.config.challenge.as_str(),
+                domain: domain.clone(),
+            })?;
+            let key_authorization = challenge.key_authorization();
+            match self.config.challenge {
+                AcmeChallenge::TlsAlpn01 => {
+                    let cert = challenge_certificate(&domain, key_authorization.digest().as_ref())?;
+                    self.challenges
+                        .tls_alpn
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(domain.to_ascii_lowercase(), Arc::new(cert));
+                }
+                AcmeChallenge::Http01 => {
+                    self.challenges
+                        .http
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(challenge.token.clone(), key_authorization.as_str().to_owned());
+                }
+            }
+            challenge.set_ready().await?;
+        }
+        let poll = RetryPolicy::new().timeout(Duration::from_secs(120));
+        let status = order.poll_ready(&poll).await?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::Order {
+                status,
+                details: order_problems(&mut order).await,
+            });
+        }
+        let key = rcgen::KeyPair::generate().map_err(AcmeError::Csr)?;
+        let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(AcmeError::Csr)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params.serialize_request(&key).map_err(AcmeError::Csr)?;
+        order.finalize_csr(csr.der()).await?;
+        let chain = order.poll_certificate(&poll).await?;
+        let file_text = format!("{chain}{}", key.serialize_pem());
+        let certified = tls::certified_key_from_pem(&file_text, &file_text)
+            .map_err(|e| AcmeError::Certificate(crate::certs::CertError::Load(e)))?;
+        let index = self
+            .plans
+            .iter()
+            .position(|p| p.names == names)
+            .expect("ordered for a plan");
+        let file = self.plans[index].file.clone();
+        let cert = ServerCert::new(certified, &file, SystemTime::now()).map_err(AcmeError::Certificate)?;
+        write_atomically(&file, file_text.as_bytes(), true).map_err(|source| AcmeError::Cache {
+            path: file.clone(),
+            source,
+        })?;
+        Ok(cert)
+    }
+}
+
+impl Plan {
+    fn install(&mut self, cert: ServerCert, renew_before: Option<Duration>) {
+        let due = renew_at(&cert, renew_before);
+        self.record.not_after = Some(cert.not_after);
+        self.record.renew_at = Some(due);
+        self.record.next_attempt = Some(due);
+        self.next = due;
+        self.current = Some(cert);
+    }
+
+    fn lifetime(&self) -> Duration {
+        self.current
+            .as_ref()
+            .and_then(|c| c.not_after.duration_since(c.not_before).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// A cached certificate for exactly `names`, unexpired, with its key; anything else is
+/// ignored (and ordered again).
+fn load_cached(file: &Path, names: &[String], now: SystemTime) -> Option<ServerCert> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            warn!(file = %file.display(), "cannot read the cached certificate, ordering a new one: {err}");
+            return None;
+        }
+    };
+    let loaded = tls::certified_key_from_pem(&text, &text)
+        .map_err(crate::certs::CertError::Load)
+        .and_then(|key| ServerCert::new(key, file, now));
+    match loaded {
+        Ok(cert) => {
+            let mut have = cert.names.clone();
+            have.sort();
+            let mut want = names.to_vec();
+            want.sort();
+            if have == want {
+                info!(
+                    file = %file.display(),
+                    names = ?cert.names,
+                    not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                    "cached certificate loaded"
+                );
+                Some(cert)
+            } else {
+                warn!(file = %file.display(), names = ?cert.names, "cached certificate names other domains, ordering a new one");
+                None
+            }
+        }
+        Err(err) => {
+            warn!(
+                file = %file.display(),
+                "cached certificate unusable, ordering a new one: {}",
+                crate::error_chain(&err)
+            );
+            None
+        }
+    }
+}
+
+/// The self-signed certificate a TLS-ALPN-01 validation handshake must see: the domain
+/// as its only name and the key authorization's SHA-256 in the acmeIdentifier extension.
+fn challenge_certificate(domain: &str, digest: &[u8]) -> Result<CertifiedKey, AcmeError> {
+    let key = rcgen::KeyPair::generate().map_err(AcmeError::Csr)?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()]).map_err(AcmeError::Csr)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let cert = params.self_signed(&key).map_err(AcmeError::Csr)?;
+    // Not through `certified_key_from_pem`: its key check parses the certificate with
+    // webpki, which refuses the critical acmeIdentifier extension it does not know.
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+    let signing_key = tls::provider()
+        .key_provider
+        .load_private_key(der.into())
+        .map_err(|_| AcmeError::Csr(rcgen::Error::CouldNotParseKeyPair))?;
+    Ok(CertifiedKey::new(vec![cert.der().clone()], signing_key))
+}
+
+/// Why an order failed, from its authorizations' challenge errors.
+async fn order_problems(order: &mut instant_acme::Order) -> Vec<String> {
+    let mut details = Vec::new();
+    if let Some(problem) = &order.state().error {
+        details.push(problem.to_string());
+    }
+    let mut authorizations = order.authorizations();
+    while let Some(Ok(mut authz)) = authorizations.next().await {
+        let domain = authz.identifier().to_string();
+        if let Ok(state) = authz.refresh().await {
+            for challenge in &state.challenges {
+                if let Some(problem) = &challenge.error {
+                    details.push(format!("{domain}: {problem}"));
+                }
+            }
+        }
+    }
+    details
+}
+
+/// The HTTP client `instant-acme` talks through, with each request bounded in time (the
+/// crate's own client waits as long as the CA does).
+struct BoundedClient(
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        BodyWrapper<Bytes>,
+    >,
+);
+
+impl HttpClient for BoundedClient {
+    fn request(
+        &self,
+        request: http::Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let response = self.0.request(request);
+        Box::pin(async move {
+            match tokio::time::timeout(REQUEST_TIMEOUT, response).await {
+                Ok(Ok(response)) => Ok(BytesResponse::from(response)),
+                Ok(Err(err)) => Err(instant_acme::Error::Other(Box::new(err))),
+                Err(_) => Err(instant_acme::Error::Other(
+                    format!("the CA did not answer within {REQUEST_TIMEOUT:?}").into(),
+                )),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_two_minutes_to_an_hour() {
+        let minutes: Vec<u64> = (1..=8).map(|n| retry_delay(n).as_secs() / 60).collect();
+        assert_eq!(minutes, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn renewal_is_due_with_a_third_of_the_lifetime_left_or_renew_before() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let day = Duration::from_secs(86400);
+        let cert = ServerCert {
+            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
+            names: vec!["a.example".into()],
+            not_before: start,
+            not_after: start + 90 * day,
+            cert_file: PathBuf::new(),
+        };
+        assert_eq!(renew_at(&cert, None), start + 60 * day);
+        assert_eq!(renew_at(&cert, Some(7 * day)), start + 83 * day);
+        assert_eq!(renew_at(&cert, Some(100_000 * day)), start, "due at once");
+    }
+
+    #[test]
+    fn cache_directories_differ_per_ca_and_stay_readable() {
+        let cache = Path::new("/var/lib/jwks-edge/acme");
+        let production = directory_dir(cache, crate::config::LETS_ENCRYPT);
+        let staging = directory_dir(cache, crate::config::LETS_ENCRYPT_STAGING);
+        assert_ne!(production, staging);
+        let name = production.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("acme-v02.api.letsencrypt.org-"), "{name}");
+        assert_eq!(directory_dir(cache, "https://127.0.0.1:14000/dir"), {
+            let hash = short_hash("https://127.0.0.1:14000/dir");
+            cache.join(format!("127.0.0.1-{hash}"))
+        });
+    }
+
+    #[test]
+    fn record_states_say_what_an_operator_must_know() {
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let mut record = CertRecord::default();
+        assert_eq!(record.state(now), "missing");
+        record.not_after = Some(now + 10 * hour);
+        record.renew_at = Some(now + hour);
+        assert_eq!(record.state(now), "valid");
+        record.renew_at = Some(now - hour);
+        assert_eq!(record.state(now), "renewing");
+        record.consecutive_failures = 1;
+        assert_eq!(record.state(now), "renewal_failing");
+        record.not_after = Some(now - hour);
+        assert_eq!(record.state(now), "expired");
+    }
+
+    #[derive(Debug)]
+    struct NoKey;
+
+    impl rustls::sign::SigningKey for NoKey {
+        fn choose_scheme(&self, _: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+            None
+        }
+        fn algorithm(&self) -> rustls::SignatureAlgorithm {
+            rustls::SignatureAlgorithm::ECDSA
+        }
+    }
+}
