@@ -1,11 +1,13 @@
 //! Integration tests: real proxies, fake IdPs and clients on loopback sockets.
 
+mod acme;
 mod certificates;
 mod cli;
 mod doctor;
 mod faults;
 mod hostile;
 mod operations;
+mod pebble;
 mod process;
 mod properties;
 mod serving;

@@ -250,6 +250,13 @@ impl RunningProxy {
         );
         let config = Config::from_toml(&text, std::path::Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let listeners = Listeners::bind(&config).await.unwrap();
+        let mut proxy = RunningProxy::run(config, listeners).await;
+        proxy._certs = certs;
+        proxy
+    }
+
+    /// Runs `config` on listeners the caller bound.
+    pub async fn run(config: Config, listeners: Listeners) -> RunningProxy {
         let https = listeners.https.as_ref().map(|l| l.local_addr().unwrap());
         let plain = listeners.plain.as_ref().map(|l| l.local_addr().unwrap());
         let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
@@ -268,7 +275,7 @@ impl RunningProxy {
             admin,
             stop: Some(stop),
             task,
-            _certs: certs,
+            _certs: None,
         }
     }
 

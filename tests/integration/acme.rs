@@ -1,0 +1,386 @@
+//! ACME against pebble, a real RFC 8555 CA, on loopback: pebble validates each challenge by
+//! connecting back to the proxy (TLS-ALPN-01 on its HTTPS port, HTTP-01 on its plain port).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use jwks_edge::app::Listeners;
+use jwks_edge::config::Config;
+use jwks_edge::fake_idp::FakeIdp;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpSocket};
+
+use crate::pebble::Pebble;
+use crate::support::*;
+
+const GITLAB: &str = "gitlab.example.com";
+const AUTH: &str = "auth.example.com";
+const DISCOVERY: &str = "/.well-known/openid-configuration";
+const GITLAB_KEYS: &str = "/oauth/discovery/keys";
+
+/// Issuance takes about a second here; generous for a loaded machine.
+const ISSUANCE: Duration = Duration::from_secs(60);
+
+/// A loopback listener on `port` (0: any), reusable at once after the previous one closed,
+/// so a restarted proxy is where pebble validates.
+fn listen(port: u16) -> TcpListener {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    socket.listen(1024).unwrap()
+}
+
+/// A client that trusts only the root pebble issues under (as a relying party trusts a
+/// public CA), offering `h2` and `http/1.1`.
+fn trusting(roots_pem: &str, sni: &str) -> Transport {
+    let mut roots = rustls::RootCertStore::empty();
+    let root = CertificateDer::pem_slice_iter(roots_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    roots.add(root).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Transport::Tls {
+        config: Arc::new(config),
+        sni: sni.to_owned(),
+    }
+}
+
+/// The DNS names of a certificate.
+fn names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).unwrap();
+    let san = parsed.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The value of one `jwks_edge_acme_orders_total` series.
+async fn orders(admin: SocketAddr, outcome: &str) -> u64 {
+    let reply = get(admin, &Transport::Plain, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    let prefix = format!("jwks_edge_acme_orders_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The ACME certificates `/readyz` reports.
+async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Value>) {
+    let (status, body) = readyz(admin).await;
+    let certs = body["tls"]["acme"]["certificates"].as_array().unwrap().clone();
+    (status, certs)
+}
+
+/// Waits (bounded) until every ACME certificate of the proxy is in `state`; the failure
+/// shows what `/readyz` said last.
+async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let (_, certs) = acme_certificates(admin).await;
+        if certs.iter().all(|c| c["state"] == state) {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "certificates not {state} after {limit:?}: {certs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Setup {
+    gitlab: FakeIdp,
+    keycloak: FakeIdp,
+    cache: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new() -> Setup {
+        Setup {
+            gitlab: gitlab_idp().await,
+            keycloak: keycloak_idp("a").await,
+            cache: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A proxy on `https` and `plain` with `[server.tls.acme]` lines `acme`.
+    async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> RunningProxy {
+        let text = format!(
+            "[server]\nlisten = \"{}\"\nlisten_plain = \"{}\"\n\
+             [server.tls.acme]\ndirectory = {:?}\ndirectory_ca = {:?}\ncontact = [\"ops@example.com\"]\n\
+             cache_dir = {:?}\n{acme}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}{}",
+            https.local_addr().unwrap(),
+            plain.local_addr().unwrap(),
+            pebble.directory,
+            pebble.directory_ca,
+            self.cache.path(),
+            issuer(&format!("https://{GITLAB}"), &self.gitlab.base_url(), ""),
+            issuer(
+                &format!("https://{AUTH}/realms/a"),
+                &format!("{}/realms/a", self.keycloak.base_url()),
+                ""
+            ),
+        );
+        let config = Config::from_toml(&text, Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let listeners = Listeners {
+            https: Some(https),
+            plain: Some(plain),
+            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
+        RunningProxy::run(config, listeners).await
+    }
+}
+
+/// Serves both documents of both issuers over HTTPS with the certificate for each name;
+/// returns the leaf served for each name.
+async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'static>> {
+    let mut leaves = Vec::new();
+    for (host, paths) in [
+        (GITLAB, [DISCOVERY.to_owned(), GITLAB_KEYS.to_owned()]),
+        (
+            AUTH,
+            [
+                format!("/realms/a{DISCOVERY}"),
+                "/realms/a/protocol/openid-connect/certs".to_owned(),
+            ],
+        ),
+    ] {
+        let mut conn = Conn::open(https, &trusting(roots, host)).await;
+        for path in &paths {
+            let reply = conn.get(host, path).await;
+            assert_eq!(reply.status, StatusCode::OK, "https://{host}{path}: {:?}", reply.body);
+        }
+        leaves.push(conn.peer_cert.clone().unwrap());
+    }
+    leaves
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_fails() {
+    let https = listen(0);
+    let port = https.local_addr().unwrap().port();
+    let unused = listen(0);
+    // 30-second certificates: renewal is due 20 s after issuance (a third left).
+    let lifetime = Duration::from_secs(30);
+    let Some(mut pebble) = Pebble::start(port, unused.local_addr().unwrap().port(), Some(lifetime)).await else {
+        return;
+    };
+    let roots = pebble.issuing_roots_pem().await;
+    let setup = Setup::new().await;
+    let one_each = "one_per_domain = true";
+
+    // 1. Nothing cached: one order per domain, validated by pebble on our HTTPS port.
+    let proxy = setup.start(https, listen(0), &pebble, one_each).await;
+    until_all(proxy.admin, "valid", ISSUANCE).await;
+    let (status, _) = readyz(proxy.admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = serves_both(proxy.https.unwrap(), &roots).await;
+    assert_eq!(names(&first[0]), [GITLAB], "one certificate per domain");
+    assert_eq!(names(&first[1]), [AUTH]);
+    assert_eq!(orders(proxy.admin, "issued").await, 2);
+    // A validation handshake for a name with no pending challenge gets no certificate,
+    // and a client offering only acme-tls/1 never reaches the documents.
+    let probe = Transport::Tls {
+        config: {
+            let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+            Arc::new(config)
+        },
+        sni: GITLAB.into(),
+    };
+    assert!(try_handshake(proxy.https.unwrap(), &probe).await.is_err());
+    // The account key and certificates are cached, readable by the owner only.
+    let cached = walk(setup.cache.path());
+    assert_eq!(
+        cached.iter().filter(|p| p.ends_with("account.json")).count(),
+        1,
+        "{cached:?}"
+    );
+    assert_eq!(
+        cached
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+            .count(),
+        2
+    );
+    for file in &cached {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file:?}");
+    }
+    proxy.shutdown().await;
+
+    // 2. Restart: the cached certificates serve at once, with no order.
+    let proxy = setup.start(listen(port), listen(0), &pebble, one_each).await;
+    let (_, certs) = acme_certificates(proxy.admin).await;
+    assert!(
+        certs.iter().all(|c| c["state"] == "valid"),
+        "loaded before any order: {certs:?}"
+    );
+    eventually(ISSUANCE, "the proxy to be ready", || async {
+        readyz(proxy.admin).await.0 == StatusCode::OK
+    })
+    .await;
+    assert_eq!(serves_both(proxy.https.unwrap(), &roots).await, first);
+    assert_eq!(orders(proxy.admin, "issued").await, 0);
+    assert_eq!(orders(proxy.admin, "failed").await, 0);
+
+    // 3. A third of the short lifetime left: both renew, without a restart, while serving.
+    eventually(lifetime, "renewed certificates to be served", || async {
+        let leaves = serves_both(proxy.https.unwrap(), &roots).await;
+        leaves[0] != first[0] && leaves[1] != first[1]
+    })
+    .await;
+    assert_eq!(orders(proxy.admin, "issued").await, 2);
+    let renewed = serves_both(proxy.https.unwrap(), &roots).await;
+    proxy.shutdown().await;
+
+    // 4. The CA is gone and renewal is due at once: the order fails, is counted and
+    // reported, and the current certificates stay.
+    pebble.stop();
+    let proxy = setup
+        .start(
+            listen(port),
+            listen(0),
+            &pebble,
+            &format!("{one_each}\nrenew_before = \"1h\""),
+        )
+        .await;
+    until_all(proxy.admin, "renewal_failing", ISSUANCE).await;
+    let (status, certs) = acme_certificates(proxy.admin).await;
+    assert_eq!(status, StatusCode::OK, "still serving valid certificates: {certs:?}");
+    for cert in &certs {
+        let error = cert["last_error"].as_str().unwrap();
+        assert!(error.contains("ACME"), "{error}");
+        assert!(cert["consecutive_failures"].as_u64().unwrap() >= 1);
+        assert!(cert["next_attempt"].is_string());
+    }
+    assert!(orders(proxy.admin, "failed").await >= 2);
+    assert_eq!(serves_both(proxy.https.unwrap(), &roots).await, renewed);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
+    let plain = listen(0);
+    let unused = listen(0);
+    let Some(pebble) = Pebble::start(
+        unused.local_addr().unwrap().port(),
+        plain.local_addr().unwrap().port(),
+        None,
+    )
+    .await
+    else {
+        return;
+    };
+    let roots = pebble.issuing_roots_pem().await;
+    let setup = Setup::new().await;
+    let proxy = setup.start(listen(0), plain, &pebble, "challenge = \"http-01\"").await;
+    // No challenge is pending for an unknown token: the usual 404.
+    let reply = get(
+        proxy.plain.unwrap(),
+        &Transport::Plain,
+        GITLAB,
+        "/.well-known/acme-challenge/unknown",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    until_all(proxy.admin, "valid", ISSUANCE).await;
+    let leaves = serves_both(proxy.https.unwrap(), &roots).await;
+    assert_eq!(leaves[0], leaves[1], "one certificate for every name");
+    assert_eq!(names(&leaves[0]), [GITLAB, AUTH]);
+    assert_eq!(orders(proxy.admin, "issued").await, 1);
+    // The documents stay on plain HTTP too.
+    until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
+    proxy.shutdown().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Result<()> {
+    let Transport::Tls { config, sni } = transport else {
+        unreachable!()
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let name = rustls_pki_types::ServerName::try_from(sni.clone()).unwrap();
+    tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timed out"))?
+        .map(drop)
+}
+
+/// Accepts any server certificate: the probe only asks whether one is offered at all.
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        jwks_edge::tls::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
