@@ -172,6 +172,8 @@ pub struct AcmeManager {
     issued: prometheus_client::metrics::counter::Counter,
     failed: prometheus_client::metrics::counter::Counter,
     account: Option<Account>,
+    /// Trust for the CA's HTTPS, built at start so a bad `directory_ca` stops the start.
+    trust: rustls::ClientConfig,
 }
 
 fn short_hash(text: &str) -> String {
@@ -215,6 +217,7 @@ impl AcmeManager {
         challenges: Arc<Challenges>,
         metrics: &crate::metrics::Metrics,
     ) -> Result<AcmeManager, AcmeError> {
+        let trust = tls::client_config(config.directory_ca.as_deref(), None).map_err(AcmeError::Trust)?;
         let dir = directory_dir(&config.cache_dir, &config.directory);
         std::fs::create_dir_all(&dir).map_err(|source| AcmeError::Cache {
             path: dir.clone(),
@@ -262,6 +265,7 @@ impl AcmeManager {
             issued: metrics.acme_issued.clone(),
             failed: metrics.acme_failed.clone(),
             account: None,
+            trust,
         };
         manager.publish();
         Ok(manager)
@@ -379,13 +383,13 @@ impl AcmeManager {
                         path: path.clone(),
                         source,
                     })?;
-                Account::builder_with_http(self.http()?)
+                Account::builder_with_http(self.http())
                     .from_credentials(credentials)
                     .await?
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
-                let (account, credentials) = Account::builder_with_http(self.http()?)
+                let (account, credentials) = Account::builder_with_http(self.http())
                     .create(
                         &NewAccount {
                             contact: &contact,
@@ -411,10 +415,9 @@ impl AcmeManager {
     }
 
     /// HTTPS to the CA: the public roots plus `directory_ca`, every request bounded.
-    fn http(&self) -> Result<Box<dyn HttpClient>, AcmeError> {
-        let config = tls::client_config(self.config.directory_ca.as_deref(), None).map_err(AcmeError::Trust)?;
+    fn http(&self) -> Box<dyn HttpClient> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
+            .with_tls_config(self.trust.clone())
             .https_only()
             .enable_http1()
             .enable_http2()
@@ -423,7 +426,7 @@ impl AcmeManager {
             .timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Box::new(BoundedClient(client)))
+        Box::new(BoundedClient(client))
     }
 
     /// One order, start to finish: challenges published, answered, certificate cached.

@@ -280,3 +280,27 @@ fn effective_config_round_trips_through_the_validator() {
     assert_eq!(again.to_string(), rendered);
     assert!(rendered.contains("deadline = \"1s 500ms\""), "{rendered}");
 }
+
+#[test]
+fn the_example_acme_block_is_a_valid_alternative_to_files() {
+    let example = include_str!("../../config.example.toml");
+    let mut in_acme = false;
+    let mut lines = Vec::new();
+    for line in example.lines() {
+        if line == "# [server.tls.acme]" {
+            in_acme = true;
+        } else if line.is_empty() {
+            in_acme = false;
+        }
+        if in_acme {
+            lines.push(line.trim_start_matches("# ").to_owned());
+        } else if !line.starts_with("cert = ") && !line.starts_with("key = ") {
+            lines.push(line.to_owned());
+        }
+    }
+    let config = load(&lines.join("\n")).unwrap_or_else(|e| panic!("{e}"));
+    let acme = config.server.tls.unwrap().acme.unwrap();
+    assert_eq!(acme.directory, LETS_ENCRYPT);
+    assert_eq!(acme.domains, ["gitlab.example.com"]);
+    assert_eq!(acme.renew_before, Some(Duration::from_secs(30 * 86400)));
+}
