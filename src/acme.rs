@@ -30,6 +30,9 @@ pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// The path prefix of HTTP-01 answers (RFC 8555 section 8.3).
 pub const HTTP_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// The problem type of a request signed by an account the CA does not know (RFC 8555 7.3.1).
+const ACCOUNT_UNKNOWN: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
+
 /// Every request to the CA is bounded by this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole order (validation, finalisation, download) is bounded by this.
@@ -41,7 +44,7 @@ const RETRY_MAX: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
-    #[error("ACME: {0}")]
+    #[error("the ACME exchange with the CA failed")]
     Protocol(#[from] instant_acme::Error),
     #[error("cannot use the ACME cache {path:?}")]
     Cache {
@@ -433,7 +436,18 @@ impl AcmeManager {
     async fn order(&mut self, names: &[String]) -> Result<ServerCert, AcmeError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
+            // The CA lost or deactivated the cached account (a private CA's database was
+            // reset, say): register a new one and order again, once.
+            Err(instant_acme::Error::Api(problem)) if problem.r#type.as_deref() == Some(ACCOUNT_UNKNOWN) => {
+                warn!("the CA does not know the cached ACME account ({problem}); registering a new one");
+                self.account = None;
+                let path = self.dir.join("account.json");
+                std::fs::remove_file(&path).map_err(|source| AcmeError::Cache { path, source })?;
+                self.account().await?.new_order(&NewOrder::new(&identifiers)).await?
+            }
+            result => result?,
+        };
         let kind = match self.config.challenge {
             AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
             AcmeChallenge::Http01 => ChallengeType::Http01,

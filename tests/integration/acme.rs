@@ -105,6 +105,14 @@ async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
     }
 }
 
+/// Waits (bounded) until `/readyz` says 200: documents fetched and certificates valid.
+async fn until_ready(admin: SocketAddr) {
+    eventually(ISSUANCE, "the proxy to be ready", || async {
+        readyz(admin).await.0 == StatusCode::OK
+    })
+    .await;
+}
+
 struct Setup {
     gitlab: FakeIdp,
     keycloak: FakeIdp,
@@ -120,16 +128,20 @@ impl Setup {
         }
     }
 
-    /// A proxy on `https` and `plain` with `[server.tls.acme]` lines `acme`.
+    /// A proxy on `https` and `plain` ordering from `pebble`, with `[server.tls.acme]`
+    /// lines `acme`.
     async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> RunningProxy {
+        let ca = format!("directory_ca = {:?}\n{acme}", pebble.directory_ca);
+        self.start_with(https, plain, &pebble.directory, &ca).await
+    }
+
+    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> RunningProxy {
         let text = format!(
             "[server]\nlisten = \"{}\"\nlisten_plain = \"{}\"\n\
-             [server.tls.acme]\ndirectory = {:?}\ndirectory_ca = {:?}\ncontact = [\"ops@example.com\"]\n\
+             [server.tls.acme]\ndirectory = {directory:?}\ncontact = [\"ops@example.com\"]\n\
              cache_dir = {:?}\n{acme}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}{}",
             https.local_addr().unwrap(),
             plain.local_addr().unwrap(),
-            pebble.directory,
-            pebble.directory_ca,
             self.cache.path(),
             issuer(&format!("https://{GITLAB}"), &self.gitlab.base_url(), ""),
             issuer(
@@ -189,27 +201,14 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
     // 1. Nothing cached: one order per domain, validated by pebble on our HTTPS port.
     let proxy = setup.start(https, listen(0), &pebble, one_each).await;
     until_all(proxy.admin, "valid", ISSUANCE).await;
-    let (status, _) = readyz(proxy.admin).await;
-    assert_eq!(status, StatusCode::OK);
+    until_ready(proxy.admin).await;
     let first = serves_both(proxy.https.unwrap(), &roots).await;
     assert_eq!(names(&first[0]), [GITLAB], "one certificate per domain");
     assert_eq!(names(&first[1]), [AUTH]);
     assert_eq!(orders(proxy.admin, "issued").await, 2);
     // A validation handshake for a name with no pending challenge gets no certificate,
     // and a client offering only acme-tls/1 never reaches the documents.
-    let probe = Transport::Tls {
-        config: {
-            let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnything))
-                .with_no_client_auth();
-            config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
-            Arc::new(config)
-        },
-        sni: GITLAB.into(),
-    };
+    let probe = any_certificate(b"acme-tls/1");
     assert!(try_handshake(proxy.https.unwrap(), &probe).await.is_err());
     // The account key and certificates are cached, readable by the owner only.
     let cached = walk(setup.cache.path());
@@ -239,10 +238,7 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
         certs.iter().all(|c| c["state"] == "valid"),
         "loaded before any order: {certs:?}"
     );
-    eventually(ISSUANCE, "the proxy to be ready", || async {
-        readyz(proxy.admin).await.0 == StatusCode::OK
-    })
-    .await;
+    until_ready(proxy.admin).await;
     assert_eq!(serves_both(proxy.https.unwrap(), &roots).await, first);
     assert_eq!(orders(proxy.admin, "issued").await, 0);
     assert_eq!(orders(proxy.admin, "failed").await, 0);
@@ -269,11 +265,15 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
         )
         .await;
     until_all(proxy.admin, "renewal_failing", ISSUANCE).await;
-    let (status, certs) = acme_certificates(proxy.admin).await;
-    assert_eq!(status, StatusCode::OK, "still serving valid certificates: {certs:?}");
+    // Still ready once the documents are in: the certificates are valid.
+    until_ready(proxy.admin).await;
+    let (_, certs) = acme_certificates(proxy.admin).await;
     for cert in &certs {
         let error = cert["last_error"].as_str().unwrap();
-        assert!(error.contains("ACME"), "{error}");
+        assert!(
+            error.contains("ACME") && error.contains("Connection refused"),
+            "{error}"
+        );
         assert!(cert["consecutive_failures"].as_u64().unwrap() >= 1);
         // The first retry waits two minutes (then 4, 8, ... up to an hour).
         let at = |key: &str| humantime::parse_rfc3339(cert[key].as_str().unwrap()).unwrap();
@@ -323,6 +323,30 @@ async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
     proxy.shutdown().await;
 }
 
+#[tokio::test]
+async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serves() {
+    // No CA answers: nothing cached, the first order fails.
+    let closed = listen(0);
+    let directory = format!("https://{}/dir", closed.local_addr().unwrap());
+    drop(closed);
+    let setup = Setup::new().await;
+    let proxy = setup.start_with(listen(0), listen(0), &directory, "").await;
+    until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
+    eventually(ISSUANCE, "the failed order to be counted", || async {
+        orders(proxy.admin, "failed").await == 1
+    })
+    .await;
+    let (status, certs) = acme_certificates(proxy.admin).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no certificate: not ready");
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0]["state"], "missing");
+    assert_eq!(certs[0]["names"], serde_json::json!([GITLAB, AUTH]));
+    assert!(certs[0]["last_error"].as_str().unwrap().contains("Connection refused"));
+    let any_cert = any_certificate(b"http/1.1");
+    assert!(try_handshake(proxy.https.unwrap(), &any_cert).await.is_err());
+    proxy.shutdown().await;
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -350,7 +374,23 @@ async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Resu
         .map(drop)
 }
 
-/// Accepts any server certificate: the probe only asks whether one is offered at all.
+/// A client for `GITLAB` offering only `alpn` that accepts any certificate: it asks only
+/// whether a handshake gets one at all.
+fn any_certificate(alpn: &[u8]) -> Transport {
+    let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Transport::Tls {
+        config: Arc::new(config),
+        sni: GITLAB.into(),
+    }
+}
+
+/// Accepts any server certificate.
 #[derive(Debug)]
 struct AcceptAnything;
 
@@ -389,4 +429,47 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_lost_the_account_gets_a_new_one_at_renewal() {
+    let https = listen(0);
+    let unused = listen(0);
+    let lifetime = Duration::from_secs(30);
+    let Some(mut pebble) = Pebble::start(
+        https.local_addr().unwrap().port(),
+        unused.local_addr().unwrap().port(),
+        Some(lifetime),
+    )
+    .await
+    else {
+        return;
+    };
+    let setup = Setup::new().await;
+    let proxy = setup.start(https, listen(0), &pebble, "").await;
+    until_all(proxy.admin, "valid", ISSUANCE).await;
+    let account_file = walk(setup.cache.path())
+        .into_iter()
+        .find(|p| p.ends_with("account.json"))
+        .unwrap();
+    let account = std::fs::read(&account_file).unwrap();
+
+    // Same directory URL, empty database: the cached account is unknown at renewal.
+    pebble.restart().await;
+    let roots = pebble.issuing_roots_pem().await;
+    eventually(lifetime, "a certificate from the restarted CA", || async {
+        try_handshake(proxy.https.unwrap(), &trusting(&roots, GITLAB))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(orders(proxy.admin, "issued").await, 2);
+    assert_eq!(orders(proxy.admin, "failed").await, 0, "recovered within the renewal");
+    assert_ne!(
+        std::fs::read(&account_file).unwrap(),
+        account,
+        "a new account is cached"
+    );
+    serves_both(proxy.https.unwrap(), &roots).await;
+    proxy.shutdown().await;
 }

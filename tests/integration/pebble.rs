@@ -57,6 +57,9 @@ pub struct Pebble {
     ca: TestCa,
     /// `(log name, process)`; emptied by `stop`.
     children: Vec<(&'static str, Child)>,
+    /// How pebble itself was started, to start it again (`restart`).
+    server: Command,
+    listen: SocketAddr,
     /// Config, certificates and logs; removed after the processes are killed.
     dir: tempfile::TempDir,
 }
@@ -125,6 +128,24 @@ impl Pebble {
         pem
     }
 
+    /// Restarts pebble (not its DNS server) on the same addresses: the directory URL stays,
+    /// while every account, order and the issuing root are new, as when a private CA loses
+    /// its database.
+    pub async fn restart(&mut self) {
+        let index = self.children.iter().position(|(log, _)| *log == "pebble.log").unwrap();
+        let (_, mut old) = self.children.remove(index);
+        let _ = old.kill();
+        let _ = old.wait();
+        let mut server = std::mem::replace(&mut self.server, Command::new("true"));
+        self.spawn("pebble.log", &mut server);
+        self.server = server;
+        let (listen, management) = (self.listen, self.management);
+        if let Err(logs) = self.until_listening(&[listen, management]).await {
+            panic!("pebble could not listen again:\n{logs}");
+        }
+        self.check_directory(listen).await;
+    }
+
     /// Kills both processes and waits for them (also done on drop).
     pub fn stop(&mut self) {
         for (_, child) in &mut self.children {
@@ -175,6 +196,8 @@ impl Pebble {
             management: ports.management,
             ca,
             children: Vec::new(),
+            server: Command::new(&binaries.pebble),
+            listen: ports.listen,
             dir,
         };
         // An empty -management would make challtestsrv listen on *:80, so it gets a port too;
@@ -211,6 +234,7 @@ impl Pebble {
             server.env_remove(name);
         }
         pebble.spawn("pebble.log", &mut server);
+        pebble.server = server;
 
         pebble
             .until_listening(&[ports.dns, ports.dns_management, ports.listen, ports.management])
