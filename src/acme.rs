@@ -33,7 +33,8 @@ pub const HTTP_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// The problem type of a request signed by an account the CA does not know (RFC 8555 7.3.1).
 const ACCOUNT_UNKNOWN: &str = "urn:ietf:params:acme:error:accountDoesNotExist";
 
-/// Every request to the CA is bounded by this.
+/// Every request to the CA gets its response head within this (bodies are small; the
+/// whole order is bounded by `ORDER_TIMEOUT`).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole order (validation, finalisation, download) is bounded by this.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -177,6 +178,9 @@ pub struct AcmeManager {
     account: Option<Account>,
     /// Trust for the CA's HTTPS, built at start so a bad `directory_ca` stops the start.
     trust: rustls::ClientConfig,
+    /// Cached certificates of an earlier domain list, served (after the current ones)
+    /// until every plan has its own certificate.
+    leftovers: Vec<ServerCert>,
 }
 
 fn short_hash(text: &str) -> String {
@@ -198,11 +202,37 @@ fn directory_dir(cache_dir: &Path, directory: &str) -> PathBuf {
 }
 
 /// When a certificate is due for renewal: `renew_before` its expiry, or by default when
-/// a third of its lifetime remains; at the earliest when it became valid.
+/// a third of its lifetime remains. Never before half its lifetime: a `renew_before`
+/// longer than what the CA issues would otherwise order again and again.
 pub fn renew_at(cert: &ServerCert, renew_before: Option<Duration>) -> SystemTime {
     let lifetime = cert.not_after.duration_since(cert.not_before).unwrap_or_default();
-    let before = renew_before.unwrap_or(lifetime / 3).min(lifetime);
+    let before = renew_before.unwrap_or(lifetime / 3).min(lifetime / 2);
     cert.not_after - before
+}
+
+/// The cache file of the certificate for `names`, whatever their order in the config.
+fn cache_file(dir: &Path, names: &[String]) -> PathBuf {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    dir.join(format!("{}-{}.pem", sorted[0], short_hash(&sorted.join(","))))
+}
+
+/// What is remembered of failed orders across restarts (`<certificate>.retry.json`), so
+/// that a restarting proxy keeps its backoff instead of spending the CA's limits.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RetryState {
+    consecutive_failures: u32,
+    last_attempt_unix: u64,
+    next_attempt_unix: u64,
+    last_error: String,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+fn from_unix(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// Delay before the next attempt after `failures` consecutive failed orders.
@@ -222,21 +252,33 @@ impl AcmeManager {
     ) -> Result<AcmeManager, AcmeError> {
         let trust = tls::client_config(config.directory_ca.as_deref(), None).map_err(AcmeError::Trust)?;
         let dir = directory_dir(&config.cache_dir, &config.directory);
-        std::fs::create_dir_all(&dir).map_err(|source| AcmeError::Cache {
-            path: dir.clone(),
-            source,
-        })?;
+        // Writable now, or the start fails: an order whose certificate cannot be kept would
+        // be ordered again at every restart.
+        let probe = dir.join(".write-test");
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| write_atomically(&probe, b"", false))
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|source| AcmeError::Cache {
+                path: dir.clone(),
+                source,
+            })?;
         let groups: Vec<Vec<String>> = if config.one_per_domain {
             config.domains.iter().map(|d| vec![d.clone()]).collect()
         } else {
             vec![config.domains.clone()]
         };
         let now = SystemTime::now();
-        let plans: Vec<Plan> = groups
+        let mut plans: Vec<Plan> = groups
             .into_iter()
             .map(|names| {
-                let file = dir.join(format!("{}-{}.pem", names[0], short_hash(&names.join(","))));
-                let current = load_cached(&file, &names, now);
+                let file = cache_file(&dir, &names);
+                let current = load_pem(&file, now).filter(|cert| {
+                    let mut have = cert.names.clone();
+                    have.sort();
+                    let mut want = names.clone();
+                    want.sort();
+                    have == want
+                });
                 let mut plan = Plan {
                     record: CertRecord {
                         names: names.clone(),
@@ -248,11 +290,32 @@ impl AcmeManager {
                     next: now,
                 };
                 if let Some(cert) = current {
+                    info!(
+                        file = %plan.file.display(),
+                        names = ?cert.names,
+                        not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                        "cached certificate loaded"
+                    );
                     plan.install(cert, config.renew_before);
                 }
+                plan.restore_retry_state();
                 plan
             })
             .collect();
+        let leftovers = load_leftovers(&dir, &plans, &config.domains, now);
+        for plan in plans.iter_mut().filter(|p| p.current.is_none()) {
+            // The domain list changed: names still covered by earlier certificates keep
+            // them until the new order succeeds (due at once).
+            let covering: Vec<&ServerCert> = plan
+                .names
+                .iter()
+                .filter_map(|name| leftovers.iter().find(|c| c.covers(name)))
+                .collect();
+            if covering.len() == plan.names.len() {
+                plan.record.not_after = covering.iter().map(|c| c.not_after).min();
+                plan.record.renew_at = Some(now);
+            }
+        }
         let status = Arc::new(AcmeStatus {
             directory: config.directory.clone(),
             challenge: config.challenge,
@@ -269,6 +332,7 @@ impl AcmeManager {
             failed: metrics.acme_failed.clone(),
             account: None,
             trust,
+            leftovers,
         };
         manager.publish();
         Ok(manager)
@@ -280,10 +344,13 @@ impl AcmeManager {
 
     /// Installs the current certificates (in domain order; the first is the default).
     fn publish(&self) {
+        let complete = self.plans.iter().all(|p| p.current.is_some());
+        let leftovers = self.leftovers.iter().filter(|_| !complete);
         let certs = self
             .plans
             .iter()
             .filter_map(|p| p.current.as_ref())
+            .chain(leftovers)
             .map(|c| ServerCert {
                 key: c.key.clone(),
                 names: c.names.clone(),
@@ -340,19 +407,7 @@ impl AcmeManager {
                     "certificate obtained"
                 );
                 plan.install(cert, renew_before);
-                // A renew_before longer than the lifetime the CA gives would order again at
-                // once, forever: wait at least half the new certificate's lifetime.
-                let floor = SystemTime::now() + plan.lifetime() / 2;
-                if plan.next < floor {
-                    warn!(
-                        renew_before = ?renew_before,
-                        lifetime = ?plan.lifetime(),
-                        "server.tls.acme.renew_before leaves less than half the certificate's lifetime; \
-                         renewing after half of it instead"
-                    );
-                    plan.next = floor;
-                    plan.record.renew_at = Some(floor);
-                }
+                let _ = std::fs::remove_file(plan.retry_file());
             }
             Err(err) => {
                 self.failed.inc();
@@ -361,11 +416,15 @@ impl AcmeManager {
                 plan.record.last_error = Some(reason.clone());
                 let delay = retry_delay(plan.record.consecutive_failures);
                 plan.next = SystemTime::now() + delay;
+                plan.save_retry_state(started, &reason);
+                let consequence = match plan.current {
+                    Some(_) => "the current certificate stays",
+                    None => "HTTPS has no certificate for these names yet",
+                };
                 warn!(
                     names = ?names,
                     retry_in = %humantime::format_duration(delay),
-                    keeping = plan.current.is_some(),
-                    "certificate order failed: {reason}"
+                    "certificate order failed, {consequence}: {reason}"
                 );
             }
         }
@@ -404,10 +463,9 @@ impl AcmeManager {
                     )
                     .await?;
                 let bytes = serde_json::to_vec_pretty(&credentials).expect("credentials always serialise");
-                write_atomically(&path, &bytes, true).map_err(|source| AcmeError::Cache {
-                    path: path.clone(),
-                    source,
-                })?;
+                if let Err(err) = write_atomically(&path, &bytes, true) {
+                    warn!(file = %path.display(), "cannot cache the ACME account; a restart will register another: {err}");
+                }
                 info!(account = account.id(), "ACME account registered");
                 account
             }
@@ -437,8 +495,8 @@ impl AcmeManager {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
-            // The CA lost or deactivated the cached account (a private CA's database was
-            // reset, say): register a new one and order again, once.
+            // The CA no longer knows the cached account (a private CA's database was reset,
+            // say): register a new one and order again, once.
             Err(instant_acme::Error::Api(problem)) if problem.r#type.as_deref() == Some(ACCOUNT_UNKNOWN) => {
                 warn!("the CA does not know the cached ACME account ({problem}); registering a new one");
                 self.account = None;
@@ -486,7 +544,12 @@ impl AcmeManager {
             }
             challenge.set_ready().await?;
         }
-        let poll = RetryPolicy::new().timeout(Duration::from_secs(120));
+        // Every second for up to two minutes (the CA's Retry-After, when sent, wins):
+        // doubling delays would leave long blind spots.
+        let poll = RetryPolicy::new()
+            .initial_delay(Duration::from_secs(1))
+            .backoff(1.0)
+            .timeout(Duration::from_secs(120));
         let status = order.poll_ready(&poll).await?;
         if status != OrderStatus::Ready {
             return Err(AcmeError::Order {
@@ -510,10 +573,10 @@ impl AcmeManager {
             .expect("ordered for a plan");
         let file = self.plans[index].file.clone();
         let cert = ServerCert::new(certified, &file, SystemTime::now()).map_err(AcmeError::Certificate)?;
-        write_atomically(&file, file_text.as_bytes(), true).map_err(|source| AcmeError::Cache {
-            path: file.clone(),
-            source,
-        })?;
+        if let Err(err) = write_atomically(&file, file_text.as_bytes(), true) {
+            // Served anyway: dropping an issued certificate would only order it again.
+            warn!(file = %file.display(), "cannot cache the new certificate; a restart will order again: {err}");
+        }
         Ok(cert)
     }
 }
@@ -521,6 +584,14 @@ impl AcmeManager {
 impl Plan {
     fn install(&mut self, cert: ServerCert, renew_before: Option<Duration>) {
         let due = renew_at(&cert, renew_before);
+        let lifetime = cert.not_after.duration_since(cert.not_before).unwrap_or_default();
+        if let Some(before) = renew_before.filter(|b| *b > lifetime / 2) {
+            warn!(
+                renew_before = %humantime::format_duration(before),
+                lifetime = %humantime::format_duration(lifetime),
+                "server.tls.acme.renew_before is more than half the certificate's lifetime; renewing at half"
+            );
+        }
         self.record.not_after = Some(cert.not_after);
         self.record.renew_at = Some(due);
         self.record.next_attempt = Some(due);
@@ -528,17 +599,69 @@ impl Plan {
         self.current = Some(cert);
     }
 
-    fn lifetime(&self) -> Duration {
-        self.current
-            .as_ref()
-            .and_then(|c| c.not_after.duration_since(c.not_before).ok())
-            .unwrap_or_default()
+    fn retry_file(&self) -> PathBuf {
+        self.file.with_extension("retry.json")
+    }
+
+    /// Failed orders before a restart still count: the next attempt waits as it would have.
+    fn restore_retry_state(&mut self) {
+        let Ok(bytes) = std::fs::read(self.retry_file()) else {
+            return;
+        };
+        let Ok(state) = serde_json::from_slice::<RetryState>(&bytes) else {
+            return;
+        };
+        let next = from_unix(state.next_attempt_unix);
+        self.record.consecutive_failures = state.consecutive_failures;
+        self.record.last_attempt = Some(from_unix(state.last_attempt_unix));
+        self.record.last_error = Some(state.last_error);
+        if next > self.next {
+            self.next = next;
+            self.record.next_attempt = Some(next);
+        }
+    }
+
+    fn save_retry_state(&self, attempt: SystemTime, reason: &str) {
+        let state = RetryState {
+            consecutive_failures: self.record.consecutive_failures,
+            last_attempt_unix: unix(attempt),
+            next_attempt_unix: unix(self.next),
+            last_error: reason.to_owned(),
+        };
+        let bytes = serde_json::to_vec(&state).expect("the retry state always serialises");
+        if let Err(err) = write_atomically(&self.retry_file(), &bytes, false) {
+            warn!(file = %self.retry_file().display(), "cannot record the failed order: {err}");
+        }
     }
 }
 
-/// A cached certificate for exactly `names`, unexpired, with its key; anything else is
-/// ignored (and ordered again).
-fn load_cached(file: &Path, names: &[String], now: SystemTime) -> Option<ServerCert> {
+/// Unexpired certificates in `dir` that no plan owns and that cover some of `domains`.
+fn load_leftovers(dir: &Path, plans: &[Plan], domains: &[String], now: SystemTime) -> Vec<ServerCert> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pem") && plans.iter().all(|plan| plan.file != *p))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|file| load_pem(file, now))
+        .filter(|cert| domains.iter().any(|d| cert.covers(d)))
+        .inspect(|cert| {
+            info!(
+                file = %cert.cert_file.display(),
+                names = ?cert.names,
+                "serving a certificate of the previous domain list until the new one is issued"
+            )
+        })
+        .collect()
+}
+
+/// A cached certificate with its key, unexpired; anything else is ignored (and ordered
+/// again), with a warning unless there is no file.
+fn load_pem(file: &Path, now: SystemTime) -> Option<ServerCert> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
@@ -551,24 +674,7 @@ fn load_cached(file: &Path, names: &[String], now: SystemTime) -> Option<ServerC
         .map_err(crate::certs::CertError::Load)
         .and_then(|key| ServerCert::new(key, file, now));
     match loaded {
-        Ok(cert) => {
-            let mut have = cert.names.clone();
-            have.sort();
-            let mut want = names.to_vec();
-            want.sort();
-            if have == want {
-                info!(
-                    file = %file.display(),
-                    names = ?cert.names,
-                    not_after = %humantime::format_rfc3339_seconds(cert.not_after),
-                    "cached certificate loaded"
-                );
-                Some(cert)
-            } else {
-                warn!(file = %file.display(), names = ?cert.names, "cached certificate names other domains, ordering a new one");
-                None
-            }
-        }
+        Ok(cert) => Some(cert),
         Err(err) => {
             warn!(
                 file = %file.display(),
@@ -668,7 +774,11 @@ mod tests {
         };
         assert_eq!(renew_at(&cert, None), start + 60 * day);
         assert_eq!(renew_at(&cert, Some(7 * day)), start + 83 * day);
-        assert_eq!(renew_at(&cert, Some(100_000 * day)), start, "due at once");
+        assert_eq!(
+            renew_at(&cert, Some(100_000 * day)),
+            start + 45 * day,
+            "at most half the lifetime"
+        );
     }
 
     #[test]
@@ -683,6 +793,16 @@ mod tests {
             let hash = short_hash("https://127.0.0.1:14000/dir");
             cache.join(format!("127.0.0.1-{hash}"))
         });
+    }
+
+    #[test]
+    fn the_cache_file_does_not_depend_on_the_order_of_domains() {
+        let dir = Path::new("/cache");
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let file = cache_file(dir, &names(&["b.example", "a.example"]));
+        assert_eq!(file, cache_file(dir, &names(&["a.example", "b.example"])));
+        assert!(file.file_name().unwrap().to_str().unwrap().starts_with("a.example-"));
+        assert_ne!(file, cache_file(dir, &names(&["a.example"])));
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl ServerCert {
         })
     }
 
-    fn covers(&self, sni: &str) -> bool {
+    /// Whether this certificate is valid for the host name `sni` (lower case).
+    pub fn covers(&self, sni: &str) -> bool {
         self.names.iter().any(|name| match name.strip_prefix("*.") {
             Some(suffix) => sni
                 .split_once('.')
@@ -176,13 +177,13 @@ impl CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        // RFC 8737: a validation handshake offers only `acme-tls/1` and must get the
+        // RFC 8737: a validation handshake offers `acme-tls/1` alone and must get the
         // challenge certificate; the connection is closed right after (server.rs).
         if let Some(challenges) = &self.challenges {
-            if hello
+            let only_acme = hello
                 .alpn()
-                .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN))
-            {
+                .is_some_and(|mut offered| offered.next() == Some(ACME_TLS_ALPN) && offered.next().is_none());
+            if only_acme {
                 return challenges.tls_alpn(hello.server_name()?);
             }
         }

@@ -252,14 +252,19 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
             .map_err(|err| (RUNTIME_FAILURE, err.into()))?;
         tracing::info!(config = %path.display(), issuers = config.issuers.len(), "jwks-edge starting");
         let reload = app.reload_trigger();
+        let acme = config.server.tls.as_ref().is_some_and(|t| t.acme.is_some());
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut hangups) = signal(SignalKind::hangup()) else {
                 return;
             };
             while hangups.recv().await.is_some() {
-                tracing::info!("SIGHUP received: reloading certificates");
-                reload.notify_one();
+                if acme {
+                    tracing::info!("SIGHUP received: certificates come from ACME, nothing to reload");
+                } else {
+                    tracing::info!("SIGHUP received: reloading certificates");
+                    reload.notify_one();
+                }
             }
         });
         app.run(listeners, shutdown_signal())

@@ -160,6 +160,16 @@ impl Setup {
     }
 }
 
+/// The leaf served for each name, `None` while a handshake fails (no certificate, or one
+/// the client does not trust).
+async fn leaves(https: SocketAddr, roots: &str) -> Option<Vec<CertificateDer<'static>>> {
+    let mut leaves = Vec::new();
+    for host in [GITLAB, AUTH] {
+        leaves.push(try_handshake(https, &trusting(roots, host)).await.ok()?);
+    }
+    Some(leaves)
+}
+
 /// Serves both documents of both issuers over HTTPS with the certificate for each name;
 /// returns the leaf served for each name.
 async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'static>> {
@@ -184,28 +194,38 @@ async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'stat
     leaves
 }
 
+/// One `/readyz` time field.
+fn time(cert: &serde_json::Value, key: &str) -> std::time::SystemTime {
+    humantime::parse_rfc3339(cert[key].as_str().unwrap_or_else(|| panic!("no {key} in {cert}"))).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_fails() {
     let https = listen(0);
     let port = https.local_addr().unwrap().port();
     let unused = listen(0);
-    // 30-second certificates: renewal is due 20 s after issuance (a third left).
-    let lifetime = Duration::from_secs(30);
+    // One-minute certificates renewed 30 s before expiry: a renewal within the test, and
+    // 30 s of margin for it on a loaded machine.
+    let lifetime = Duration::from_secs(60);
     let Some(mut pebble) = Pebble::start(port, unused.local_addr().unwrap().port(), Some(lifetime)).await else {
         return;
     };
     let roots = pebble.issuing_roots_pem().await;
     let setup = Setup::new().await;
-    let one_each = "one_per_domain = true";
+    let per_domain = "one_per_domain = true\nrenew_before = \"30s\"";
 
     // 1. Nothing cached: one order per domain, validated by pebble on our HTTPS port.
-    let proxy = setup.start(https, listen(0), &pebble, one_each).await;
+    let proxy = setup.start(https, listen(0), &pebble, per_domain).await;
     until_all(proxy.admin, "valid", ISSUANCE).await;
     until_ready(proxy.admin).await;
     let first = serves_both(proxy.https.unwrap(), &roots).await;
     assert_eq!(names(&first[0]), [GITLAB], "one certificate per domain");
     assert_eq!(names(&first[1]), [AUTH]);
     assert_eq!(orders(proxy.admin, "issued").await, 2);
+    for cert in acme_certificates(proxy.admin).await.1 {
+        let before = time(&cert, "not_after").duration_since(time(&cert, "renew_at"));
+        assert_eq!(before.unwrap(), Duration::from_secs(30), "renew_before: {cert}");
+    }
     // A validation handshake for a name with no pending challenge gets no certificate,
     // and a client offering only acme-tls/1 never reaches the documents.
     let probe = any_certificate(b"acme-tls/1");
@@ -232,7 +252,7 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
     proxy.shutdown().await;
 
     // 2. Restart: the cached certificates serve at once, with no order.
-    let proxy = setup.start(listen(port), listen(0), &pebble, one_each).await;
+    let proxy = setup.start(listen(port), listen(0), &pebble, per_domain).await;
     let (_, certs) = acme_certificates(proxy.admin).await;
     assert!(
         certs.iter().all(|c| c["state"] == "valid"),
@@ -243,47 +263,54 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
     assert_eq!(orders(proxy.admin, "issued").await, 0);
     assert_eq!(orders(proxy.admin, "failed").await, 0);
 
-    // 3. A third of the short lifetime left: both renew, without a restart, while serving.
+    // 3. Renewal comes due: both renew, without a restart, while serving.
     eventually(lifetime, "renewed certificates to be served", || async {
-        let leaves = serves_both(proxy.https.unwrap(), &roots).await;
-        leaves[0] != first[0] && leaves[1] != first[1]
+        let now = leaves(proxy.https.unwrap(), &roots).await;
+        now.is_some_and(|now| now[0] != first[0] && now[1] != first[1])
     })
     .await;
     assert_eq!(orders(proxy.admin, "issued").await, 2);
     let renewed = serves_both(proxy.https.unwrap(), &roots).await;
     proxy.shutdown().await;
 
-    // 4. The CA is gone and renewal is due at once: the order fails, is counted and
-    // reported, and the current certificates stay.
+    // 4. The CA is gone, and the config now wants one certificate for both names: nothing
+    // cached fits, so the two per-domain certificates keep serving while the order for
+    // the new one fails, is counted and reported, and backs off.
     pebble.stop();
-    let proxy = setup
-        .start(
-            listen(port),
-            listen(0),
-            &pebble,
-            &format!("{one_each}\nrenew_before = \"1h\""),
-        )
-        .await;
+    let proxy = setup.start(listen(port), listen(0), &pebble, "").await;
+    let (_, certs) = acme_certificates(proxy.admin).await;
+    assert_eq!(certs.len(), 1);
+    assert_eq!(certs[0]["names"], serde_json::json!([GITLAB, AUTH]));
     until_all(proxy.admin, "renewal_failing", ISSUANCE).await;
-    // Still ready once the documents are in: the certificates are valid.
     until_ready(proxy.admin).await;
     let (_, certs) = acme_certificates(proxy.admin).await;
-    for cert in &certs {
-        let error = cert["last_error"].as_str().unwrap();
-        assert!(
-            error.contains("ACME") && error.contains("Connection refused"),
-            "{error}"
-        );
-        assert!(cert["consecutive_failures"].as_u64().unwrap() >= 1);
-        // The first retry waits two minutes (then 4, 8, ... up to an hour).
-        let at = |key: &str| humantime::parse_rfc3339(cert[key].as_str().unwrap()).unwrap();
-        let wait = at("next_attempt").duration_since(at("last_attempt")).unwrap();
-        assert!(
-            (Duration::from_secs(110)..=Duration::from_secs(130)).contains(&wait),
-            "{wait:?}"
-        );
-    }
-    assert!(orders(proxy.admin, "failed").await >= 2);
+    let cert = &certs[0];
+    let error = cert["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("ACME") && error.contains("Connection refused"),
+        "{error}"
+    );
+    assert_eq!(cert["consecutive_failures"], 1);
+    // The first retry waits two minutes (then 4, 8, ... up to an hour).
+    let wait = time(cert, "next_attempt")
+        .duration_since(time(cert, "last_attempt"))
+        .unwrap();
+    assert!(
+        (Duration::from_secs(110)..=Duration::from_secs(130)).contains(&wait),
+        "{wait:?}"
+    );
+    assert_eq!(orders(proxy.admin, "failed").await, 1);
+    assert_eq!(serves_both(proxy.https.unwrap(), &roots).await, renewed);
+    proxy.shutdown().await;
+
+    // 5. A restart keeps the backoff: no order at start, the failure still reported.
+    let proxy = setup.start(listen(port), listen(0), &pebble, "").await;
+    let (_, restarted) = acme_certificates(proxy.admin).await;
+    assert_eq!(restarted[0]["state"], "renewal_failing", "{restarted:?}");
+    assert_eq!(restarted[0]["next_attempt"], cert["next_attempt"]);
+    assert_eq!(restarted[0]["last_error"], cert["last_error"]);
+    until_ready(proxy.admin).await;
+    assert_eq!(orders(proxy.admin, "failed").await, 0, "no order before the retry time");
     assert_eq!(serves_both(proxy.https.unwrap(), &roots).await, renewed);
     proxy.shutdown().await;
 }
@@ -325,10 +352,11 @@ async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
 
 #[tokio::test]
 async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serves() {
-    // No CA answers: nothing cached, the first order fails.
-    let closed = listen(0);
+    // No CA answers (bound, never listening: connections are refused): nothing cached,
+    // the first order fails.
+    let closed = TcpSocket::new_v4().unwrap();
+    closed.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let directory = format!("https://{}/dir", closed.local_addr().unwrap());
-    drop(closed);
     let setup = Setup::new().await;
     let proxy = setup.start_with(listen(0), listen(0), &directory, "").await;
     until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
@@ -361,17 +389,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Result<()> {
+/// A TLS handshake alone; the server's leaf certificate when it succeeds.
+async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Result<CertificateDer<'static>> {
     let Transport::Tls { config, sni } = transport else {
         unreachable!()
     };
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let connector = tokio_rustls::TlsConnector::from(config.clone());
     let name = rustls_pki_types::ServerName::try_from(sni.clone()).unwrap();
-    tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
+    let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(name, tcp))
         .await
-        .map_err(|_| std::io::Error::other("handshake timed out"))?
-        .map(drop)
+        .map_err(|_| std::io::Error::other("handshake timed out"))??;
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    Ok(leaf
+        .expect("a completed handshake has a certificate")
+        .clone()
+        .into_owned())
 }
 
 /// A client for `GITLAB` offering only `alpn` that accepts any certificate: it asks only
@@ -435,7 +468,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 async fn a_ca_that_lost_the_account_gets_a_new_one_at_renewal() {
     let https = listen(0);
     let unused = listen(0);
-    let lifetime = Duration::from_secs(30);
+    let lifetime = Duration::from_secs(60);
     let Some(mut pebble) = Pebble::start(
         https.local_addr().unwrap().port(),
         unused.local_addr().unwrap().port(),
@@ -446,7 +479,7 @@ async fn a_ca_that_lost_the_account_gets_a_new_one_at_renewal() {
         return;
     };
     let setup = Setup::new().await;
-    let proxy = setup.start(https, listen(0), &pebble, "").await;
+    let proxy = setup.start(https, listen(0), &pebble, "renew_before = \"30s\"").await;
     until_all(proxy.admin, "valid", ISSUANCE).await;
     let account_file = walk(setup.cache.path())
         .into_iter()
