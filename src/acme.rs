@@ -351,13 +351,7 @@ impl AcmeManager {
             .iter()
             .filter_map(|p| p.current.as_ref())
             .chain(leftovers)
-            .map(|c| ServerCert {
-                key: c.key.clone(),
-                names: c.names.clone(),
-                not_before: c.not_before,
-                not_after: c.not_after,
-                cert_file: c.cert_file.clone(),
-            })
+            .cloned()
             .collect();
         self.resolver.replace(CertSet { certs });
         for (index, plan) in self.plans.iter().enumerate() {

@@ -24,7 +24,7 @@ pub enum CertError {
 }
 
 /// One certificate and what it is valid for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerCert {
     pub key: Arc<CertifiedKey>,
     /// Lower-case DNS names from the subject alternative names (`*.` wildcards kept).
