@@ -103,6 +103,25 @@ impl Challenges {
         self.http.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
     }
 
+    /// Publishes the TLS-ALPN-01 answer for `domain`: a self-signed certificate carrying
+    /// `digest` (the key authorization's SHA-256) in its acmeIdentifier extension.
+    pub fn answer_tls_alpn(&self, domain: &str, digest: &[u8]) -> Result<(), AcmeError> {
+        let cert = challenge_certificate(domain, digest)?;
+        self.tls_alpn
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(domain.to_ascii_lowercase(), Arc::new(cert));
+        Ok(())
+    }
+
+    /// Publishes the HTTP-01 answer for `token`.
+    pub fn answer_http(&self, token: &str, key_authorization: &str) {
+        self.http
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_owned(), key_authorization.to_owned());
+    }
+
     fn clear(&self) {
         self.tls_alpn.write().unwrap_or_else(|e| e.into_inner()).clear();
         self.http.write().unwrap_or_else(|e| e.into_inner()).clear();
@@ -520,21 +539,12 @@ impl AcmeManager {
             })?;
             let key_authorization = challenge.key_authorization();
             match self.config.challenge {
-                AcmeChallenge::TlsAlpn01 => {
-                    let cert = challenge_certificate(&domain, key_authorization.digest().as_ref())?;
-                    self.challenges
-                        .tls_alpn
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(domain.to_ascii_lowercase(), Arc::new(cert));
-                }
-                AcmeChallenge::Http01 => {
-                    self.challenges
-                        .http
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(challenge.token.clone(), key_authorization.as_str().to_owned());
-                }
+                AcmeChallenge::TlsAlpn01 => self
+                    .challenges
+                    .answer_tls_alpn(&domain, key_authorization.digest().as_ref())?,
+                AcmeChallenge::Http01 => self
+                    .challenges
+                    .answer_http(&challenge.token, key_authorization.as_str()),
             }
             challenge.set_ready().await?;
         }
