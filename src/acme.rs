@@ -769,13 +769,7 @@ mod tests {
     fn renewal_is_due_with_a_third_of_the_lifetime_left_or_renew_before() {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let day = Duration::from_secs(86400);
-        let cert = ServerCert {
-            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
-            names: vec!["a.example".into()],
-            not_before: start,
-            not_after: start + 90 * day,
-            cert_file: PathBuf::new(),
-        };
+        let cert = crate::certs::test_cert(&["a.example"], start, start + 90 * day);
         assert_eq!(renew_at(&cert, None), start + 60 * day);
         assert_eq!(renew_at(&cert, Some(7 * day)), start + 83 * day);
         assert_eq!(
@@ -824,17 +818,5 @@ mod tests {
         assert_eq!(record.state(now), "renewal_failing");
         record.not_after = Some(now - hour);
         assert_eq!(record.state(now), "expired");
-    }
-
-    #[derive(Debug)]
-    struct NoKey;
-
-    impl rustls::sign::SigningKey for NoKey {
-        fn choose_scheme(&self, _: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
-            None
-        }
-        fn algorithm(&self) -> rustls::SignatureAlgorithm {
-            rustls::SignatureAlgorithm::ECDSA
-        }
     }
 }

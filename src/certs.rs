@@ -258,20 +258,10 @@ pub async fn reload_loop(
     }
 }
 
+/// A certificate for `names` valid from `not_before` to `not_after`, with no real key:
+/// for unit tests of choosing and scheduling, which never sign.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cert(names: &[&str]) -> ServerCert {
-        ServerCert {
-            key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
-            names: names.iter().map(|n| n.to_string()).collect(),
-            not_before: SystemTime::now(),
-            not_after: SystemTime::now(),
-            cert_file: PathBuf::from(names[0]),
-        }
-    }
-
+pub(crate) fn test_cert(names: &[&str], not_before: SystemTime, not_after: SystemTime) -> ServerCert {
     #[derive(Debug)]
     struct NoKey;
 
@@ -282,6 +272,23 @@ mod tests {
         fn algorithm(&self) -> rustls::SignatureAlgorithm {
             rustls::SignatureAlgorithm::ECDSA
         }
+    }
+
+    ServerCert {
+        key: Arc::new(CertifiedKey::new(vec![], Arc::new(NoKey))),
+        names: names.iter().map(|n| n.to_string()).collect(),
+        not_before,
+        not_after,
+        cert_file: PathBuf::from(names[0]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(names: &[&str]) -> ServerCert {
+        test_cert(names, SystemTime::now(), SystemTime::now())
     }
 
     #[test]
