@@ -6,12 +6,40 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwks-edge");
 
+/// Runs the binary to completion: exit code, stdout, stderr. A command that should end
+/// but does not (a `serve` that starts instead of refusing) is killed after 20 s.
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    use std::io::Read;
+    let mut child = Reaper(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.0.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "jwks-edge {args:?} still running after 20 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
     )
 }
 
@@ -158,4 +186,30 @@ fn demo_starts_and_its_printed_commands_work() {
     assert!(revalidated.contains(" 304"), "{revalidated}");
     let refused = sh(&commands[4]);
     assert!(refused.contains(" 404"), "{refused}");
+}
+
+#[test]
+fn serve_refuses_an_acme_cache_it_cannot_write_or_a_missing_directory_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory cannot be made under a regular file, whoever runs the test.
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let issuer = "[[issuer]]\npublic_url = \"https://a.example.com\"\nupstream = \"http://a\"\n";
+    let cases = [
+        ("cache_dir = \"file/acme\"", "cannot use the ACME cache"),
+        (
+            "cache_dir = \"acme\"\ndirectory_ca = \"absent-ca.pem\"",
+            "absent-ca.pem",
+        ),
+    ];
+    for (i, (acme, expected)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("acme{i}.toml"));
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[server.tls.acme]\n{acme}\n{issuer}"),
+        )
+        .unwrap();
+        let (code, _, stderr) = run(&["serve", "--config", config.to_str().unwrap()]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(expected), "expected {expected:?} in {stderr}");
+    }
 }
