@@ -177,9 +177,8 @@ struct Plan {
     names: Vec<String>,
     file: PathBuf,
     current: Option<ServerCert>,
+    /// Also the schedule: `next_attempt` is when to order next (renewal or retry).
     record: CertRecord,
-    /// When to order next (renewal or retry).
-    next: SystemTime,
 }
 
 /// Obtains and renews the certificates of `[server.tls.acme]`.
@@ -301,12 +300,12 @@ impl AcmeManager {
                 let mut plan = Plan {
                     record: CertRecord {
                         names: names.clone(),
+                        next_attempt: Some(now),
                         ..CertRecord::default()
                     },
                     names,
                     file,
                     current: None,
-                    next: now,
                 };
                 if let Some(cert) = current {
                     info!(
@@ -383,11 +382,11 @@ impl AcmeManager {
         loop {
             let now = SystemTime::now();
             for index in 0..self.plans.len() {
-                if self.plans[index].next <= now {
+                if self.plans[index].next() <= now {
                     self.attempt(index).await;
                 }
             }
-            let next = self.plans.iter().map(|p| p.next).min().unwrap_or(now + RETRY_MAX);
+            let next = self.plans.iter().map(Plan::next).min().unwrap_or(now + RETRY_MAX);
             // Wall-clock deadlines (certificates expire in real time): look again at least
             // hourly in case the clock jumped.
             let wait = next
@@ -399,10 +398,10 @@ impl AcmeManager {
     }
 
     async fn attempt(&mut self, index: usize) {
-        let names = self.plans[index].names.clone();
+        let (names, file) = (self.plans[index].names.clone(), self.plans[index].file.clone());
         let started = SystemTime::now();
         info!(names = ?names, directory = %self.config.directory, "ordering a certificate");
-        let result = tokio::time::timeout(ORDER_TIMEOUT, self.order(&names)).await;
+        let result = tokio::time::timeout(ORDER_TIMEOUT, self.order(&names, &file)).await;
         self.challenges.clear();
         let result = result.unwrap_or(Err(AcmeError::Timeout(ORDER_TIMEOUT)));
         let renew_before = self.config.renew_before;
@@ -428,7 +427,7 @@ impl AcmeManager {
                 plan.record.consecutive_failures += 1;
                 plan.record.last_error = Some(reason.clone());
                 let delay = retry_delay(plan.record.consecutive_failures);
-                plan.next = SystemTime::now() + delay;
+                plan.record.next_attempt = Some(SystemTime::now() + delay);
                 plan.save_retry_state(started, &reason);
                 let consequence = match plan.current {
                     Some(_) => "the current certificate stays",
@@ -441,7 +440,6 @@ impl AcmeManager {
                 );
             }
         }
-        plan.record.next_attempt = Some(plan.next);
         self.publish();
     }
 
@@ -503,8 +501,9 @@ impl AcmeManager {
         Box::new(BoundedClient(client))
     }
 
-    /// One order, start to finish: challenges published, answered, certificate cached.
-    async fn order(&mut self, names: &[String]) -> Result<ServerCert, AcmeError> {
+    /// One order, start to finish: challenges published, answered, certificate cached in
+    /// `file`.
+    async fn order(&mut self, names: &[String], file: &Path) -> Result<ServerCert, AcmeError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = match account.new_order(&NewOrder::new(&identifiers)).await {
@@ -570,14 +569,8 @@ impl AcmeManager {
         let file_text = format!("{chain}{}", key.serialize_pem());
         let certified = tls::certified_key_from_pem(&file_text, &file_text)
             .map_err(|e| AcmeError::Certificate(crate::certs::CertError::Load(e)))?;
-        let index = self
-            .plans
-            .iter()
-            .position(|p| p.names == names)
-            .expect("ordered for a plan");
-        let file = self.plans[index].file.clone();
-        let cert = ServerCert::new(certified, &file, SystemTime::now()).map_err(AcmeError::Certificate)?;
-        if let Err(err) = write_atomically(&file, file_text.as_bytes(), true) {
+        let cert = ServerCert::new(certified, file, SystemTime::now()).map_err(AcmeError::Certificate)?;
+        if let Err(err) = write_atomically(file, file_text.as_bytes(), true) {
             // Served anyway: dropping an issued certificate would only order it again.
             warn!(file = %file.display(), "cannot cache the new certificate; a restart will order again: {err}");
         }
@@ -599,8 +592,12 @@ impl Plan {
         self.record.not_after = Some(cert.not_after);
         self.record.renew_at = Some(due);
         self.record.next_attempt = Some(due);
-        self.next = due;
         self.current = Some(cert);
+    }
+
+    /// When to order next.
+    fn next(&self) -> SystemTime {
+        self.record.next_attempt.unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
     fn retry_file(&self) -> PathBuf {
@@ -619,8 +616,7 @@ impl Plan {
         self.record.consecutive_failures = state.consecutive_failures;
         self.record.last_attempt = Some(from_unix(state.last_attempt_unix));
         self.record.last_error = Some(state.last_error);
-        if next > self.next {
-            self.next = next;
+        if next > self.next() {
             self.record.next_attempt = Some(next);
         }
     }
@@ -629,7 +625,7 @@ impl Plan {
         let state = RetryState {
             consecutive_failures: self.record.consecutive_failures,
             last_attempt_unix: unix(attempt),
-            next_attempt_unix: unix(self.next),
+            next_attempt_unix: unix(self.next()),
             last_error: reason.to_owned(),
         };
         let bytes = serde_json::to_vec(&state).expect("the retry state always serialises");

@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use crate::access_log::AccessLog;
-use crate::acme::{AcmeError, AcmeManager, AcmeStatus, Challenges};
+use crate::acme::{AcmeError, AcmeManager, Challenges};
 use crate::admin::Admin;
 use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
 use crate::config::{AcmeChallenge, Config};
@@ -96,7 +96,6 @@ pub struct App {
     refreshers: Vec<IssuerRefresh>,
     /// Orders and renews the certificates, with `[server.tls.acme]`.
     acme: Option<AcmeManager>,
-    acme_status: Option<Arc<AcmeStatus>>,
     /// HTTP-01 answers for the public listeners, with `challenge = "http-01"`.
     acme_http: Option<Arc<Challenges>>,
 }
@@ -199,7 +198,6 @@ impl App {
             reload: Arc::new(Notify::new()),
             access_log: None,
             refreshers,
-            acme_status: acme.as_ref().map(AcmeManager::status),
             acme,
             acme_http,
         })
@@ -221,6 +219,7 @@ impl App {
             return Err(StartError::NoHttpsListener);
         }
         let (mut refreshers, controls) = spawn_all(self.refreshers);
+        let acme_status = self.acme.as_ref().map(AcmeManager::status);
         if let Some(acme) = self.acme {
             refreshers.spawn(acme.run());
         } else if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
@@ -276,7 +275,7 @@ impl App {
                 store: self.store.clone(),
                 health: self.health.clone(),
                 certs: self.certs.clone(),
-                acme: self.acme_status.clone(),
+                acme: acme_status,
                 policy: self.policy,
                 metrics: self.metrics.clone(),
                 refresh: controls,
