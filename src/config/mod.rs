@@ -209,7 +209,7 @@ impl Config {
             source,
         })?;
         let resolve = |p: &str| base_dir.join(p);
-        let server = validate_server(raw.server, &resolve)?;
+        let mut server = validate_server(raw.server, &resolve)?;
         let admin = Admin {
             listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))?,
             token_file: match raw.admin.token_file.as_deref() {
@@ -249,7 +249,6 @@ impl Config {
             }
             issuers.push(issuer);
         }
-        let mut server = server;
         if let Some(acme) = server.tls.as_mut().and_then(|t| t.acme.as_mut()) {
             validate::default_acme_domains(acme, &issuers)?;
         }
