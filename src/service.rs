@@ -122,9 +122,13 @@ impl Proxy {
         }
         let host = host.ok_or(Reject::MissingHost)?;
         let path = request.uri().path();
-        if let Some(token) = path.strip_prefix(HTTP_CHALLENGE_PREFIX) {
-            let answer = self.acme_http.as_ref().and_then(|c| c.http(token));
-            if let (Some(answer), &Method::GET | &Method::HEAD) = (answer, request.method()) {
+        // Only with HTTP-01 configured; otherwise the path is not even looked at.
+        let token = self
+            .acme_http
+            .as_ref()
+            .and_then(|challenges| Some((challenges, path.strip_prefix(HTTP_CHALLENGE_PREFIX)?)));
+        if let Some((challenges, token)) = token {
+            if let (Some(answer), &Method::GET | &Method::HEAD) = (challenges.http(token), request.method()) {
                 let mut response = Response::new(Full::new(Bytes::from(answer)));
                 response
                     .headers_mut()
