@@ -79,7 +79,7 @@ fn benches(c: &mut Criterion) {
 
     let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
     let proxy = Proxy::new(
-        Router::new(&config.issuers),
+        Arc::new(Router::new(&config.issuers)),
         store.clone(),
         policy(),
         Duration::from_secs(2),
@@ -124,7 +124,7 @@ fn benches(c: &mut Criterion) {
     // and appended to the log sink's buffer; the sink writes it out elsewhere).
     let sink = jwks_edge::log_sink::LogSink::start_with(std::io::sink());
     let logged = Proxy::new(
-        Router::new(&config.issuers),
+        Arc::new(Router::new(&config.issuers)),
         store.clone(),
         policy(),
         Duration::from_secs(2),

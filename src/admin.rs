@@ -1,8 +1,9 @@
 //! `Admin`: the operator's listener: `/healthz`, `/readyz`, `/metrics` and `POST /admin/refresh`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -13,6 +14,7 @@ use serde_json::json;
 
 use crate::acme::AcmeStatus;
 use crate::certs::CertResolver;
+use crate::config::{Issuer, Readiness};
 use crate::document::{CachePolicy, DocKind, Freshness};
 use crate::health::HealthBoard;
 use crate::metrics::Metrics;
@@ -23,7 +25,8 @@ use crate::store::{DocId, DocumentStore};
 
 /// The admin listener's state. Built by `App`; every field is read-only here.
 pub struct Admin {
-    pub names: Vec<String>,
+    /// The configured issuers, in config order (their index is their `DocId::issuer`).
+    pub issuers: Vec<Issuer>,
     pub store: Arc<DocumentStore>,
     pub health: Arc<HealthBoard>,
     pub certs: Option<Arc<CertResolver>>,
@@ -35,6 +38,48 @@ pub struct Admin {
     /// The file holding the token `POST /admin/refresh` requires; `None` turns admin
     /// actions off. Read at each request, so it can be rotated without a restart.
     pub token_file: Option<PathBuf>,
+    pub readiness: Readiness,
+    pub startup: Startup,
+}
+
+/// The start-up phase of `/readyz`: "starting" (503) until every document has had a
+/// servable copy or the grace has passed, whichever is first; then over for good.
+pub struct Startup {
+    pub began: Instant,
+    pub grace: Duration,
+    /// Set once by the first `/readyz` that finds start-up over; read by later ones.
+    over: AtomicBool,
+}
+
+impl Startup {
+    pub fn new(grace: Duration) -> Startup {
+        Startup {
+            began: Instant::now(),
+            grace,
+            over: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether start-up is over, given whether every document can be served now.
+    fn over(&self, all_servable: bool) -> bool {
+        if self.over.load(Ordering::Relaxed) {
+            return true;
+        }
+        let over = all_servable || self.began.elapsed() >= self.grace;
+        if over {
+            self.over.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+}
+
+/// What `/readyz` found, document by document.
+struct Survey {
+    issuers: Vec<serde_json::Value>,
+    documents: usize,
+    servable: usize,
+    /// Fresh if every servable document is fresh, else stale.
+    worst: Freshness,
 }
 
 fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
@@ -56,11 +101,11 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 impl Admin {
     /// The certificates being served, the last refused reload, and with ACME each
-    /// certificate's renewal state; false when some configured name has no valid
-    /// certificate (HTTPS handshakes for it fail).
-    fn tls(&self, now: SystemTime) -> (bool, serde_json::Value) {
+    /// certificate's renewal state; then whether every configured name has a valid
+    /// certificate, and whether any has (without one, no HTTPS handshake succeeds).
+    fn tls(&self, now: SystemTime) -> (bool, bool, serde_json::Value) {
         let Some(resolver) = &self.certs else {
-            return (true, serde_json::Value::Null);
+            return (true, true, serde_json::Value::Null);
         };
         let certificates: Vec<_> = resolver
             .current()
@@ -76,15 +121,17 @@ impl Admin {
             .collect();
         let mut body = json!({"certificates": certificates, "last_reload_error": resolver.last_error()});
         let Some(acme) = &self.acme else {
-            return (true, body);
+            return (true, true, body);
         };
-        let mut ready = true;
+        let (mut all, mut any) = (true, false);
         let records: Vec<_> = acme
             .records()
             .iter()
             .map(|r| {
                 let state = r.state(now);
-                ready &= !matches!(state, "missing" | "expired");
+                let valid = !matches!(state, "missing" | "expired");
+                all &= valid;
+                any |= valid;
                 json!({
                     "names": r.names,
                     "state": state,
@@ -102,7 +149,7 @@ impl Admin {
             "challenge": acme.challenge.as_str(),
             "certificates": records,
         });
-        (ready, body)
+        (all, any, body)
     }
 
     /// One document's state as `/readyz` reports it, and whether it can be served.
@@ -132,41 +179,105 @@ impl Admin {
         (freshness, body)
     }
 
-    /// Ready when every document of every issuer can be served (fresh or stale).
-    /// `status` is `fresh` (all fresh), `stale` (all servable, some from a failing
-    /// upstream) or `unavailable` (something cannot be served).
+    /// Every document's state (of one issuer, or of all) and how many can be served.
+    fn survey(&self, only: Option<usize>, now: SystemTime) -> Survey {
+        let mut survey = Survey {
+            issuers: Vec::new(),
+            documents: 0,
+            servable: 0,
+            worst: Freshness::Fresh,
+        };
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            if only.is_some_and(|only| only != i) {
+                continue;
+            }
+            let mut issuer_servable = true;
+            let mut report = |kind: DocKind| {
+                let (freshness, body) = self.document(DocId { issuer: i, kind }, now);
+                survey.documents += 1;
+                match freshness {
+                    Freshness::Expired => issuer_servable = false,
+                    Freshness::Stale => {
+                        survey.servable += 1;
+                        survey.worst = Freshness::Stale;
+                    }
+                    Freshness::Fresh => survey.servable += 1,
+                }
+                body
+            };
+            let discovery = report(DocKind::Discovery);
+            let jwks = report(DocKind::Jwks);
+            let mismatch = self
+                .health
+                .get(DocId::discovery(i))
+                .issuer_mismatch
+                .map(|upstream| json!({"upstream_issuer": upstream, "public_url": issuer.public_url}));
+            survey.issuers.push(json!({
+                "name": issuer.name,
+                "servable": issuer_servable,
+                "issuer_mismatch": mismatch,
+                "discovery": discovery,
+                "jwks": jwks,
+            }));
+        }
+        survey
+    }
+
+    /// The process's readiness: during start-up (see `Startup`) 503 `starting`; then,
+    /// with `admin.readiness = "any"`, 200 while at least one document can be served
+    /// (`degraded` when some cannot), and with `"all"` only while every one can.
+    /// `status` is `starting`, `fresh`, `stale`, `degraded` or `unavailable`.
     fn readiness(&self) -> (bool, serde_json::Value) {
         let now = SystemTime::now();
-        let mut worst = Freshness::Fresh;
-        let issuers: Vec<_> = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let mut report = |kind: DocKind| {
-                    let (freshness, body) = self.document(DocId { issuer: i, kind }, now);
-                    worst = match (worst, freshness) {
-                        (Freshness::Expired, _) | (_, Freshness::Expired) => Freshness::Expired,
-                        (Freshness::Stale, _) | (_, Freshness::Stale) => Freshness::Stale,
-                        _ => Freshness::Fresh,
-                    };
-                    body
-                };
-                let discovery = report(DocKind::Discovery);
-                let jwks = report(DocKind::Jwks);
-                json!({"name": name, "discovery": discovery, "jwks": jwks})
-            })
-            .collect();
-        let (tls_ready, tls) = self.tls(now);
-        let (ready, status) = match worst {
-            _ if !tls_ready => (false, "unavailable"),
-            Freshness::Fresh => (true, "fresh"),
-            Freshness::Stale => (true, "stale"),
-            Freshness::Expired => (false, "unavailable"),
+        let survey = self.survey(None, now);
+        let all_servable = survey.servable == survey.documents;
+        let (tls_all, tls_any, tls) = self.tls(now);
+        let settled = match survey.worst {
+            Freshness::Stale => "stale",
+            _ => "fresh",
+        };
+        let (ready, status) = if !self.startup.over(all_servable) {
+            (false, "starting")
+        } else {
+            match self.readiness {
+                Readiness::All if all_servable && tls_all => (true, settled),
+                Readiness::All => (false, "unavailable"),
+                Readiness::Any if survey.servable == 0 || !tls_any => (false, "unavailable"),
+                Readiness::Any if !all_servable || !tls_all => (true, "degraded"),
+                Readiness::Any => (true, settled),
+            }
+        };
+        let body = json!({
+            "ready": ready,
+            "status": status,
+            "mode": self.readiness.as_str(),
+            "documents": survey.documents,
+            "servable": survey.servable,
+            "issuers": survey.issuers,
+            "tls": tls,
+        });
+        (ready, body)
+    }
+
+    /// `/readyz?issuer=NAME`: 200 while both of the issuer's documents can be served and
+    /// its upstream's `issuer` is the public URL, 503 otherwise; for monitors and
+    /// external probes, never for taking a replica out of service.
+    fn issuer_readiness(&self, index: usize) -> (bool, serde_json::Value) {
+        let now = SystemTime::now();
+        let survey = self.survey(Some(index), now);
+        let report = &survey.issuers[0];
+        let (ready, status) = if survey.servable < survey.documents {
+            (false, "unavailable")
+        } else if !report["issuer_mismatch"].is_null() {
+            (false, "issuer_mismatch")
+        } else if survey.worst == Freshness::Stale {
+            (true, "stale")
+        } else {
+            (true, "fresh")
         };
         (
             ready,
-            json!({"ready": ready, "status": status, "issuers": issuers, "tls": tls}),
+            json!({"ready": ready, "status": status, "issuers": survey.issuers}),
         )
     }
 }
@@ -186,15 +297,21 @@ impl Admin {
     /// Point-in-time gauges are set from the store and health records at scrape time.
     fn metrics_text(&self) -> String {
         let now = SystemTime::now();
-        for issuer in 0..self.names.len() {
+        for issuer in 0..self.issuers.len() {
             for kind in [DocKind::Discovery, DocKind::Jwks] {
                 let id = DocId { issuer, kind };
-                let age = self
-                    .store
-                    .get(id)
+                let doc = self.store.get(id);
+                let age = doc
+                    .as_ref()
                     .map(|d| now.duration_since(d.fetched_at).unwrap_or_default());
-                let last_success = self.health.get(id).last_success.map(unix_seconds);
-                self.metrics.set_document(id, age, last_success);
+                let servable = doc.is_some_and(|d| self.policy.freshness(d.fetched_at, now) != Freshness::Expired);
+                let record = self.health.get(id);
+                self.metrics
+                    .set_document(id, age, record.last_success.map(unix_seconds), servable);
+                if kind == DocKind::Discovery {
+                    self.metrics
+                        .set_issuer_mismatch(issuer, record.issuer_mismatch.is_some());
+                }
             }
         }
         if let Some(resolver) = &self.certs {
@@ -236,22 +353,18 @@ impl Admin {
         Some(Err(response))
     }
 
-    /// `POST /admin/refresh[?issuer=NAME]`: fetches now and reports each outcome.
+    /// `POST /admin/refresh[?issuer=NAME]`: fetches now and reports each outcome. A
+    /// refresher that already has requests queued (it may be waiting for the first
+    /// discovery document) makes the answer 503: this never waits for queue room.
     async fn refresh(&self, request: &Request<Incoming>) -> Response<Body> {
-        let wanted = request
-            .uri()
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("issuer="));
+        let wanted = query_param(request.uri(), "issuer");
         let selected: Vec<&RefreshControl> = self
             .refresh
             .iter()
-            .filter(|c| wanted.is_none_or(|name| c.name == name))
+            .filter(|c| wanted.as_deref().is_none_or(|name| c.name == name))
             .collect();
         if selected.is_empty() {
-            let body = json!({"error": "unknown_issuer", "message": "no issuer has this name"});
-            return json_response(StatusCode::NOT_FOUND, &body);
+            return unknown_issuer();
         }
         // Each fetch is bounded by fetch_timeout; allow for both documents in turn.
         let wait = self.policy.fetch_timeout * 2 + Duration::from_secs(1);
@@ -265,37 +378,102 @@ impl Admin {
         }
         let mut results = tasks.join_all().await;
         results.sort_by_key(|r| r.0);
-        let mut all_ok = true;
+        let (mut all_ok, mut busy) = (true, false);
         let issuers: Vec<_> = results
             .into_iter()
             .map(|(_, name, discovery, jwks)| {
                 all_ok &= discovery.is_ok() && jwks.is_ok();
-                let report = |r: Result<(), String>| match r {
+                let mut report = |r: Result<(), Refused>| match r {
                     Ok(()) => json!({"ok": true}),
-                    Err(error) => json!({"ok": false, "error": error}),
+                    Err(Refused::Busy) => {
+                        busy = true;
+                        json!({"ok": false, "error": "busy: a refresh is already queued"})
+                    }
+                    Err(Refused::Failed(error)) => json!({"ok": false, "error": error}),
                 };
                 json!({"name": name, "discovery": report(discovery), "jwks": report(jwks)})
             })
             .collect();
-        let status = if all_ok {
-            StatusCode::OK
-        } else {
-            StatusCode::BAD_GATEWAY
+        let status = match (all_ok, busy) {
+            (true, _) => StatusCode::OK,
+            (false, true) => StatusCode::SERVICE_UNAVAILABLE,
+            (false, false) => StatusCode::BAD_GATEWAY,
         };
-        json_response(status, &json!({"ok": all_ok, "issuers": issuers}))
+        let mut response = json_response(status, &json!({"ok": all_ok, "issuers": issuers}));
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+
+    fn issuer_index(&self, name: &str) -> Option<usize> {
+        self.issuers.iter().position(|i| i.name == name)
     }
 }
 
-/// Asks one refresher to fetch now and waits (bounded) for its outcome.
-async fn ask(refresher: &tokio::sync::mpsc::Sender<RefreshRequest>, wait: Duration) -> Result<(), String> {
+fn unknown_issuer() -> Response<Body> {
+    let body = json!({"error": "unknown_issuer", "message": "no issuer has this name"});
+    json_response(StatusCode::NOT_FOUND, &body)
+}
+
+/// The value of `name` in the URI's query, percent-decoded; `None` when absent or not
+/// valid UTF-8 once decoded.
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    let raw = uri
+        .query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?;
+    let bytes = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                decoded.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+/// Why a refresher did not report an outcome of its own.
+enum Refused {
+    /// Its queue is full: a refresh is already pending.
+    Busy,
+    Failed(String),
+}
+
+/// Asks one refresher to fetch now and waits (bounded) for its outcome; never waits for
+/// room in its queue.
+async fn ask(refresher: &tokio::sync::mpsc::Sender<RefreshRequest>, wait: Duration) -> Result<(), Refused> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
-    if refresher.send(reply).await.is_err() {
-        return Err("the refresher has stopped".to_owned());
+    match refresher.try_send(reply) {
+        Ok(()) => {}
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return Err(Refused::Busy),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+            return Err(Refused::Failed("the refresher has stopped".to_owned()))
+        }
     }
     match tokio::time::timeout(wait, outcome).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err("the refresher has stopped".to_owned()),
-        Err(_) => Err(format!("no outcome within {wait:?}")),
+        Ok(Ok(outcome)) => outcome.map_err(Refused::Failed),
+        Ok(Err(_)) => Err(Refused::Failed("the refresher has stopped".to_owned())),
+        Err(_) => Err(Refused::Failed(format!("no outcome within {wait:?}"))),
     }
 }
 
@@ -324,7 +502,13 @@ impl Handler for Admin {
         match path {
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => {
-                let (ready, body) = self.readiness();
+                let (ready, body) = match query_param(request.uri(), "issuer") {
+                    None => self.readiness(),
+                    Some(name) => match self.issuer_index(&name) {
+                        Some(index) => self.issuer_readiness(index),
+                        None => return unknown_issuer(),
+                    },
+                };
                 let status = if ready {
                     StatusCode::OK
                 } else {

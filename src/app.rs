@@ -9,11 +9,11 @@ use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::access_log::AccessLog;
 use crate::acme::{AcmeError, AcmeManager, Challenges};
-use crate::admin::Admin;
+use crate::admin::{Admin, Startup};
 use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
 use crate::config::{AcmeChallenge, Config};
 use crate::document::CachePolicy;
@@ -83,6 +83,7 @@ impl Listeners {
 pub struct App {
     config: Arc<Config>,
     store: Arc<DocumentStore>,
+    router: Arc<Router>,
     health: Arc<HealthBoard>,
     metrics: Arc<Metrics>,
     policy: CachePolicy,
@@ -137,6 +138,8 @@ impl App {
             None => {}
         }
         let store = Arc::new(DocumentStore::new(config.issuers.len()));
+        let router = Arc::new(Router::new(&config.issuers));
+        warn_plain_http(&config);
         let health = Arc::new(HealthBoard::new(config.issuers.len()));
         let snapshots = match &config.cache.state_dir {
             Some(dir) => Some(Snapshots::open(dir).map_err(|source| StartError::StateDir {
@@ -177,6 +180,7 @@ impl App {
                         },
                     ),
                     store: store.clone(),
+                    router: router.clone(),
                     health: health.clone(),
                     snapshots: snapshots.clone(),
                     policy,
@@ -190,6 +194,7 @@ impl App {
         Ok(App {
             config: Arc::new(config),
             store,
+            router,
             health,
             metrics,
             policy,
@@ -218,6 +223,7 @@ impl App {
         if self.tls.is_some() && listeners.https.is_none() {
             return Err(StartError::NoHttpsListener);
         }
+        let startup = Startup::new(self.config.admin.startup_grace);
         let (mut refreshers, controls) = spawn_all(self.refreshers);
         let acme_status = self.acme.as_ref().map(AcmeManager::status);
         if let Some(acme) = self.acme {
@@ -232,7 +238,7 @@ impl App {
             ));
         }
         let mut proxy = Proxy::new(
-            Router::new(&self.config.issuers),
+            self.router.clone(),
             self.store.clone(),
             self.policy,
             self.config.server.deadline,
@@ -271,7 +277,7 @@ impl App {
         }
         if let Some(listener) = listeners.admin {
             let admin = Arc::new(Admin {
-                names: self.config.issuers.iter().map(|i| i.name.clone()).collect(),
+                issuers: self.config.issuers.clone(),
                 store: self.store.clone(),
                 health: self.health.clone(),
                 certs: self.certs.clone(),
@@ -280,6 +286,8 @@ impl App {
                 metrics: self.metrics.clone(),
                 refresh: controls,
                 token_file: self.config.admin.token_file.clone(),
+                readiness: self.config.admin.readiness,
+                startup,
             });
             servers.spawn(serve(endpoint("admin", listener, None), admin, until_stopped()));
         }
@@ -291,4 +299,32 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+/// One WARN line for every issuer fetched over plain http: its documents (and anything
+/// sent with them) cross the network unprotected, and can be altered on the way.
+fn warn_plain_http(config: &Config) {
+    let plain: Vec<&str> = config
+        .issuers
+        .iter()
+        .filter(|i| i.fetches_over_http())
+        .map(|i| i.name.as_str())
+        .collect();
+    if plain.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 10;
+    let more = plain.len().saturating_sub(SHOWN);
+    let names = plain[..plain.len().min(SHOWN)].join(", ");
+    warn!(
+        count = plain.len(),
+        "{} issuer(s) fetched over plain http: {names}{}: anyone on that network path can read or alter the \
+         documents; use an https upstream where the network is not trusted",
+        plain.len(),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    );
 }

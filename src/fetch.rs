@@ -37,6 +37,10 @@ pub enum FetchError {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid document")]
     Invalid(#[source] ValidationError),
+    /// The discovery document names a key set path that belongs to another issuer's
+    /// routes; it is refused like an invalid document.
+    #[error("{0}")]
+    RouteConflict(String),
     #[error("cannot read the bearer token from {path:?}")]
     Token {
         path: PathBuf,
@@ -58,6 +62,7 @@ impl FetchError {
             FetchError::Body(_) => "body",
             FetchError::Invalid(_) => "invalid",
             FetchError::Token { .. } => "token",
+            FetchError::RouteConflict(_) => "route_conflict",
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct FetchRecord {
     pub last_error_at: Option<SystemTime>,
     pub consecutive_failures: u64,
     pub failures_total: u64,
+    /// Discovery only: the `issuer` the upstream states, while it differs from the
+    /// configured `public_url` (relying parties then refuse every token).
+    pub issuer_mismatch: Option<String>,
 }
 
 /// One record per document, indexed like the store.
@@ -63,6 +66,15 @@ impl HealthBoard {
         record.last_error = None;
         record.consecutive_failures = 0;
         transition
+    }
+
+    /// Records the upstream's `issuer` when it differs from `public_url` (`None` when it
+    /// matches); true when that changed, so it deserves a log line.
+    pub fn issuer_mismatch(&self, id: DocId, upstream_issuer: Option<String>) -> bool {
+        let mut record = self.record(id);
+        let changed = record.issuer_mismatch != upstream_issuer;
+        record.issuer_mismatch = upstream_issuer;
+        changed
     }
 
     pub fn failure(&self, id: DocId, reason: String, now: SystemTime) -> Transition {

@@ -31,6 +31,11 @@ struct DocLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FetchLabels {
     issuer: String,
     document: &'static str,
@@ -62,7 +67,7 @@ struct CertLabels {
 const STATUSES: [&str; 8] = ["200", "204", "304", "400", "404", "405", "503", "other"];
 const CACHE: [&str; 4] = ["hit", "stale", "collapsed", "none"];
 /// Every fetch outcome label (see `FetchError::as_str`).
-pub const OUTCOMES: [&str; 9] = [
+pub const OUTCOMES: [&str; 10] = [
     "ok",
     "timeout",
     "refused",
@@ -71,6 +76,7 @@ pub const OUTCOMES: [&str; 9] = [
     "too_large",
     "body",
     "token",
+    "route_conflict",
     "bad_url",
 ];
 
@@ -178,6 +184,8 @@ pub struct Metrics {
     fetch_durations: Vec<LatencyHistogram>,
     document_age: Family<DocLabels, FloatGauge>,
     last_success: Family<DocLabels, FloatGauge>,
+    servable: Vec<Gauge>,
+    issuer_mismatch: Vec<Gauge>,
     connections: Family<ListenerLabels, Gauge>,
     handshakes: Family<HandshakeLabels, Counter>,
     certificate_expiry: Family<CertLabels, FloatGauge>,
@@ -241,6 +249,18 @@ impl Metrics {
             "Unix time of the last successful fetch of each document",
             Unit::Seconds,
             last_success.clone(),
+        );
+        let servable_family = Family::<DocLabels, Gauge>::default();
+        registry.register(
+            "document_servable",
+            "1 while the document can be served (a fresh or stale copy), 0 while it cannot (missing or expired)",
+            servable_family.clone(),
+        );
+        let mismatch_family = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "issuer_mismatch",
+            "1 while the upstream's `issuer` differs from public_url (relying parties refuse the tokens)",
+            mismatch_family.clone(),
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
         registry.register("open_connections", "Connections open per listener", connections.clone());
@@ -309,6 +329,14 @@ impl Metrics {
         let durations = per_doc(&durations_family, &doc_label, slots);
         let stale = per_doc(&stale_family, &doc_label, issuers.len() * 2);
         let fetch_durations = per_doc(&fetch_durations_family, &doc_label, issuers.len() * 2);
+        let servable = per_doc(&servable_family, &doc_label, issuers.len() * 2);
+        let issuer_mismatch = issuers
+            .iter()
+            .map(|issuer| {
+                let labels = IssuerLabels { issuer: issuer.clone() };
+                mismatch_family.get_or_create(&labels).clone()
+            })
+            .collect();
         let mut fetches = Vec::with_capacity(issuers.len() * 2 * OUTCOMES.len());
         for slot in 0..issuers.len() * 2 {
             let (issuer, document) = doc_label(slot);
@@ -331,6 +359,8 @@ impl Metrics {
             fetch_durations,
             document_age,
             last_success,
+            servable,
+            issuer_mismatch,
             connections,
             handshakes,
             certificate_expiry,
@@ -377,7 +407,8 @@ impl Metrics {
     }
 
     /// Sets the point-in-time gauges of one document (called at scrape time).
-    pub fn set_document(&self, doc: DocId, age: Option<Duration>, last_success_unix: Option<f64>) {
+    pub fn set_document(&self, doc: DocId, age: Option<Duration>, last_success_unix: Option<f64>, servable: bool) {
+        self.servable[doc.slot()].set(i64::from(servable));
         let labels = DocLabels {
             issuer: self.issuers[doc.issuer].clone(),
             document: match doc.kind {
@@ -396,6 +427,11 @@ impl Metrics {
         if let Some(t) = last_success_unix {
             self.last_success.get_or_create(&labels).set(t);
         }
+    }
+
+    /// Sets whether the issuer's upstream names itself other than public_url (at scrape time).
+    pub fn set_issuer_mismatch(&self, issuer: usize, mismatch: bool) {
+        self.issuer_mismatch[issuer].set(i64::from(mismatch));
     }
 
     /// Replaces the certificate expiry gauges (called at scrape time).

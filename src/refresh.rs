@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Issuer;
 use crate::document::{CachePolicy, DocKind, Document, Freshness};
@@ -17,6 +17,7 @@ use crate::health::{HealthBoard, Transition};
 use crate::metrics::Metrics;
 use crate::rewrite::rewrite_discovery;
 use crate::rotation::KeyRetention;
+use crate::routes::Router;
 use crate::snapshot::Snapshots;
 use crate::store::{DocId, DocumentStore};
 use crate::validate::{check_jwks, ValidationError};
@@ -31,6 +32,9 @@ pub struct IssuerRefresh {
     pub issuer: Arc<Issuer>,
     pub fetcher: Fetcher,
     pub store: Arc<DocumentStore>,
+    /// Discovery documents go into the store through the router, which refuses a key
+    /// set path that belongs to another issuer.
+    pub router: Arc<Router>,
     pub health: Arc<HealthBoard>,
     pub snapshots: Option<Snapshots>,
     pub policy: CachePolicy,
@@ -148,21 +152,27 @@ impl IssuerRefresh {
                 info!(issuer = %self.issuer.name, document = kind.as_str(), "snapshot older than stale_if_error, not served");
                 continue;
             }
-            let doc = match kind {
+            let stored = match kind {
                 DocKind::Discovery => {
-                    discovery_document(&self.issuer, &snapshot.body, snapshot.fetched_at, &self.policy).map(|(d, _)| d)
+                    discovery_document(&self.issuer, &snapshot.body, snapshot.fetched_at, &self.policy)
+                        .map_err(|e| e.to_string())
+                        .and_then(|(doc, upstream_issuer)| {
+                            self.note_issuer(&upstream_issuer);
+                            self.router.claim(self.index, Arc::new(doc), &self.store)
+                        })
                 }
-                DocKind::Jwks => jwks_document(snapshot.body.clone(), snapshot.fetched_at, &self.policy),
+                DocKind::Jwks => jwks_document(snapshot.body.clone(), snapshot.fetched_at, &self.policy)
+                    .map(|doc| self.store.put(self.id(kind), Arc::new(doc)))
+                    .map_err(|e| e.to_string()),
             };
-            match doc {
-                Ok(doc) => {
+            match stored {
+                Ok(()) => {
                     info!(
                         issuer = %self.issuer.name,
                         document = kind.as_str(),
                         fetched_at = %humantime::format_rfc3339_seconds(snapshot.fetched_at),
                         "serving snapshot until the upstream answers"
                     );
-                    self.store.put(self.id(kind), Arc::new(doc));
                 }
                 Err(err) => {
                     warn!(issuer = %self.issuer.name, document = kind.as_str(), "snapshot ignored: {err}");
@@ -184,15 +194,14 @@ impl IssuerRefresh {
         result
     }
 
-    /// Stores a good document, records the success and writes its snapshot.
-    async fn accept(&self, doc: Document, snapshot_body: Bytes, snapshot_failing: &mut bool) {
+    /// Records the success of a document just stored and writes its snapshot.
+    async fn accept(&self, doc: &Document, snapshot_body: Bytes, snapshot_failing: &mut bool) {
         let id = self.id(doc.kind);
         let fetched_at = doc.fetched_at;
         if self.health.success(id, fetched_at) == Transition::Recovered {
             info!(issuer = %self.issuer.name, document = id.kind.as_str(), "upstream recovered");
         }
         debug!(issuer = %self.issuer.name, document = id.kind.as_str(), bytes = doc.body.len(), "refreshed");
-        self.store.put(id, Arc::new(doc));
         let Some(snapshots) = self.snapshots.clone() else {
             return;
         };
@@ -226,26 +235,57 @@ impl IssuerRefresh {
         }
     }
 
+    /// Records whether the upstream's `issuer` is the configured public URL, with one
+    /// ERROR line per change: no rewrite can fix a mismatch, only the IdP's setting.
+    fn note_issuer(&self, upstream_issuer: &str) {
+        let mismatch = (upstream_issuer != self.issuer.public_url).then(|| upstream_issuer.to_owned());
+        if !self
+            .health
+            .issuer_mismatch(self.id(DocKind::Discovery), mismatch.clone())
+        {
+            return;
+        }
+        match mismatch {
+            Some(upstream_issuer) => error!(
+                issuer = %self.issuer.name,
+                upstream_issuer = %upstream_issuer,
+                public_url = %self.issuer.public_url,
+                "the upstream's `issuer` is {upstream_issuer:?}, not public_url {:?}: relying parties will \
+                 accept the document and refuse every token, whose `iss` is the upstream's value. jwks-edge never \
+                 rewrites `issuer`; make the IdP name itself by the public URL (GitLab: external_url or \
+                 ci_id_tokens_issuer_url; Keycloak: hostname / frontend URL; Kubernetes: kube-apiserver \
+                 --service-account-issuer), or set public_url to the tokens' `iss`",
+                self.issuer.public_url
+            ),
+            None => info!(issuer = %self.issuer.name, "the upstream's `issuer` now matches public_url"),
+        }
+    }
+
     async fn refresh_discovery(self, mut requests: mpsc::Receiver<RefreshRequest>) {
         let url = self.issuer.upstream_discovery_url();
         let mut backoff = Backoff::new(self.policy.refresh);
         let mut last_target = None;
-        let mut issuer_mismatch = false;
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
         loop {
             let fetched = self
                 .measured(DocKind::Discovery, async {
                     let body = self.fetcher.get(&url).await?;
-                    let doc = discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
-                        .map_err(FetchError::Invalid)?;
+                    let (doc, upstream_issuer) =
+                        discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
+                            .map_err(FetchError::Invalid)?;
+                    self.note_issuer(&upstream_issuer);
+                    let doc = Arc::new(doc);
+                    self.router
+                        .claim(self.index, doc.clone(), &self.store)
+                        .map_err(FetchError::RouteConflict)?;
                     Ok::<_, FetchError>((body, doc))
                 })
                 .await;
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
-                Ok((body, (doc, upstream_issuer))) => {
+                Ok((body, doc)) => {
                     if doc.jwks != last_target {
                         if let Some(t) = &doc.jwks {
                             info!(
@@ -258,16 +298,7 @@ impl IssuerRefresh {
                         }
                         last_target = doc.jwks.clone();
                     }
-                    let mismatch = upstream_issuer != self.issuer.public_url;
-                    if mismatch && !issuer_mismatch {
-                        warn!(
-                            issuer = %self.issuer.name,
-                            upstream_issuer = %upstream_issuer,
-                            "the document's `issuer` differs from public_url; relying parties will refuse its tokens"
-                        );
-                    }
-                    issuer_mismatch = mismatch;
-                    self.accept(doc, body, &mut snapshot_failing).await;
+                    self.accept(&doc, body, &mut snapshot_failing).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
@@ -326,8 +357,9 @@ impl IssuerRefresh {
                     let now = SystemTime::now();
                     // Validated above; retention only appends keys that were valid before.
                     let published = retention.publish(upstream, now);
-                    let doc = Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy);
-                    self.accept(doc, published, &mut snapshot_failing).await;
+                    let doc = Arc::new(Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy));
+                    self.store.put(self.id(DocKind::Jwks), doc.clone());
+                    self.accept(&doc, published, &mut snapshot_failing).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }

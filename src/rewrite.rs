@@ -91,22 +91,25 @@ pub fn map_jwks_uri(issuer: &Issuer, jwks_uri: &str) -> JwksTarget {
 pub struct PublicDiscovery {
     pub body: Bytes,
     pub jwks: JwksTarget,
-    /// The upstream's `issuer`, after rewriting; differs from the configured public URL
-    /// only when the IdP is misconfigured (relying parties will then refuse its tokens).
+    /// The upstream's `issuer`, never rewritten: it must equal the tokens' `iss`, so it
+    /// differs from the configured public URL only when the IdP is misconfigured, and no
+    /// rewrite could fix that (relying parties would accept the document and refuse
+    /// every token).
     pub issuer: String,
 }
 
 /// Validates an upstream discovery document and rewrites it for the public: `jwks_uri`
-/// becomes the public key set URL, every other string under the upstream base moves to
-/// the public base; all other fields, and the order of all fields, are kept.
+/// becomes the public key set URL, every other string under the upstream base except
+/// `issuer` moves to the public base; all other fields, and the order of all fields, are
+/// kept.
 pub fn rewrite_discovery(issuer: &Issuer, body: &[u8]) -> Result<PublicDiscovery, ValidationError> {
     let mut doc = Discovery::parse(body)?;
     let jwks = map_jwks_uri(issuer, doc.jwks_uri());
     for (name, value) in doc.fields.iter_mut() {
-        if name == "jwks_uri" {
-            *value = Value::String(jwks.public_url.clone());
-        } else {
-            rewrite_urls(issuer, value);
+        match name.as_str() {
+            "jwks_uri" => *value = Value::String(jwks.public_url.clone()),
+            "issuer" => {}
+            _ => rewrite_urls(issuer, value),
         }
     }
     let issuer_field = doc.issuer().to_owned();
@@ -228,6 +231,18 @@ mod tests {
         assert_eq!(target.public_url, "https://oidc.k8s.example.com/keys.json");
         assert_eq!(target.public_path, "/keys.json");
         assert_eq!(target.upstream_url, "https://10.0.0.1:6443/openid/v1/jwks");
+    }
+
+    #[test]
+    fn an_issuer_under_the_upstream_base_is_published_unchanged() {
+        let kc = issuer("https://auth.example.com/realms/prod", "http://kc:8080/realms/prod", "");
+        let raw = br#"{"issuer":"http://kc:8080/realms/prod","jwks_uri":"http://kc:8080/realms/prod/certs","token_endpoint":"http://kc:8080/realms/prod/token"}"#;
+        let public = rewrite_discovery(&kc, raw).unwrap();
+        assert_eq!(public.issuer, "http://kc:8080/realms/prod");
+        assert_eq!(
+            std::str::from_utf8(&public.body).unwrap(),
+            r#"{"issuer":"http://kc:8080/realms/prod","jwks_uri":"https://auth.example.com/realms/prod/certs","token_endpoint":"https://auth.example.com/realms/prod/token"}"#
+        );
     }
 
     #[test]

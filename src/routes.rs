@@ -2,8 +2,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Issuer;
+use crate::document::Document;
 use crate::store::{DocId, DocumentStore};
 
 /// Where a request goes.
@@ -19,6 +21,7 @@ pub enum Route {
 #[derive(Debug)]
 struct IssuerRoute {
     index: usize,
+    name: String,
     base_path: String,
     discovery_path: String,
     /// `public_jwks_path` from the config; otherwise learned from the discovery document.
@@ -31,6 +34,12 @@ struct IssuerRoute {
 #[derive(Debug)]
 pub struct Router {
     hosts: HashMap<String, Vec<IssuerRoute>>,
+    /// Each issuer's public host, by issuer index.
+    host_of: Vec<String>,
+    /// Held by a discovery refresher while it checks its key set path and stores the
+    /// document, so two issuers cannot both claim one path at the same moment. Never
+    /// taken on the request path.
+    claims: Mutex<()>,
 }
 
 impl Router {
@@ -42,12 +51,89 @@ impl Router {
                 .or_default()
                 .push(IssuerRoute {
                     index,
+                    name: issuer.name.clone(),
                     base_path: issuer.public.path().to_owned(),
                     discovery_path: issuer.discovery_path(),
                     fixed_jwks_path: issuer.public_jwks_path.clone(),
                 });
         }
-        Router { hosts }
+        Router {
+            hosts,
+            host_of: issuers.iter().map(|i| i.public.host().to_owned()).collect(),
+            claims: Mutex::new(()),
+        }
+    }
+
+    /// The routes on issuer `index`'s host, and its own among them.
+    fn entry(&self, index: usize) -> Option<(&[IssuerRoute], &IssuerRoute)> {
+        let issuers = self.hosts.get(self.host_of.get(index)?)?;
+        Some((issuers, issuers.iter().find(|r| r.index == index)?))
+    }
+
+    /// The key set path `issuer` currently publishes at: configured, or learned from
+    /// its discovery document.
+    fn jwks_path<'a>(r: &'a IssuerRoute, learned: &'a Option<Arc<Document>>) -> Option<&'a str> {
+        match &r.fixed_jwks_path {
+            Some(p) => Some(p.as_str()),
+            None => learned
+                .as_deref()
+                .and_then(|d| d.jwks.as_ref())
+                .map(|t| t.public_path.as_str()),
+        }
+    }
+
+    /// Why issuer `index` may not publish its key set at `path`, if it may not: the path
+    /// is a discovery path or another issuer's key set path on the same host, or it lies
+    /// under another issuer's longer public base there, where it would take that
+    /// issuer's routes (an upstream choosing its `jwks_uri` must not be able to).
+    pub fn conflict(&self, index: usize, path: &str, store: &DocumentStore) -> Option<String> {
+        let (issuers, me) = self.entry(index)?;
+        for r in issuers {
+            if r.discovery_path == path {
+                return Some(if r.index == index {
+                    format!("key set path {path:?} is the issuer's own discovery path")
+                } else {
+                    format!("key set path {path:?} is the discovery path of issuer {:?}", r.name)
+                });
+            }
+            if r.index == index {
+                continue;
+            }
+            let learned = if r.fixed_jwks_path.is_none() {
+                store.get(DocId::discovery(r.index))
+            } else {
+                None
+            };
+            if Router::jwks_path(r, &learned) == Some(path) {
+                return Some(format!(
+                    "key set path {path:?} is already the key set path of issuer {:?}",
+                    r.name
+                ));
+            }
+            if r.base_path.len() > me.base_path.len() && is_under(path, &r.base_path) {
+                return Some(format!(
+                    "key set path {path:?} lies under the public URL of issuer {:?}, whose paths it would take",
+                    r.name
+                ));
+            }
+        }
+        None
+    }
+
+    /// Stores issuer `index`'s discovery document unless the key set path it names
+    /// conflicts with another issuer's routes (then the previous document and mapping
+    /// stay, and the reason is returned).
+    pub fn claim(&self, index: usize, doc: Arc<Document>, store: &DocumentStore) -> Result<(), String> {
+        let _claiming = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let fixed = self.entry(index).is_some_and(|(_, me)| me.fixed_jwks_path.is_some());
+        // A configured path was checked with the config; only learned ones are checked here.
+        if let (false, Some(target)) = (fixed, doc.jwks.as_ref()) {
+            if let Some(conflict) = self.conflict(index, &target.public_path, store) {
+                return Err(conflict);
+            }
+        }
+        store.put(DocId::discovery(index), doc);
+        Ok(())
     }
 
     /// `host` is the request's host (with or without port); `path` its exact path.
@@ -65,18 +151,12 @@ impl Router {
         }
         let mut pending = None;
         for r in issuers {
-            let learned;
-            let jwks_path = match &r.fixed_jwks_path {
-                Some(p) => Some(p.as_str()),
-                None => {
-                    learned = store.get(DocId::discovery(r.index));
-                    learned
-                        .as_deref()
-                        .and_then(|d| d.jwks.as_ref())
-                        .map(|t| t.public_path.as_str())
-                }
+            let learned = if r.fixed_jwks_path.is_none() {
+                store.get(DocId::discovery(r.index))
+            } else {
+                None
             };
-            match jwks_path {
+            match Router::jwks_path(r, &learned) {
                 Some(p) if p == path => return Route::Doc(DocId::jwks(r.index)),
                 Some(_) => {}
                 None if pending.is_none() && is_under(path, &r.base_path) => pending = Some(r.index),

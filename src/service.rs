@@ -22,7 +22,7 @@ use crate::store::{DocId, DocumentStore};
 /// The request handler shared by every public listener. It only reads the store: no
 /// request, whatever its query string or headers, causes an upstream fetch.
 pub struct Proxy {
-    router: Router,
+    router: Arc<Router>,
     store: Arc<DocumentStore>,
     policy: CachePolicy,
     /// Every response starts within this, counted from when the request was parsed.
@@ -44,7 +44,7 @@ struct Outcome<'r> {
 
 impl Proxy {
     pub fn new(
-        router: Router,
+        router: Arc<Router>,
         store: Arc<DocumentStore>,
         policy: CachePolicy,
         deadline: Duration,

@@ -55,6 +55,8 @@ impl fmt::Display for Config {
         if let Some(token) = &self.admin.token_file {
             writeln!(f, "token_file = {:?}", token.display().to_string())?;
         }
+        writeln!(f, "readiness = {:?}", self.admin.readiness.as_str())?;
+        writeln!(f, "startup_grace = \"{}\"", dur(self.admin.startup_grace))?;
         writeln!(f, "\n[log]\naccess = {}", self.log.access)?;
         let c = &self.cache;
         writeln!(f, "\n[cache]")?;
@@ -92,6 +94,9 @@ impl fmt::Display for Config {
             }
             if let Some(token) = &issuer.upstream_bearer_token_file {
                 writeln!(f, "upstream_bearer_token_file = {:?}", token.display().to_string())?;
+            }
+            if issuer.upstream_bearer_token_over_http {
+                writeln!(f, "upstream_bearer_token_over_http = true")?;
             }
             if let Some(host) = &issuer.upstream_host {
                 writeln!(f, "upstream_host = {host:?}")?;

@@ -1,5 +1,6 @@
 //! Configuration: the TOML file (`raw`) validated into the typed `Config` the program runs on.
 
+mod collisions;
 mod display;
 mod raw;
 mod validate;
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use crate::base_url::BaseUrl;
 use crate::server::Limits;
+use collisions::validate_routes;
 use raw::RawConfig;
-use validate::{parse_addr, validate_cache, validate_issuer, validate_server};
+use validate::{validate_admin, validate_cache, validate_issuer, validate_server};
 
 /// AWS STS gives up on a discovery or key fetch after about this long.
 const STS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -131,6 +133,30 @@ pub struct Admin {
     /// Holds the bearer token that `POST /admin/refresh` requires; without it, admin
     /// actions are off (404).
     pub token_file: Option<PathBuf>,
+    /// What `/readyz` (without `?issuer=`) requires after start-up.
+    pub readiness: Readiness,
+    /// How long `/readyz` says "starting" (503) while some document has no copy yet.
+    pub startup_grace: Duration,
+}
+
+/// `admin.readiness`: when the process as a whole counts as ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// After start-up, ready while at least one document can be served: one broken
+    /// issuer never takes a replica (and with it the healthy issuers) out of service.
+    Any,
+    /// Ready only while every document of every issuer can be served and every
+    /// certificate is valid.
+    All,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Any => "any",
+            Readiness::All => "all",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -171,6 +197,8 @@ pub struct Issuer {
     pub upstream_bearer_token_file: Option<PathBuf>,
     /// `Host` header sent upstream instead of the URL's authority.
     pub upstream_host: Option<String>,
+    /// The operator accepted that the bearer token crosses the network in clear text.
+    pub upstream_bearer_token_over_http: bool,
 }
 
 impl Issuer {
@@ -182,6 +210,15 @@ impl Issuer {
     /// The upstream URL of the discovery document.
     pub fn upstream_discovery_url(&self) -> String {
         self.upstream.join("/.well-known/openid-configuration")
+    }
+
+    /// Whether some document of this issuer is fetched over plain http.
+    pub fn fetches_over_http(&self) -> bool {
+        !self.upstream.is_https()
+            || self
+                .upstream_jwks_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
     }
 }
 
@@ -210,14 +247,7 @@ impl Config {
         })?;
         let resolve = |p: &str| base_dir.join(p);
         let mut server = validate_server(raw.server, &resolve)?;
-        let admin = Admin {
-            listen: parse_addr("admin.listen", raw.admin.listen.as_deref().unwrap_or("127.0.0.1:9090"))?,
-            token_file: match raw.admin.token_file.as_deref() {
-                Some("") => return Err(invalid("admin.token_file", "", "a file path is required")),
-                Some(path) => Some(resolve(path)),
-                None => None,
-            },
-        };
+        let admin = validate_admin(raw.admin, &resolve)?;
         let log = Log {
             access: raw.log.access.unwrap_or(true),
         };
@@ -249,6 +279,7 @@ impl Config {
             }
             issuers.push(issuer);
         }
+        validate_routes(&issuers)?;
         if let Some(acme) = server.tls.as_mut().and_then(|t| t.acme.as_mut()) {
             validate::default_acme_domains(acme, &issuers)?;
         }

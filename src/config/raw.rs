@@ -69,6 +69,8 @@ pub struct RawCertPair {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token_file: Option<String>,
+    pub readiness: Option<String>,
+    pub startup_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,5 +103,6 @@ pub struct RawIssuer {
     pub upstream_client_cert: Option<String>,
     pub upstream_client_key: Option<String>,
     pub upstream_bearer_token_file: Option<String>,
+    pub upstream_bearer_token_over_http: Option<bool>,
     pub upstream_host: Option<String>,
 }

@@ -256,6 +256,108 @@ fn issuers_must_exist_and_not_collide() {
 }
 
 #[test]
+fn colliding_key_set_paths_name_both_issuers() {
+    let realm = |name: &str, extra: &str| {
+        format!(
+            "[[issuer]]\nname = \"{name}\"\npublic_url = \"https://auth.example.com/realms/{name}\"\n\
+             upstream = \"http://kc:8080/realms/{name}\"\n{extra}\n"
+        )
+    };
+    let server = "[server]\nlisten_plain = \"127.0.0.1:1\"\n";
+    let same = format!(
+        "{server}{}{}",
+        realm("prod", "public_jwks_path = \"/keys\""),
+        realm("dev", "public_jwks_path = \"/keys\"")
+    );
+    let msg = error_of(&same);
+    assert!(msg.contains("issuer[1].public_jwks_path = \"/keys\""), "{msg}");
+    assert!(
+        msg.contains("\"prod\"") && msg.contains("\"dev\""),
+        "names both issuers: {msg}"
+    );
+
+    let discovery = format!(
+        "{server}{}{}",
+        realm("prod", ""),
+        realm(
+            "dev",
+            "public_jwks_path = \"/realms/prod/.well-known/openid-configuration\""
+        )
+    );
+    let msg = error_of(&discovery);
+    assert!(
+        msg.contains("issuer[1].public_jwks_path") && msg.contains("discovery path of issuer[0] (\"prod\")"),
+        "{msg}"
+    );
+
+    // The same path on another host is another route.
+    let other_host = format!(
+        "{server}{}[[issuer]]\npublic_url = \"https://other.example.com\"\nupstream = \"http://o\"\npublic_jwks_path = \"/keys\"\n",
+        realm("prod", "public_jwks_path = \"/keys\"")
+    );
+    load(&other_host).unwrap();
+}
+
+#[test]
+fn a_bearer_token_travels_only_over_tls_unless_the_operator_accepts_otherwise() {
+    let token = "upstream_bearer_token_file = \"/run/token\"";
+    let msg = error_of(&with("", "", &format!("{ISSUER}\n{token}")));
+    assert!(
+        msg.contains("issuer[0].upstream_bearer_token_file = \"/run/token\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("issuer[0].upstream = \"http://gitlab.internal:8080\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("issuer[0].upstream_bearer_token_over_http = true"),
+        "{msg}"
+    );
+
+    let accepted = load(&with(
+        "",
+        "",
+        &format!("{ISSUER}\n{token}\nupstream_bearer_token_over_http = true"),
+    ))
+    .unwrap();
+    assert!(accepted.issuers[0].upstream_bearer_token_over_http);
+
+    let https = "public_url = \"https://oidc.example.com\"\nupstream = \"https://kubernetes.default.svc\"";
+    load(&with("", "", &format!("{https}\n{token}"))).unwrap();
+    let msg = error_of(&with(
+        "",
+        "",
+        &format!("{https}\n{token}\nupstream_jwks_url = \"http://10.0.0.1/keys\""),
+    ));
+    assert!(
+        msg.contains("issuer[0].upstream_jwks_url = \"http://10.0.0.1/keys\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn readiness_keys_are_checked() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.admin.readiness, Readiness::Any);
+    assert_eq!(config.admin.startup_grace, Duration::from_secs(30));
+    let admin = |lines: &str| format!("{MINIMAL}\n[admin]\n{lines}\n");
+    assert_eq!(
+        load(&admin("readiness = \"all\"")).unwrap().admin.readiness,
+        Readiness::All
+    );
+    let msg = error_of(&admin("readiness = \"most\""));
+    assert!(msg.contains("admin.readiness = \"most\""), "{msg}");
+    let msg = error_of(&admin("startup_grace = \"1h\""));
+    assert!(
+        msg.contains("admin.startup_grace = \"1h\": must be at most 10m"),
+        "{msg}"
+    );
+    let msg = error_of(&admin("startup_grace = \"soon\""));
+    assert!(msg.contains("admin.startup_grace = \"soon\""), "{msg}");
+}
+
+#[test]
 fn several_realms_on_one_host_are_distinct_issuers() {
     let text = "[server]\nlisten_plain = \"127.0.0.1:1\"\n\
         [[issuer]]\npublic_url = \"https://auth.example.com/realms/prod\"\nupstream = \"http://kc:8080/realms/prod\"\n\

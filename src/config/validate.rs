@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAcme, RawCache, RawIssuer, RawServer, RawTls};
+use super::raw::{RawAcme, RawAdmin, RawCache, RawIssuer, RawServer, RawTls};
 use super::{
-    invalid, Acme, AcmeChallenge, Cache, ConfigError, Issuer, Server, ServerTls, Tls, LETS_ENCRYPT, STS_TIMEOUT,
+    invalid, Acme, AcmeChallenge, Admin, Cache, ConfigError, Issuer, Readiness, Server, ServerTls, Tls, LETS_ENCRYPT,
+    STS_TIMEOUT,
 };
 use crate::base_url::BaseUrl;
 use crate::server::Limits;
@@ -336,6 +337,42 @@ pub(super) fn default_acme_domains(acme: &mut Acme, issuers: &[Issuer]) -> Resul
     Ok(())
 }
 
+/// Longest `admin.startup_grace`: past it, a pod that can serve some issuers would be
+/// kept out of service for one that cannot.
+const MAX_STARTUP_GRACE: Duration = Duration::from_secs(600);
+
+pub(super) fn validate_admin(raw: RawAdmin, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Admin, ConfigError> {
+    let readiness = match raw.readiness.as_deref() {
+        None | Some("any") => Readiness::Any,
+        Some("all") => Readiness::All,
+        Some(other) => {
+            return Err(invalid(
+                "admin.readiness",
+                other,
+                "expected \"any\" (ready while some document can be served) or \"all\" (only while every one can)",
+            ))
+        }
+    };
+    let startup_grace = parse_duration("admin.startup_grace", raw.startup_grace.as_deref(), "30s")?;
+    if startup_grace > MAX_STARTUP_GRACE {
+        return Err(invalid(
+            "admin.startup_grace",
+            raw.startup_grace.unwrap_or_default(),
+            "must be at most 10m",
+        ));
+    }
+    Ok(Admin {
+        listen: parse_addr("admin.listen", raw.listen.as_deref().unwrap_or("127.0.0.1:9090"))?,
+        token_file: match raw.token_file.as_deref() {
+            Some("") => return Err(invalid("admin.token_file", "", "a file path is required")),
+            Some(path) => Some(resolve(path)),
+            None => None,
+        },
+        readiness,
+        startup_grace,
+    })
+}
+
 pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -> Result<Cache, ConfigError> {
     let refresh = parse_duration("cache.refresh", raw.refresh.as_deref(), "60s")?;
     if refresh < Duration::from_secs(1) {
@@ -491,6 +528,31 @@ pub(super) fn validate_issuer(
         Some(path) => Some(resolve(path)),
         None => None,
     };
+    let upstream_bearer_token_over_http = raw.upstream_bearer_token_over_http.unwrap_or(false);
+    let plain_http = !upstream.is_https() || upstream_jwks_https == Some(false);
+    if let (Some(path), true, false) = (
+        raw.upstream_bearer_token_file.as_deref(),
+        plain_http,
+        upstream_bearer_token_over_http,
+    ) {
+        let (url_key, url) = if upstream.is_https() {
+            (
+                key("upstream_jwks_url"),
+                raw.upstream_jwks_url.as_deref().unwrap_or_default(),
+            )
+        } else {
+            (key("upstream"), raw.upstream.as_str())
+        };
+        return Err(invalid(
+            key("upstream_bearer_token_file"),
+            path,
+            format!(
+                "the token would cross the network in clear text to {url_key} = {url:?}: use an https upstream, \
+                 or set {} = true to accept that",
+                key("upstream_bearer_token_over_http")
+            ),
+        ));
+    }
     let upstream_host = match raw.upstream_host {
         Some(host) => {
             let valid = host
@@ -525,5 +587,6 @@ pub(super) fn validate_issuer(
         upstream_client_auth,
         upstream_bearer_token_file,
         upstream_host,
+        upstream_bearer_token_over_http,
     })
 }

@@ -104,6 +104,27 @@ fn check_config_exits_2_naming_the_key_or_the_file() {
     assert_eq!(code, 2, "usage error without --config");
 }
 
+#[test]
+fn check_config_refuses_a_bearer_token_for_a_plain_http_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("token.toml");
+    let issuer = "[server]\nlisten_plain = \"127.0.0.1:8080\"\n[[issuer]]\npublic_url = \"https://a.example\"\n\
+                  upstream = \"http://idp.internal\"\nupstream_bearer_token_file = \"/run/token\"\n";
+    std::fs::write(&config, issuer).unwrap();
+    let (code, _, stderr) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("issuer[0].upstream_bearer_token_file = \"/run/token\"") && stderr.contains("clear text"),
+        "{stderr}"
+    );
+
+    // The explicit opt-in is accepted, and shown in the effective config.
+    std::fs::write(&config, format!("{issuer}upstream_bearer_token_over_http = true\n")).unwrap();
+    let (code, stdout, stderr) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("upstream_bearer_token_over_http = true"), "{stdout}");
+}
+
 /// Kills the child process when the test ends, however it ends.
 struct Reaper(Child);
 

@@ -10,6 +10,7 @@ mod operations;
 mod pebble;
 mod process;
 mod properties;
+mod readiness;
 mod serving;
 mod support;
 mod upstream;

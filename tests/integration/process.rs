@@ -254,3 +254,73 @@ async fn the_access_log_can_be_switched_off() {
         "no access lines with [log] access = false"
     );
 }
+
+#[tokio::test]
+async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported() {
+    // A Keycloak realm reached on its backend URL and without a frontend URL names
+    // itself by that backend URL, which lies under the configured upstream base.
+    let idp = fake_idp().await;
+    let backend = format!("{}/realms/prod", idp.base_url());
+    idp.put(
+        "/realms/prod/.well-known/openid-configuration",
+        jwks_edge::fake_idp::Resource::json_with_idp_headers(format!(
+            r#"{{"issuer":"{backend}","jwks_uri":"{backend}/certs","token_endpoint":"{backend}/token"}}"#
+        )),
+    );
+    idp.put(
+        "/realms/prod/certs",
+        jwks_edge::fake_idp::Resource::json_with_idp_headers(fixture("keycloak/jwks.json")),
+    );
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
+        issuer("https://auth.example.com/realms/prod", &backend, "name = \"prod\"")
+    );
+    let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
+    let discovery = "/realms/prod/.well-known/openid-configuration";
+    until_served(serve.addr("plain"), "auth.example.com", discovery).await;
+
+    let reply = get(serve.addr("plain"), &Transport::Plain, "auth.example.com", discovery).await;
+    let document = reply.json();
+    assert_eq!(document["issuer"], backend.as_str(), "issuer is never rewritten");
+    assert_eq!(document["token_endpoint"], "https://auth.example.com/realms/prod/token");
+
+    let error = eventually_line(&serve, |event| event["level"] == "ERROR").await;
+    let fields = &error["fields"];
+    assert_eq!(fields["upstream_issuer"], backend.as_str(), "{error}");
+    assert_eq!(fields["public_url"], "https://auth.example.com/realms/prod", "{error}");
+    let message = fields["message"].as_str().unwrap();
+    assert!(
+        message.contains("Keycloak")
+            && message.contains("--service-account-issuer")
+            && message.contains("external_url"),
+        "names the IdP settings that fix it: {message}"
+    );
+
+    let (status, body) = readyz(serve.addr("admin")).await;
+    assert_eq!(status, StatusCode::OK, "the document can be served: {body}");
+    let mismatch = &body["issuers"][0]["issuer_mismatch"];
+    assert_eq!(mismatch["upstream_issuer"], backend.as_str(), "{body}");
+    let reply = get(
+        serve.addr("admin"),
+        &Transport::Plain,
+        "localhost",
+        "/readyz?issuer=prod",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["status"], "issuer_mismatch");
+    let metrics = get(serve.addr("admin"), &Transport::Plain, "localhost", "/metrics").await;
+    let text = String::from_utf8(metrics.body.to_vec()).unwrap();
+    assert!(text.contains("jwks_edge_issuer_mismatch{issuer=\"prod\"} 1"), "{text}");
+    // Once per change: refreshes of the same document log no further ERROR.
+    let errors = |serve: &Serve| {
+        serve
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("\"level\":\"ERROR\""))
+            .count()
+    };
+    assert_eq!(errors(&serve), 1);
+}

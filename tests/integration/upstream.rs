@@ -121,16 +121,20 @@ async fn an_upstream_requiring_mutual_tls_gets_the_client_certificate() {
 
 #[tokio::test]
 async fn the_bearer_token_is_read_again_for_every_fetch() {
-    let idp = gitlab_idp().await;
+    // Over TLS: a bearer token for a plain-http upstream is a config error.
+    let ca = TestCa::new("internal CA");
+    let idp = https_idp(&ca, None).await;
     idp.require_bearer(Some("token-one"));
     let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "token-one\n").unwrap();
     let proxy = RunningProxy::start(
         &issuer(
             "https://gitlab.example.com",
-            &idp.base_url(),
-            &format!("upstream_bearer_token_file = {token:?}"),
+            &https_url(&idp),
+            &format!("upstream_ca = {ca_file:?}\nupstream_bearer_token_file = {token:?}"),
         ),
         "",
         "refresh = \"1s\"",
