@@ -16,6 +16,7 @@
 //!          POST /admin/refresh, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
 //!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
+//! files    snapshot and ACME files: private directories, atomic writes, no links followed
 //! timestamp every time read, converted or formatted: checked and clamped, never a panic
 //! app      builds all of the above from config::Config and runs it on given listeners
 //! doctor   `jwks-edge doctor`: the relying party's checks, from outside
@@ -34,6 +35,7 @@ pub mod doctor;
 pub mod document;
 pub mod fake_idp;
 pub mod fetch;
+pub mod files;
 pub mod health;
 pub mod log_sink;
 pub mod metrics;
