@@ -78,7 +78,7 @@ impl AccessLog {
     }
 
     fn format(&self, out: &mut Vec<u8>, e: &AccessEntry<'_>, now: SystemTime) {
-        let timestamp = humantime::format_rfc3339_micros(now);
+        let timestamp = crate::timestamp::rfc3339_micros(now);
         match self.format {
             AccessFormat::Text => {
                 let _ = writeln!(

@@ -21,8 +21,8 @@ use tracing::{info, warn};
 
 use crate::certs::{CertResolver, CertSet, ServerCert};
 use crate::config::{Acme, AcmeChallenge};
-use crate::snapshot::write_atomically;
-use crate::tls;
+use crate::files::{self, write_atomically};
+use crate::{timestamp, tls};
 
 /// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -225,7 +225,7 @@ fn directory_dir(cache_dir: &Path, directory: &str) -> PathBuf {
 pub fn renew_at(cert: &ServerCert, renew_before: Option<Duration>) -> SystemTime {
     let lifetime = cert.not_after.duration_since(cert.not_before).unwrap_or_default();
     let before = renew_before.unwrap_or(lifetime / 3).min(lifetime / 2);
-    cert.not_after - before
+    timestamp::sub(cert.not_after, before)
 }
 
 /// The cache file of the certificate for `names`, whatever their order in the config.
@@ -245,14 +245,6 @@ struct RetryState {
     last_error: String,
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-fn from_unix(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
-}
-
 /// Delay before the next attempt after `failures` consecutive failed orders.
 pub fn retry_delay(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
@@ -270,11 +262,13 @@ impl AcmeManager {
     ) -> Result<AcmeManager, AcmeError> {
         let trust = tls::client_config(config.directory_ca.as_deref(), None).map_err(AcmeError::Trust)?;
         let dir = directory_dir(&config.cache_dir, &config.directory);
-        // Writable now, or the start fails: an order whose certificate cannot be kept would
-        // be ordered again at every restart.
+        // Private (the account key lives here) and writable now, or the start fails: an
+        // order whose certificate cannot be kept would be ordered again at every restart.
         let probe = dir.join(".write-test");
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| write_atomically(&probe, b"", false))
+        files::create_private_dir(&config.cache_dir)
+            .and_then(|()| files::create_private_dir(&dir))
+            .map(|()| files::remove_stale_temporaries(&dir))
+            .and_then(|_| write_atomically(&probe, b"", false))
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|source| AcmeError::Cache {
                 path: dir.clone(),
@@ -311,12 +305,12 @@ impl AcmeManager {
                     info!(
                         file = %plan.file.display(),
                         names = ?cert.names,
-                        not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                        not_after = %timestamp::rfc3339_seconds(cert.not_after),
                         "cached certificate loaded"
                     );
                     plan.install(cert, config.renew_before);
                 }
-                plan.restore_retry_state();
+                plan.restore_retry_state(now);
                 plan
             })
             .collect();
@@ -386,7 +380,12 @@ impl AcmeManager {
                     self.attempt(index).await;
                 }
             }
-            let next = self.plans.iter().map(Plan::next).min().unwrap_or(now + RETRY_MAX);
+            let next = self
+                .plans
+                .iter()
+                .map(Plan::next)
+                .min()
+                .unwrap_or(timestamp::add(now, RETRY_MAX));
             // Wall-clock deadlines (certificates expire in real time): look again at least
             // hourly in case the clock jumped.
             let wait = next
@@ -414,7 +413,7 @@ impl AcmeManager {
                 plan.record.consecutive_failures = 0;
                 info!(
                     names = ?cert.names,
-                    not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                    not_after = %timestamp::rfc3339_seconds(cert.not_after),
                     file = %cert.cert_file.display(),
                     "certificate obtained"
                 );
@@ -427,7 +426,7 @@ impl AcmeManager {
                 plan.record.consecutive_failures += 1;
                 plan.record.last_error = Some(reason.clone());
                 let delay = retry_delay(plan.record.consecutive_failures);
-                plan.record.next_attempt = Some(SystemTime::now() + delay);
+                plan.record.next_attempt = Some(timestamp::add(SystemTime::now(), delay));
                 plan.save_retry_state(started, &reason);
                 let consequence = match plan.current {
                     Some(_) => "the current certificate stays",
@@ -449,7 +448,7 @@ impl AcmeManager {
             return Ok(account.clone());
         }
         let path = self.dir.join("account.json");
-        let account = match std::fs::read(&path) {
+        let account = match files::read_regular(&path) {
             Ok(bytes) => {
                 let credentials: AccountCredentials =
                     serde_json::from_slice(&bytes).map_err(|source| AcmeError::Account {
@@ -604,17 +603,29 @@ impl Plan {
         self.file.with_extension("retry.json")
     }
 
-    /// Failed orders before a restart still count: the next attempt waits as it would have.
-    fn restore_retry_state(&mut self) {
-        let Ok(bytes) = std::fs::read(self.retry_file()) else {
-            return;
+    /// Failed orders before a restart still count: the next attempt waits as it would have,
+    /// but never longer than the longest backoff from `now` — whatever the file says, a
+    /// certificate is ordered again within `RETRY_MAX`.
+    fn restore_retry_state(&mut self, now: SystemTime) {
+        let file = self.retry_file();
+        let bytes = match files::read_regular(&file) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                warn!(file = %file.display(), "cannot read the failed-order record, ignoring it: {err}");
+                return;
+            }
         };
-        let Ok(state) = serde_json::from_slice::<RetryState>(&bytes) else {
-            return;
+        let state = match serde_json::from_slice::<RetryState>(&bytes) {
+            Ok(state) => state,
+            Err(err) => {
+                warn!(file = %file.display(), "the failed-order record is corrupt, ignoring it: {err}");
+                return;
+            }
         };
-        let next = from_unix(state.next_attempt_unix);
+        let next = timestamp::from_unix_seconds(state.next_attempt_unix).min(timestamp::add(now, RETRY_MAX));
         self.record.consecutive_failures = state.consecutive_failures;
-        self.record.last_attempt = Some(from_unix(state.last_attempt_unix));
+        self.record.last_attempt = Some(timestamp::from_unix_seconds(state.last_attempt_unix).min(now));
         self.record.last_error = Some(state.last_error);
         if next > self.next() {
             self.record.next_attempt = Some(next);
@@ -624,8 +635,8 @@ impl Plan {
     fn save_retry_state(&self, attempt: SystemTime, reason: &str) {
         let state = RetryState {
             consecutive_failures: self.record.consecutive_failures,
-            last_attempt_unix: unix(attempt),
-            next_attempt_unix: unix(self.next()),
+            last_attempt_unix: timestamp::unix_seconds(attempt),
+            next_attempt_unix: timestamp::unix_seconds(self.next()),
             last_error: reason.to_owned(),
         };
         let bytes = serde_json::to_vec(&state).expect("the retry state always serialises");
@@ -662,7 +673,7 @@ fn load_leftovers(dir: &Path, plans: &[Plan], domains: &[String], now: SystemTim
 /// A cached certificate with its key, unexpired; anything else is ignored (and ordered
 /// again), with a warning unless there is no file.
 fn load_pem(file: &Path, now: SystemTime) -> Option<ServerCert> {
-    let text = match std::fs::read_to_string(file) {
+    let text = match files::read_regular_to_string(file) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
         Err(err) => {
@@ -814,5 +825,93 @@ mod tests {
         assert_eq!(record.state(now), "renewal_failing");
         record.not_after = Some(now - hour);
         assert_eq!(record.state(now), "expired");
+    }
+
+    /// A plan with no certificate, due at `now`, cached in `dir`.
+    fn plan(dir: &Path, now: SystemTime) -> Plan {
+        let names = vec!["a.example".to_owned()];
+        Plan {
+            file: cache_file(dir, &names),
+            record: CertRecord {
+                names: names.clone(),
+                next_attempt: Some(now),
+                ..CertRecord::default()
+            },
+            names,
+            current: None,
+        }
+    }
+
+    #[test]
+    fn a_retry_record_is_kept_but_never_waits_past_the_longest_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut plan = plan(dir.path(), now);
+        plan.record.consecutive_failures = 3;
+        plan.record.next_attempt = Some(now + Duration::from_secs(480));
+        plan.save_retry_state(now, "refused");
+        let mut restarted = self::plan(dir.path(), now + Duration::from_secs(60));
+        restarted.restore_retry_state(now + Duration::from_secs(60));
+        assert_eq!(restarted.record.next_attempt, Some(now + Duration::from_secs(480)));
+        assert_eq!(restarted.record.last_attempt, Some(now));
+        assert_eq!(restarted.record.consecutive_failures, 3);
+        assert_eq!(restarted.record.last_error.as_deref(), Some("refused"));
+
+        // The far future (a corrupt file, a clock that was years ahead) waits RETRY_MAX.
+        let text = format!(
+            r#"{{"consecutive_failures":1,"last_attempt_unix":{0},"next_attempt_unix":{0},"last_error":"x"}}"#,
+            u64::MAX
+        );
+        std::fs::write(plan.retry_file(), text).unwrap();
+        let mut restarted = self::plan(dir.path(), now);
+        restarted.restore_retry_state(now);
+        assert_eq!(restarted.record.next_attempt, Some(now + RETRY_MAX));
+        assert_eq!(restarted.record.last_attempt, Some(now));
+    }
+
+    fn raw_seconds() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just(u64::MAX.to_string()),
+            // Year 10000 and beyond.
+            (crate::timestamp::MAX_UNIX_SECONDS..=u64::MAX).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            "[0-9]{20,60}",
+            Just("null".to_owned()),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_retry_record_restores_without_panicking_and_within_bounds(
+            next in raw_seconds(),
+            last in raw_seconds(),
+            failures in proptest::prelude::any::<u32>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let mut plan = plan(dir.path(), now);
+            let text = format!(
+                r#"{{"consecutive_failures":{failures},"last_attempt_unix":{last},"next_attempt_unix":{next},"last_error":"x"}}"#
+            );
+            std::fs::write(plan.retry_file(), text).unwrap();
+            plan.restore_retry_state(now);
+            let next_attempt = plan.record.next_attempt.unwrap();
+            proptest::prop_assert!(now <= next_attempt && next_attempt <= now + RETRY_MAX);
+            proptest::prop_assert!(plan.record.last_attempt.is_none_or(|t| t <= now));
+            for t in [plan.record.next_attempt, plan.record.last_attempt].into_iter().flatten() {
+                let text = crate::timestamp::rfc3339_seconds(t).to_string();
+                proptest::prop_assert!(humantime::parse_rfc3339(&text).is_ok());
+            }
+            // The record written back from this state is readable again.
+            plan.save_retry_state(now, "again");
+            let mut again = self::plan(dir.path(), now);
+            again.restore_retry_state(now);
+            proptest::prop_assert_eq!(again.record.last_error.as_deref(), Some("again"));
+        }
     }
 }

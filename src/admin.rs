@@ -84,14 +84,12 @@ struct Survey {
 
 fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| {
-        json!(humantime::format_rfc3339_seconds(t).to_string())
+        json!(crate::timestamp::rfc3339_seconds(t).to_string())
     })
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
+    crate::timestamp::unix_seconds_f64(t)
 }
 
 /// Equal without revealing, through timing, how much of a guess was right.

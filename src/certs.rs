@@ -49,14 +49,13 @@ impl ServerCert {
         };
         let leaf = key.end_entity_cert().map_err(|_| parse_error())?;
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|_| parse_error())?;
-        let time =
-            |t: x509_parser::time::ASN1Time| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64);
+        let time = |t: x509_parser::time::ASN1Time| crate::timestamp::from_unix_seconds_signed(t.timestamp());
         let not_before = time(parsed.validity().not_before);
         let not_after = time(parsed.validity().not_after);
         if not_after <= now {
             return Err(CertError::Expired {
                 path: origin.to_owned(),
-                not_after: humantime::format_rfc3339_seconds(not_after).to_string(),
+                not_after: crate::timestamp::rfc3339_seconds(not_after).to_string(),
             });
         }
         let mut names = Vec::new();
@@ -241,7 +240,7 @@ pub async fn reload_loop(
                     info!(
                         cert = %cert.cert_file.display(),
                         names = ?cert.names,
-                        not_after = %humantime::format_rfc3339_seconds(cert.not_after),
+                        not_after = %crate::timestamp::rfc3339_seconds(cert.not_after),
                         "certificate loaded"
                     );
                 }

@@ -67,8 +67,8 @@ fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         .context("cannot generate the demo certificate")?;
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem())?;
-    std::fs::write(&key, certified.key_pair.serialize_pem())?;
+    jwks_edge::files::write_atomically(&cert, certified.cert.pem().as_bytes(), false)?;
+    jwks_edge::files::write_atomically(&key, certified.key_pair.serialize_pem().as_bytes(), true)?;
     Ok((cert, key))
 }
 
@@ -98,8 +98,13 @@ pub async fn run(
     let admin_addr = admin.local_addr()?;
     let public_url = format!("https://localhost:{port}");
 
-    let dir = TempDir(std::env::temp_dir().join(format!("jwks-edge-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).with_context(|| format!("cannot create {}", dir.0.display()))?;
+    // A fresh private directory: a predictable name in a shared /tmp could be planted
+    // beforehand, with links where the key is written.
+    let temp = std::env::temp_dir();
+    let dir = TempDir(
+        jwks_edge::files::create_unique_private_dir(&temp, "jwks-edge-demo-")
+            .with_context(|| format!("cannot create a directory in {}", temp.display()))?,
+    );
     let (cert, key) = write_certificate(&dir.0)?;
 
     let idp_url = idp.base_url();

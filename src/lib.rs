@@ -16,6 +16,8 @@
 //!          POST /admin/refresh, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
 //!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
+//! files    snapshot and ACME files: private directories, atomic writes, no links followed
+//! timestamp every time read, converted or formatted: checked and clamped, never a panic
 //! app      builds all of the above from config::Config and runs it on given listeners
 //! doctor   `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
@@ -33,6 +35,7 @@ pub mod doctor;
 pub mod document;
 pub mod fake_idp;
 pub mod fetch;
+pub mod files;
 pub mod health;
 pub mod log_sink;
 pub mod metrics;
@@ -45,6 +48,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod timestamp;
 pub mod tls;
 pub mod validate;
 

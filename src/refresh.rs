@@ -170,7 +170,7 @@ impl IssuerRefresh {
                     info!(
                         issuer = %self.issuer.name,
                         document = kind.as_str(),
-                        fetched_at = %humantime::format_rfc3339_seconds(snapshot.fetched_at),
+                        fetched_at = %crate::timestamp::rfc3339_seconds(snapshot.fetched_at),
                         "serving snapshot until the upstream answers"
                     );
                 }

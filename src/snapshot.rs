@@ -1,15 +1,15 @@
 //! `Snapshots`: the last good answer of each document on disk, so a restart loses nothing.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Issuer;
 use crate::document::DocKind;
+use crate::files::{self, write_atomically};
+use crate::timestamp;
 
 const FORMAT: u32 = 1;
 
@@ -67,9 +67,10 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    /// Creates the directory if needed.
+    /// Creates the directory (0700) if needed, and removes temporary files a crash left.
     pub fn open(dir: &Path) -> std::io::Result<Snapshots> {
-        fs::create_dir_all(dir)?;
+        files::create_private_dir(dir)?;
+        files::remove_stale_temporaries(dir);
         Ok(Snapshots { dir: dir.to_owned() })
     }
 
@@ -107,10 +108,7 @@ impl Snapshots {
             kind: kind.as_str().to_owned(),
             issuer: issuer.public_url.clone(),
             upstream: issuer.upstream.to_string(),
-            fetched_at_unix_ms: fetched_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
+            fetched_at_unix_ms: timestamp::unix_millis(fetched_at),
             // Validated documents are JSON, hence UTF-8.
             body: String::from_utf8_lossy(body).into_owned(),
         };
@@ -123,8 +121,14 @@ impl Snapshots {
 
     /// Reads a document's snapshot; `Ok(None)` when there is none.
     pub fn load(&self, issuer: &Issuer, kind: DocKind) -> Result<Option<Snapshot>, SnapshotError> {
+        self.load_at(issuer, kind, SystemTime::now())
+    }
+
+    /// `load`, with a fetch time after `now` (a clock that was ahead, a corrupt file)
+    /// counted as `now`.
+    pub fn load_at(&self, issuer: &Issuer, kind: DocKind, now: SystemTime) -> Result<Option<Snapshot>, SnapshotError> {
         let path = self.path(issuer, kind);
-        let bytes = match fs::read(&path) {
+        let bytes = match files::read_regular(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotError::Read { path, source }),
@@ -147,47 +151,23 @@ impl Snapshots {
         if let Some(what) = mismatch {
             return Err(SnapshotError::Mismatch { path, what });
         }
-        let fetched_at = SystemTime::UNIX_EPOCH + Duration::from_millis(envelope.fetched_at_unix_ms);
+        let fetched_at = timestamp::from_unix_millis(envelope.fetched_at_unix_ms);
         Ok(Some(Snapshot {
             body: Bytes::from(envelope.body),
             // A clock that was ahead when writing must not make the copy look new forever.
-            fetched_at: fetched_at.min(SystemTime::now()),
+            fetched_at: fetched_at.min(now),
         }))
     }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a
-/// mix: a temporary file beside it, fsync, rename over, fsync of the directory.
-/// `private` files (keys) are created readable by the owner only.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let _ = private;
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use proptest::prelude::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     fn issuers() -> Vec<Issuer> {
         let text = "[server]\nlisten_plain = \"127.0.0.1:1\"\n\
@@ -233,5 +213,94 @@ mod tests {
         fs::write(snapshots.path(&issuers[0], DocKind::Discovery), b"\0garbage").unwrap();
         let err = snapshots.load(&issuers[0], DocKind::Discovery).unwrap_err();
         assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    }
+
+    /// A snapshot of `issuers()[0]`'s key set whose `fetched_at_unix_ms` is `raw` JSON.
+    fn envelope_with_fetched_at(raw: &str) -> String {
+        let issuer = &issuers()[0];
+        format!(
+            r#"{{"format":1,"kind":"jwks","issuer":"{}","upstream":"{}","fetched_at_unix_ms":{raw},"body":"{{}}"}}"#,
+            issuer.public_url, issuer.upstream
+        )
+    }
+
+    #[test]
+    fn the_directory_is_private_and_a_planted_link_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let snapshots = Snapshots::open(&state).unwrap();
+        assert_eq!(fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+
+        // A valid snapshot elsewhere, linked in at this issuer's name, is not served.
+        let outside = dir.path().join("elsewhere.json");
+        fs::write(&outside, envelope_with_fetched_at("1700000000000")).unwrap();
+        let path = snapshots.path(&issuers()[0], DocKind::Jwks);
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let err = snapshots.load(&issuers()[0], DocKind::Jwks).unwrap_err();
+        assert!(matches!(err, SnapshotError::Read { .. }), "{err}");
+        assert!(crate::error_chain(&err).contains("symbolic link"), "{err}");
+
+        // Saving replaces the link; the file it pointed to is untouched.
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        snapshots.save(&issuers()[0], DocKind::Jwks, b"{}", at).unwrap();
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(
+            fs::read_to_string(&outside).unwrap(),
+            envelope_with_fetched_at("1700000000000")
+        );
+        assert_eq!(
+            snapshots
+                .load(&issuers()[0], DocKind::Jwks)
+                .unwrap()
+                .unwrap()
+                .fetched_at,
+            at
+        );
+    }
+
+    #[test]
+    fn a_crash_s_temporary_files_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a-0011.jwks.json.tmp.1"), b"half").unwrap();
+        fs::write(dir.path().join("a-0011.jwks.json.tmp.00ff00ff00ff00ff"), b"half").unwrap();
+        Snapshots::open(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    fn raw_fetched_at() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just(u64::MAX.to_string()),
+            // Year 10000 and beyond, in milliseconds.
+            (253_402_300_800_000u64..=u64::MAX).prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|n| n.to_string()),
+            "[0-9]{20,60}",
+            "-?[0-9]{1,5}e[0-9]{1,4}",
+            Just("null".to_owned()),
+            "\"[0-9a-z:-]{0,30}\"",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_fetched_at_loads_no_later_than_now_or_is_refused(raw in raw_fetched_at()) {
+            let dir = tempfile::tempdir().unwrap();
+            let snapshots = Snapshots::open(dir.path()).unwrap();
+            let issuer = &issuers()[0];
+            fs::write(snapshots.path(issuer, DocKind::Jwks), envelope_with_fetched_at(&raw)).unwrap();
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            match snapshots.load_at(issuer, DocKind::Jwks, now) {
+                Ok(Some(snapshot)) => {
+                    prop_assert!(snapshot.fetched_at <= now);
+                    let text = timestamp::rfc3339_seconds(snapshot.fetched_at).to_string();
+                    prop_assert!(humantime::parse_rfc3339(&text).is_ok());
+                }
+                Ok(None) => prop_assert!(false, "the file is there"),
+                Err(err) => prop_assert!(matches!(err, SnapshotError::Corrupt { .. }), "{}", err),
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@ mod certificates;
 mod cli;
 mod doctor;
 mod faults;
+mod files;
 mod hostile;
 mod operations;
 mod pebble;

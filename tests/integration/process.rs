@@ -16,17 +16,17 @@ const GITLAB: &str = "gitlab.example.com";
 
 /// A `jwks-edge serve` child process, killed when dropped, with the addresses its
 /// listeners logged.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     listeners: Vec<(String, SocketAddr)>,
     /// Every log line so far.
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _config: tempfile::TempDir,
 }
 
 impl Serve {
     /// Starts `serve` on `config` (TOML) and waits for `expected` listeners to log.
-    fn start(config: &str, expected: usize) -> Serve {
+    pub(crate) fn start(config: &str, expected: usize) -> Serve {
         Serve::start_with(&[], config, expected)
     }
 
@@ -87,11 +87,11 @@ impl Serve {
         serve
     }
 
-    fn addr(&self, name: &str) -> SocketAddr {
+    pub(crate) fn addr(&self, name: &str) -> SocketAddr {
         self.listeners.iter().find(|(n, _)| n == name).unwrap().1
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -100,7 +100,7 @@ impl Serve {
     }
 
     /// Waits (bounded) for the process to exit.
-    async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+    pub(crate) async fn exit_status(&mut self, within: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
