@@ -337,6 +337,27 @@ fn a_bearer_token_travels_only_over_tls_unless_the_operator_accepts_otherwise() 
 }
 
 #[test]
+fn durations_are_bounded_so_that_no_clock_arithmetic_can_overflow() {
+    for (section, key) in [
+        ("server", "idle_timeout"),
+        ("cache", "refresh"),
+        ("cache", "keep_removed_keys"),
+        ("cache", "max_age"),
+    ] {
+        let text = if section == "server" {
+            with(&format!("{key} = \"9999999999years\""), "", ISSUER)
+        } else {
+            with("", &format!("{key} = \"9999999999years\""), ISSUER)
+        };
+        let msg = error_of(&text);
+        assert!(
+            msg.contains(&format!("{section}.{key} = \"9999999999years\": must be at most 3650d")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
 fn readiness_keys_are_checked() {
     let config = load(MINIMAL).unwrap();
     assert_eq!(config.admin.readiness, Readiness::Any);

@@ -29,6 +29,17 @@ pub(super) fn parse_duration(key: &str, value: Option<&str>, default: &str) -> R
     if duration.is_zero() {
         return Err(invalid(key, value, "must be greater than zero"));
     }
+    at_most_max(key, value, duration)
+}
+
+/// No duration in the file may exceed this: deadlines are added to clocks and periods
+/// to one another, which must never overflow, whatever the file says.
+const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+fn at_most_max(key: &str, value: &str, duration: Duration) -> Result<Duration, ConfigError> {
+    if duration > MAX_DURATION {
+        return Err(invalid(key, value, "must be at most 3650d (ten years)"));
+    }
     Ok(duration)
 }
 
@@ -412,13 +423,16 @@ pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -
     }
     let keep_removed_keys = match raw.keep_removed_keys.as_deref() {
         None => Duration::ZERO,
-        Some(value) => humantime::parse_duration(value).map_err(|_| {
-            invalid(
-                "cache.keep_removed_keys",
-                value,
-                "expected a duration such as \"0s\" (off), \"10m\" or \"24h\"",
-            )
-        })?,
+        Some(value) => {
+            let duration = humantime::parse_duration(value).map_err(|_| {
+                invalid(
+                    "cache.keep_removed_keys",
+                    value,
+                    "expected a duration such as \"0s\" (off), \"10m\" or \"24h\"",
+                )
+            })?;
+            at_most_max("cache.keep_removed_keys", value, duration)?
+        }
     };
     Ok(Cache {
         max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
