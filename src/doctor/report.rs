@@ -1,6 +1,10 @@
 //! `Report`: the doctor's checks, rendered as an aligned text report or one JSON document.
+//!
+//! Messages carry remote data; both renderings escape what a terminal would obey.
 
 use serde_json::json;
+
+use super::escape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -140,7 +144,7 @@ impl Report {
     /// The readable report; `colour` adds ANSI colours (for a terminal).
     pub fn render(&self, colour: bool) -> String {
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        let mut out = format!("jwks-edge doctor {}\n\n", self.issuer);
+        let mut out = format!("jwks-edge doctor {}\n\n", escape::text(&self.issuer));
         for check in &self.checks {
             let (on, off) = if colour {
                 (check.status.colour(), "\x1b[0m")
@@ -151,7 +155,7 @@ impl Report {
                 "{on}{} {:<width$}{off}  {}\n",
                 check.status.symbol(),
                 check.id,
-                check.message
+                escape::text(&check.message)
             ));
             if matches!(check.status, Status::Warn | Status::Fail) {
                 let pad = " ".repeat(width + 4);
@@ -159,14 +163,19 @@ impl Report {
                     out.push_str(&format!("{pad}relying party: {sts}\n"));
                 }
                 if let Some(fix) = &check.fix {
-                    out.push_str(&format!("{pad}fix: {fix}\n"));
+                    out.push_str(&format!("{pad}fix: {}\n", escape::text(fix)));
                 }
             }
         }
         out.push('\n');
-        out.push_str(&self.verdict());
+        out.push_str(&escape::text(&self.verdict()));
         out.push('\n');
         out
+    }
+
+    /// The JSON document as text, safe to print to a terminal (see `escape::json`).
+    pub fn to_json_text(&self) -> String {
+        escape::json(&serde_json::to_string_pretty(&self.to_json()).expect("JSON serialises"))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
