@@ -200,3 +200,30 @@ impl Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_quoting_remote_data_raw_are_escaped_when_rendered() {
+        // As a certificate subject or a TLS library's error would arrive: unquoted.
+        let mut report = Report {
+            issuer: "https://idp.test/\x1b]8;;evil\x07".into(),
+            ..Report::default()
+        };
+        report.fail(
+            "tls.chain",
+            "the certificate is not trusted: CN=\x1b[2J\u{9b}31m\u{202e}moc.elpmaxe\r",
+            "fix\x1b[0m",
+            sts::UNREACHABLE,
+        );
+        let text = report.render(false);
+        assert!(!text.chars().any(|c| c != '\n' && escape::dangerous(c)), "{text:?}");
+        assert!(text.contains(r"CN=\x1b[2J\u{009b}31m\u{202e}moc.elpmaxe\r"), "{text}");
+        let json = report.to_json_text();
+        assert!(!json.chars().any(|c| c != '\n' && escape::dangerous(c)), "{json:?}");
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["checks"][0]["message"], report.checks[0].message.as_str());
+    }
+}
