@@ -134,6 +134,7 @@ pub fn main() -> ExitCode {
                 resolve,
                 timeout,
                 allow_private,
+                assume_public: Vec::new(),
                 jwks_fetches: 3,
             },
             token,
@@ -339,10 +340,7 @@ fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: 
     let rt = runtime()?;
     let report = rt.block_on(jwks_edge::doctor::run(options));
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report.to_json()).expect("JSON serialises")
-        );
+        println!("{}", report.to_json_text());
     } else {
         print!(
             "{}",

@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{HeaderMap, Uri};
 use serde_json::Value;
 
+use super::escape::quote;
 use super::net::{Fetched, Net};
 use super::report::{sts, Report};
 use super::transport::check_reachable;
@@ -75,7 +76,8 @@ fn check_caching(report: &mut Report, id: &'static str, headers: &HeaderMap) {
     }
 }
 
-/// Returns `jwks_uri` when the discovery document is usable.
+/// Returns `jwks_uri` when the doctor can fetch it (http or https), even when it failed a
+/// check, so that the key set is examined too.
 pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetched) -> Option<Uri> {
     if fetched.status != http::StatusCode::OK {
         report.fail(
@@ -105,7 +107,11 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
         Some(found) if found == issuer => report.pass("discovery.issuer", "issuer equals the URL exactly"),
         Some(found) => report.fail(
             "discovery.issuer",
-            format!("issuer is {found:?}, not {issuer:?} (compared exactly, trailing slash included)"),
+            format!(
+                "issuer is {}, not {} (compared exactly, trailing slash included)",
+                quote(found),
+                quote(issuer)
+            ),
             "make the IdP's issuer (GitLab external_url, Keycloak frontend URL, --service-account-issuer) equal the public URL",
             sts::NO_PROVIDER,
         ),
@@ -147,19 +153,28 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
             return None;
         }
     };
-    match jwks_uri.parse::<Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => {
-            report.pass("discovery.jwks_uri", format!("jwks_uri is {jwks_uri}"));
+    let Ok(uri) = jwks_uri.parse::<Uri>() else {
+        report.fail(
+            "discovery.jwks_uri",
+            format!("jwks_uri {} is not a URL", quote(jwks_uri)),
+            "serve a discovery document whose jwks_uri is the key set's public https URL",
+            sts::UNREACHABLE,
+        );
+        return None;
+    };
+    match (uri.scheme_str(), uri.host().is_some()) {
+        (Some("https"), true) => {
+            report.pass("discovery.jwks_uri", format!("jwks_uri is {}", quote(jwks_uri)));
             Some(uri)
         }
-        _ => {
+        (scheme, has_host) => {
             report.fail(
                 "discovery.jwks_uri",
-                format!("jwks_uri {jwks_uri:?} is not a public https URL"),
+                format!("jwks_uri {} is not an https URL", quote(jwks_uri)),
                 "rewrite jwks_uri to the public URL (jwks-edge does this)",
                 sts::UNREACHABLE,
             );
-            None
+            (scheme == Some("http") && has_host).then_some(uri)
         }
     }
 }
@@ -171,24 +186,20 @@ pub(super) async fn check_jwks(
     jwks_uri: &Uri,
     options: &Options,
 ) -> Option<Vec<Value>> {
+    // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
-    let addr = if same_host {
-        net.resolve(jwks_uri.host()?, jwks_uri.port_u16().unwrap_or(443))
-            .await
-            .ok()?
-            .first()
-            .copied()?
-    } else {
-        check_reachable(report, net, jwks_uri, "jwks", options.allow_private).await?
-    };
+    if !same_host && !check_reachable(report, net, jwks_uri, "jwks").await {
+        report.skip("jwks.fetch", "the key set's host is not reachable");
+        return None;
+    }
     let mut fetches = Vec::new();
     for _ in 0..options.jwks_fetches.max(1) {
-        match net.get(jwks_uri, addr).await {
+        match net.get(jwks_uri).await {
             Ok(fetched) => fetches.push(fetched),
             Err(reason) => {
                 report.fail(
                     "jwks.fetch",
-                    reason,
+                    reason.to_string(),
                     "make jwks_uri answer quickly over HTTPS",
                     sts::UNREACHABLE,
                 );

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
+use super::escape::quote;
 use super::report::{sts, Report};
 
 /// Signature algorithms AWS STS accepts for web identity tokens.
@@ -81,7 +82,12 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
     let kids: Vec<Option<&str>> = keys.iter().map(|k| k.get("kid").and_then(Value::as_str)).collect();
     let missing = kids.iter().filter(|k| k.is_none()).count();
     let mut seen = HashSet::new();
-    let duplicates: Vec<&str> = kids.iter().flatten().filter(|k| !seen.insert(**k)).copied().collect();
+    let duplicates: Vec<String> = kids
+        .iter()
+        .flatten()
+        .filter(|k| !seen.insert(**k))
+        .map(|k| quote(k))
+        .collect();
     if !duplicates.is_empty() {
         report.fail(
             "jwks.kid",
@@ -105,7 +111,13 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
         .filter(|k| kty(k) == "RSA")
         .filter_map(|k| {
             let bits = k.get("n").and_then(rsa_modulus_bits).unwrap_or(0);
-            (bits < 2048).then(|| format!("{} ({bits} bits)", k.get("kid").and_then(Value::as_str).unwrap_or("?")))
+            (bits < 2048).then(|| {
+                let kid = k
+                    .get("kid")
+                    .and_then(Value::as_str)
+                    .map_or("(no kid)".to_owned(), quote);
+                format!("{kid} ({bits} bits)")
+            })
         })
         .collect();
     if rsa > 0 {
@@ -125,7 +137,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
         .iter()
         .filter_map(|k| k.get("alg").and_then(Value::as_str))
         .filter(|alg| !STS_ALGS.contains(alg) && !alg.starts_with("RSA-OAEP") && !alg.starts_with("ECDH"))
-        .map(str::to_owned)
+        .map(quote)
         .collect();
     if odd.is_empty() {
         report.pass("jwks.alg", "every declared alg is one STS accepts");

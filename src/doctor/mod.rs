@@ -1,12 +1,16 @@
 //! `jwks-edge doctor`: every check that explains an `InvalidIdentityToken`, from outside.
 //!
 //! `run` walks what a relying party does — URL, DNS, TLS, discovery, key set, token —
-//! and records each step in a `Report`.
+//! and records each step in a `Report`. A failed check stops only the checks that need
+//! its result: one run shows every problem it can see.
 
+mod address;
 mod documents;
+mod escape;
 mod keys;
 mod net;
 mod report;
+mod timestamp;
 mod token;
 mod transport;
 
@@ -16,12 +20,14 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
-pub use net::{is_private, ResolveOverride};
+pub use address::{is_private, ResolveOverride};
 pub use report::{Check, Report, Status};
 
+use address::{AddressPolicy, Resolver, RouteError};
 use documents::{check_discovery, check_jwks};
-use net::Net;
+use net::{FetchError, Net};
 use report::sts;
+use serde_json::Value;
 use transport::{check_reachable, check_tls, check_url};
 
 /// Everything the command line passes in.
@@ -36,6 +42,10 @@ pub struct Options {
     pub resolve: Vec<ResolveOverride>,
     pub timeout: Duration,
     pub allow_private: bool,
+    /// Addresses treated as public although they are not. The command line always leaves
+    /// this empty (no flag sets it): tests on loopback use it to stand one address in for
+    /// a public one, so that the refusal of the others can be seen.
+    pub assume_public: Vec<std::net::IpAddr>,
     /// How many times the key set is fetched, to catch replicas that disagree.
     pub jwks_fetches: usize,
 }
@@ -75,23 +85,46 @@ pub async fn run(options: Options) -> Report {
         ..Report::default()
     };
     let now = SystemTime::now();
-    let Some(url) = check_url(&mut report, &options.issuer) else {
-        skip_rest(&mut report, "the issuer URL is not usable");
-        return report;
+    let keys = match check_url(&mut report, &options.issuer) {
+        Some(url) => check_remote(&mut report, &options, &url, now).await,
+        None => {
+            skip_rest(&mut report, "the issuer URL is not usable");
+            None
+        }
     };
+    // The token's own checks need no network: they run whatever happened above.
+    if let Some(token) = &options.token {
+        token::check_token(
+            &mut report,
+            token,
+            &options.issuer,
+            keys.as_deref(),
+            &options.audiences,
+            now,
+        );
+    }
+    report
+}
+
+/// DNS, TLS, discovery and key set; returns the published keys when they could be read.
+async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: SystemTime) -> Option<Vec<Value>> {
     let roots = match roots(options.ca_file.as_ref()) {
         Ok(roots) => roots,
         Err(reason) => {
             report.fail("tls.roots", reason, "pass a readable PEM bundle", sts::UNREACHABLE);
-            return report;
+            skip_rest(report, "no trusted roots");
+            return None;
         }
     };
+    let policy = AddressPolicy {
+        allow_private: options.allow_private,
+        assume_public: options.assume_public.clone(),
+    };
     let net = Net {
-        overrides: options.resolve.clone(),
+        resolver: Arc::new(Resolver::new(options.resolve.clone(), policy, options.timeout)),
         roots: Arc::new(roots),
         timeout: options.timeout,
     };
-
     let discovery_url: Uri = match format!(
         "{}/.well-known/openid-configuration",
         options.issuer.trim_end_matches('/')
@@ -106,50 +139,38 @@ pub async fn run(options: Options) -> Report {
                 "check the issuer URL",
                 sts::UNREACHABLE,
             );
-            return report;
+            skip_rest(report, "the issuer URL is not usable");
+            return None;
         }
     };
-    let Some(addr) = check_reachable(&mut report, &net, &url, "dns", options.allow_private).await else {
-        skip_rest(&mut report, "the issuer's host cannot be reached");
-        return report;
-    };
-    let discovery = match net.get(&discovery_url, addr).await {
+    if !check_reachable(report, &net, url, "dns").await {
+        skip_rest(report, "the issuer's host cannot be reached");
+        return None;
+    }
+    let discovery = match net.get(&discovery_url).await {
         Ok(fetched) => fetched,
-        Err(reason) => {
-            let id = if reason.starts_with("TLS") {
-                "tls.handshake"
-            } else {
-                "discovery.fetch"
+        Err(err) => {
+            let id = match &err {
+                FetchError::Tls(_) => "tls.handshake",
+                FetchError::Route(RouteError::Refused { .. }) => "dns.public",
+                _ => "discovery.fetch",
             };
             report.fail(
                 id,
-                reason,
+                err.to_string(),
                 "make the issuer answer HTTPS on this address",
                 sts::UNREACHABLE,
             );
-            skip_rest(&mut report, "the discovery document could not be fetched");
-            return report;
+            skip_rest(report, "the discovery document could not be fetched");
+            return None;
         }
     };
-    check_tls(&mut report, &net, &url, addr, discovery.tls.as_ref(), now).await;
-    let Some(jwks_uri) = check_discovery(&mut report, &options.issuer, &discovery) else {
-        if let Some(token) = &options.token {
-            token::check_token(&mut report, token, &options.issuer, None, &options.audiences, now);
-        }
-        return report;
+    check_tls(report, &net, url, discovery.tls.as_ref(), now).await;
+    let Some(jwks_uri) = check_discovery(report, &options.issuer, &discovery) else {
+        report.skip("jwks", "the discovery document names no key set the doctor can fetch");
+        return None;
     };
-    let keys = check_jwks(&mut report, &net, &url, &jwks_uri, &options).await;
-    if let Some(token) = &options.token {
-        token::check_token(
-            &mut report,
-            token,
-            &options.issuer,
-            keys.as_deref(),
-            &options.audiences,
-            now,
-        );
-    }
-    report
+    check_jwks(report, &net, url, &jwks_uri, options).await
 }
 
 fn skip_rest(report: &mut Report, why: &str) {

@@ -1,6 +1,5 @@
-//! The doctor's network: curl-like `--resolve`, address classes, TLS inspection, one GET.
+//! The doctor's connections: one GET or one TLS probe, always through the `Resolver`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,54 +13,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 
+use super::address::{Resolver, RouteError};
+
 /// Largest document the doctor reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;
-
-/// `HOST:PORT:ADDR`, as curl's `--resolve`.
-#[derive(Clone, Debug)]
-pub struct ResolveOverride {
-    pub host: String,
-    pub port: u16,
-    pub addr: IpAddr,
-}
-
-impl std::str::FromStr for ResolveOverride {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (host, rest) = s.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
-        let (port, addr) = rest.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
-        let addr = addr.trim_start_matches('[').trim_end_matches(']');
-        Ok(ResolveOverride {
-            host: host.to_ascii_lowercase(),
-            port: port.parse().map_err(|_| format!("{port:?} is not a port"))?,
-            addr: addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?,
-        })
-    }
-}
-
-/// Loopback, private, link-local, shared (CGNAT), unspecified or unique-local: a relying
-/// party on the internet cannot reach it.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
 
 /// What a TLS handshake showed.
 #[derive(Clone, Debug)]
@@ -129,10 +84,10 @@ impl ServerCertVerifier for RecordingVerifier {
     }
 }
 
-/// Everything a GET needs: name resolution, trust, time limit.
+/// Everything a connection needs: where to (pinned and policed), trust, time limit.
 #[derive(Clone)]
 pub struct Net {
-    pub overrides: Vec<ResolveOverride>,
+    pub resolver: Arc<Resolver>,
     pub roots: Arc<RootCertStore>,
     pub timeout: Duration,
 }
@@ -147,32 +102,32 @@ pub struct Fetched {
     pub tls: Option<TlsFacts>,
 }
 
-impl Net {
-    /// The addresses of `host:port`: an override, or DNS.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        if let Some(o) = self.overrides.iter().find(|o| o.host == host && o.port == port) {
-            return Ok(vec![SocketAddr::new(o.addr, port)]);
-        }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let target = format!("{host}:{port}");
-        let lookup = tokio::time::timeout(self.timeout, tokio::net::lookup_host(target)).await;
-        match lookup {
-            Ok(Ok(addrs)) => {
-                let addrs: Vec<_> = addrs.collect();
-                if addrs.is_empty() {
-                    Err(format!("{host} has no address"))
-                } else {
-                    Ok(addrs)
-                }
-            }
-            Ok(Err(err)) => Err(format!("cannot resolve {host}: {err}")),
-            Err(_) => Err(format!("resolving {host} took longer than {:?}", self.timeout)),
-        }
-    }
+/// Why a GET has no answer, by the phase that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Http(String),
+}
 
+/// The port a URL names, or its scheme's default.
+pub fn port_of(url: &Uri) -> u16 {
+    url.port_u16()
+        .unwrap_or(if url.scheme_str() == Some("http") { 80 } else { 443 })
+}
+
+/// The URL's host without IPv6 brackets.
+pub fn host_of(url: &Uri) -> &str {
+    url.host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
+impl Net {
     fn tls_config(
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
@@ -194,52 +149,52 @@ impl Net {
         (Arc::new(config), verifier)
     }
 
+    /// A TCP connection to the URL's host, at its pinned address, if the policy allows it.
+    async fn connect(&self, url: &Uri) -> Result<TcpStream, FetchError> {
+        let addr = self.resolver.route(host_of(url), port_of(url)).await?;
+        TcpStream::connect(addr)
+            .await
+            .map_err(|e| FetchError::Http(format!("cannot connect to {addr}: {e}")))
+    }
+
     /// Whether a handshake limited to `version` succeeds (to list what the server offers).
-    pub async fn handshake_with(
-        &self,
-        host: &str,
-        addr: SocketAddr,
-        version: &'static rustls::SupportedProtocolVersion,
-    ) -> bool {
+    pub async fn handshake_with(&self, url: &Uri, version: &'static rustls::SupportedProtocolVersion) -> bool {
         let (config, _) = self.tls_config(&[version]);
-        let Ok(name) = ServerName::try_from(host.to_owned()) else {
+        let Ok(name) = ServerName::try_from(host_of(url).to_owned()) else {
             return false;
         };
         let attempt = async {
-            let tcp = TcpStream::connect(addr).await.ok()?;
+            let tcp = self.connect(url).await.ok()?;
             tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.ok()
         };
         matches!(tokio::time::timeout(self.timeout, attempt).await, Ok(Some(_)))
     }
 
-    /// GETs `url` (http or https) from `addr`, reading at most 4 MiB, within the timeout.
-    pub async fn get(&self, url: &Uri, addr: SocketAddr) -> Result<Fetched, String> {
+    /// GETs `url` (http or https) from its host's pinned address, reading at most 4 MiB,
+    /// within the timeout.
+    pub async fn get(&self, url: &Uri) -> Result<Fetched, FetchError> {
         let started = tokio::time::Instant::now();
         let attempt = async {
-            let host = url.host().ok_or("the URL has no host")?.to_owned();
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let host = url
+                .host()
+                .ok_or_else(|| FetchError::Http("the URL has no host".into()))?;
+            let tcp = self.connect(url).await?;
             let request = Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
-                .header(
-                    http::header::HOST,
-                    url.authority().map_or(host.as_str(), |a| a.as_str()),
-                )
+                .header(http::header::HOST, url.authority().map_or(host, |a| a.as_str()))
                 .header(
                     http::header::USER_AGENT,
                     concat!("jwks-edge-doctor/", env!("CARGO_PKG_VERSION")),
                 )
                 .header(http::header::ACCEPT, "application/json")
                 .body(Empty::<Bytes>::new())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| FetchError::Http(e.to_string()))?;
             let (response, tls) = if url.scheme_str() == Some("https") {
                 let (config, verifier) = self.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]);
-                let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_owned())
-                    .map_err(|e| e.to_string())?;
+                let name = ServerName::try_from(host_of(url).to_owned()).map_err(|e| FetchError::Tls(e.to_string()))?;
                 let stream = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                    .map_err(|e| FetchError::Tls(e.to_string()))?;
                 let version = stream.get_ref().1.protocol_version();
                 let mut facts = verifier
                     .seen
@@ -260,9 +215,9 @@ impl Net {
             let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the body failed: {e}"))?
+                .map_err(|e| FetchError::Http(format!("reading the body failed: {e}")))?
                 .to_bytes();
-            Ok::<_, String>(Fetched {
+            Ok::<_, FetchError>(Fetched {
                 status: parts.status,
                 headers: parts.headers,
                 body,
@@ -272,7 +227,10 @@ impl Net {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no complete answer within {:?}", self.timeout)),
+            Err(_) => Err(FetchError::Http(format!(
+                "no complete answer within {:?}",
+                self.timeout
+            ))),
         }
     }
 }
@@ -280,52 +238,84 @@ impl Net {
 async fn send<T>(
     io: TokioIo<T>,
     request: Request<Empty<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, String>
+) -> Result<http::Response<hyper::body::Incoming>, FetchError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| FetchError::Http(e.to_string()))?;
     tokio::spawn(conn);
     sender
         .send_request(request)
         .await
-        .map_err(|e| format!("request failed: {e}"))
+        .map_err(|e| FetchError::Http(format!("request failed: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::address::AddressPolicy;
+    use crate::fake_idp::{FakeIdp, Resource};
+    use std::net::SocketAddr;
 
-    #[test]
-    fn private_ranges() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
+    /// Two fake IdPs on one port: 127.0.0.1 and 127.0.0.2 (bounded retries for the port).
+    async fn twins() -> (FakeIdp, FakeIdp) {
+        for _ in 0..20 {
+            let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            if let Ok(second) = tokio::net::TcpListener::bind(("127.0.0.2", port)).await {
+                return (FakeIdp::serve(first).unwrap(), FakeIdp::serve(second).unwrap());
+            }
         }
-        for ip in ["8.8.8.8", "52.94.236.248", "2606:4700::1111", "100.128.0.1"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        panic!("no port free on both 127.0.0.1 and 127.0.0.2");
+    }
+
+    fn net(answers: Vec<Vec<std::net::IpAddr>>, allow_private: bool) -> Net {
+        let policy = AddressPolicy {
+            allow_private,
+            ..AddressPolicy::default()
+        };
+        Net {
+            resolver: Arc::new(Resolver::scripted(answers, policy)),
+            roots: Arc::new(RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            }),
+            timeout: Duration::from_secs(5),
         }
     }
 
-    #[test]
-    fn resolve_overrides_parse() {
-        let o: ResolveOverride = "Auth.Example.com:443:127.0.0.1".parse().unwrap();
-        assert_eq!((o.host.as_str(), o.port), ("auth.example.com", 443));
-        let o: ResolveOverride = "a:8443:[::1]".parse().unwrap();
-        assert_eq!(o.addr, "::1".parse::<IpAddr>().unwrap());
-        assert!("a:b:c".parse::<ResolveOverride>().is_err());
-        assert!("a:443".parse::<ResolveOverride>().is_err());
+    #[tokio::test]
+    async fn every_connection_to_a_host_goes_to_its_first_answer() {
+        let (first, second) = twins().await;
+        for idp in [&first, &second] {
+            idp.put("/doc", Resource::json_with_idp_headers("{}"));
+        }
+        let port = first.addr().port();
+        let url: Uri = format!("http://rebind.test:{port}/doc").parse().unwrap();
+        // The name server answers 127.0.0.1, then 127.0.0.2 (DNS rebinding).
+        let net = net(
+            vec![vec!["127.0.0.1".parse().unwrap()], vec!["127.0.0.2".parse().unwrap()]],
+            true,
+        );
+        for _ in 0..3 {
+            assert_eq!(net.get(&url).await.unwrap().status, StatusCode::OK);
+        }
+        assert_eq!(first.hits("/doc"), 3);
+        assert_eq!(second.total_hits(), 0, "a later connection followed a new DNS answer");
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_is_never_connected_to() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let url: Uri = format!("https://internal.test:{}/doc", addr.port()).parse().unwrap();
+        let net = net(vec![vec![addr.ip()]], false);
+        let err = net.get(&url).await.unwrap_err();
+        assert!(matches!(err, FetchError::Route(RouteError::Refused { .. })), "{err}");
+        assert!(!net.handshake_with(&url, &rustls::version::TLS13).await);
+        // Nothing reached the listener: the refusal came before connect.
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the doctor connected to a refused address");
     }
 }

@@ -1,6 +1,10 @@
 //! `Report`: the doctor's checks, rendered as an aligned text report or one JSON document.
+//!
+//! Messages carry remote data; both renderings escape what a terminal would obey.
 
 use serde_json::json;
+
+use super::escape;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -140,7 +144,7 @@ impl Report {
     /// The readable report; `colour` adds ANSI colours (for a terminal).
     pub fn render(&self, colour: bool) -> String {
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
-        let mut out = format!("jwks-edge doctor {}\n\n", self.issuer);
+        let mut out = format!("jwks-edge doctor {}\n\n", escape::text(&self.issuer));
         for check in &self.checks {
             let (on, off) = if colour {
                 (check.status.colour(), "\x1b[0m")
@@ -151,7 +155,7 @@ impl Report {
                 "{on}{} {:<width$}{off}  {}\n",
                 check.status.symbol(),
                 check.id,
-                check.message
+                escape::text(&check.message)
             ));
             if matches!(check.status, Status::Warn | Status::Fail) {
                 let pad = " ".repeat(width + 4);
@@ -159,14 +163,19 @@ impl Report {
                     out.push_str(&format!("{pad}relying party: {sts}\n"));
                 }
                 if let Some(fix) = &check.fix {
-                    out.push_str(&format!("{pad}fix: {fix}\n"));
+                    out.push_str(&format!("{pad}fix: {}\n", escape::text(fix)));
                 }
             }
         }
         out.push('\n');
-        out.push_str(&self.verdict());
+        out.push_str(&escape::text(&self.verdict()));
         out.push('\n');
         out
+    }
+
+    /// The JSON document as text, safe to print to a terminal (see `escape::json`).
+    pub fn to_json_text(&self) -> String {
+        escape::json(&serde_json::to_string_pretty(&self.to_json()).expect("JSON serialises"))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -189,5 +198,32 @@ impl Report {
             "verdict": self.verdict(),
             "checks": checks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_quoting_remote_data_raw_are_escaped_when_rendered() {
+        // As a certificate subject or a TLS library's error would arrive: unquoted.
+        let mut report = Report {
+            issuer: "https://idp.test/\x1b]8;;evil\x07".into(),
+            ..Report::default()
+        };
+        report.fail(
+            "tls.chain",
+            "the certificate is not trusted: CN=\x1b[2J\u{9b}31m\u{202e}moc.elpmaxe\r",
+            "fix\x1b[0m",
+            sts::UNREACHABLE,
+        );
+        let text = report.render(false);
+        assert!(!text.chars().any(|c| c != '\n' && escape::dangerous(c)), "{text:?}");
+        assert!(text.contains(r"CN=\x1b[2J\u{009b}31m\u{202e}moc.elpmaxe\r"), "{text}");
+        let json = report.to_json_text();
+        assert!(!json.chars().any(|c| c != '\n' && escape::dangerous(c)), "{json:?}");
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["checks"][0]["message"], report.checks[0].message.as_str());
     }
 }

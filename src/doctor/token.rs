@@ -6,8 +6,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
+use super::escape::quote;
 use super::keys::{verify, STS_ALGS};
 use super::report::{sts, Report};
+use super::timestamp::{numeric_date, rfc3339, unix, NumericDate};
 
 /// AWS allows this much clock skew on `exp`, `nbf` and `iat`.
 const SKEW: Duration = Duration::from_secs(300);
@@ -15,16 +17,6 @@ const SKEW: Duration = Duration::from_secs(300);
 fn decode_part(part: &str) -> Option<Value> {
     let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn when(secs: i64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Runs every token check. `keys` is the published key set, when it could be read.
@@ -60,11 +52,11 @@ pub fn check_token(
 
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or_default();
     if STS_ALGS.contains(&alg) {
-        report.pass("token.alg", format!("{alg} is accepted"));
+        report.pass("token.alg", format!("{} is accepted", quote(alg)));
     } else {
         report.fail(
             "token.alg",
-            format!("alg {alg:?} is not accepted by STS"),
+            format!("alg {} is not accepted by STS", quote(alg)),
             "sign with RS256/384/512 or ES256/384/512",
             sts::NOT_VALIDATED,
         );
@@ -74,7 +66,11 @@ pub fn check_token(
         Some(iss) if iss == issuer => report.pass("token.iss", "iss equals the issuer URL"),
         Some(iss) => report.fail(
             "token.iss",
-            format!("iss is {iss:?}, the issuer URL is {issuer:?} (compared exactly, trailing slash included)"),
+            format!(
+                "iss is {}, the issuer URL is {} (compared exactly, trailing slash included)",
+                quote(iss),
+                quote(issuer)
+            ),
             "register the provider with exactly the token's iss, or fix the IdP's issuer",
             sts::NO_PROVIDER,
         ),
@@ -94,13 +90,13 @@ pub fn check_token(
         }
         (Some(keys), Some(kid)) => match keys.iter().find(|k| k.get("kid").and_then(Value::as_str) == Some(kid)) {
             Some(key) => {
-                report.pass("token.kid", format!("kid {kid:?} is in the key set"));
+                report.pass("token.kid", format!("kid {} is in the key set", quote(kid)));
                 Some(key)
             }
             None => {
                 report.fail(
                     "token.kid",
-                    format!("kid {kid:?} is not in the published key set"),
+                    format!("kid {} is not in the published key set", quote(kid)),
                     "the key was rotated out or not yet published: refresh the proxy's copy or keep removed keys longer (cache.keep_removed_keys)",
                     sts::NOT_VALIDATED,
                 );
@@ -150,36 +146,7 @@ pub fn check_token(
         None => report.skip("token.signature", "no key to verify with"),
     }
 
-    let now = unix(now);
-    let skew = SKEW.as_secs() as i64;
-    match claims.get("exp").and_then(Value::as_i64) {
-        Some(exp) if exp + skew < now => report.fail(
-            "token.exp",
-            format!("expired at {}", when(exp)),
-            "get a fresh token; check the clock of the machine that requested it",
-            sts::EXPIRED,
-        ),
-        Some(exp) => report.pass("token.exp", format!("valid until {}", when(exp))),
-        None => report.fail(
-            "token.exp",
-            "the token has no exp",
-            "the IdP must set exp",
-            sts::NOT_VALIDATED,
-        ),
-    }
-    for (id, claim) in [("token.nbf", "nbf"), ("token.iat", "iat")] {
-        match claims.get(claim).and_then(Value::as_i64) {
-            Some(t) if t - skew > now => report.fail(
-                id,
-                format!("{claim} is {}, in the future beyond 5 minutes of skew", when(t)),
-                "fix the IdP's clock (NTP)",
-                sts::NOT_VALIDATED,
-            ),
-            Some(t) => report.pass(id, format!("{claim} {}", when(t))),
-            None if claim == "iat" => report.warn(id, "the token has no iat", "the IdP should set iat", None),
-            None => {}
-        }
-    }
+    check_times(report, &claims, unix(now));
 
     let aud: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
@@ -196,16 +163,16 @@ pub fn check_token(
     } else if audiences.is_empty() {
         report.warn(
             "token.aud",
-            format!("aud {aud:?}; no --audience given to compare with"),
+            format!("aud {}; no --audience given to compare with", quote_all(&aud)),
             "pass --audience with the provider's client ID(s)",
             None,
         );
     } else if aud.iter().any(|a| audiences.contains(a)) {
-        report.pass("token.aud", format!("aud {aud:?} is an expected audience"));
+        report.pass("token.aud", format!("aud {} is an expected audience", quote_all(&aud)));
     } else {
         report.fail(
             "token.aud",
-            format!("aud {aud:?} is none of {audiences:?}"),
+            format!("aud {} is none of {}", quote_all(&aud), quote_all(audiences)),
             "add the token's aud to the provider's client IDs, or request the token for a registered audience",
             sts::AUDIENCE,
         );
@@ -220,5 +187,144 @@ pub fn check_token(
             "the IdP must set sub",
             sts::NOT_VALIDATED,
         );
+    }
+}
+
+/// A claim's JSON, cut short: a token can hold megabytes where a number belongs.
+fn shown(value: &Value) -> String {
+    let json = value.to_string();
+    match json.char_indices().nth(60) {
+        Some((end, _)) => format!("{}…", &json[..end]),
+        None => json,
+    }
+}
+
+fn quote_all(values: &[String]) -> String {
+    let quoted: Vec<String> = values.iter().map(|v| quote(v)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// `exp`, `nbf` and `iat` against `now`, with AWS's skew; saturating, whatever the values.
+fn check_times(report: &mut Report, claims: &Value, now: i64) {
+    let skew = SKEW.as_secs() as i64;
+    match numeric_date(claims.get("exp")) {
+        NumericDate::Seconds(exp) if exp.saturating_add(skew) < now => report.fail(
+            "token.exp",
+            format!("expired at {}", rfc3339(exp)),
+            "get a fresh token; check the clock of the machine that requested it",
+            sts::EXPIRED,
+        ),
+        NumericDate::Seconds(exp) => report.pass("token.exp", format!("valid until {}", rfc3339(exp))),
+        NumericDate::Absent => report.fail(
+            "token.exp",
+            "the token has no exp",
+            "the IdP must set exp",
+            sts::NOT_VALIDATED,
+        ),
+        NumericDate::Invalid => report.fail(
+            "token.exp",
+            format!("exp is {}, not a number of seconds", shown(&claims["exp"])),
+            "the IdP must set exp to a NumericDate (seconds since the epoch)",
+            sts::NOT_VALIDATED,
+        ),
+    }
+    for (id, claim) in [("token.nbf", "nbf"), ("token.iat", "iat")] {
+        match numeric_date(claims.get(claim)) {
+            NumericDate::Seconds(t) if t.saturating_sub(skew) > now => report.fail(
+                id,
+                format!("{claim} is {}, in the future beyond 5 minutes of skew", rfc3339(t)),
+                "fix the IdP's clock (NTP)",
+                sts::NOT_VALIDATED,
+            ),
+            NumericDate::Seconds(t) => report.pass(id, format!("{claim} {}", rfc3339(t))),
+            NumericDate::Invalid => report.fail(
+                id,
+                format!("{claim} is {}, not a number of seconds", shown(&claims[claim])),
+                "the IdP must write NumericDate claims as seconds since the epoch",
+                sts::NOT_VALIDATED,
+            ),
+            NumericDate::Absent if claim == "iat" => {
+                report.warn(id, "the token has no iat", "the IdP should set iat", None)
+            }
+            NumericDate::Absent => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::report::Status;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    fn token(claims: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k"}"#),
+            URL_SAFE_NO_PAD.encode(claims),
+            URL_SAFE_NO_PAD.encode(b"not a signature")
+        )
+    }
+
+    /// JSON texts for a NumericDate claim, weighted towards the edges.
+    fn extreme() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<f64>()
+                .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
+                .prop_map(|f| format!("{f:e}")),
+            Just(i64::MAX.to_string()),
+            Just(i64::MIN.to_string()),
+            Just(u64::MAX.to_string()),
+            Just("1e300".to_owned()),
+            Just("-1e300".to_owned()),
+            Just("1e400".to_owned()),
+            Just(format!("9{}", "9".repeat(300))),
+            Just("253402300800".to_owned()),
+            Just("-0.5".to_owned()),
+            Just("\"soon\"".to_owned()),
+            Just("null".to_owned()),
+        ]
+    }
+
+    fn at(offset: i64) -> SystemTime {
+        let magnitude = Duration::from_secs(offset.unsigned_abs());
+        let t = if offset >= 0 {
+            UNIX_EPOCH.checked_add(magnitude)
+        } else {
+            UNIX_EPOCH.checked_sub(magnitude)
+        };
+        t.unwrap_or(UNIX_EPOCH)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn extreme_times_never_panic(
+            exp in extreme(),
+            nbf in extreme(),
+            iat in extreme(),
+            now in prop_oneof![Just(1_700_000_000i64), any::<i64>(), Just(i64::MAX), Just(i64::MIN)],
+        ) {
+            let claims = format!(r#"{{"iss":"https://i","sub":"s","aud":"a","exp":{exp},"nbf":{nbf},"iat":{iat}}}"#);
+            let mut report = Report::default();
+            check_token(&mut report, &token(&claims), "https://i", Some(&[]), &["a".into()], at(now));
+            // Both renderings of the report work too.
+            let _ = report.render(true);
+            let _ = report.to_json_text();
+            let check = report.get("token.exp").expect("token.exp is always reported");
+            let parsed: Value = serde_json::from_str(&claims).unwrap();
+            match numeric_date(parsed.get("exp")) {
+                NumericDate::Seconds(e) => {
+                    let now = unix(at(now));
+                    let expired = i128::from(e) + 300 < i128::from(now);
+                    prop_assert_eq!(check.status == Status::Fail, expired, "{:?} at {}", check, now);
+                }
+                _ => prop_assert_eq!(check.status, Status::Fail),
+            }
+        }
     }
 }

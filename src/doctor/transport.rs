@@ -4,10 +4,14 @@ use std::time::SystemTime;
 
 use http::Uri;
 
-use super::is_private;
-use super::net::{self, Net};
+use super::address::RouteError;
+use super::net::{self, host_of, port_of, Net};
 use super::report::{sts, Report};
+use super::timestamp::{days_until, unix};
 
+/// Checks the issuer URL; returns it when the doctor can fetch from it (http or https:
+/// a plain-http issuer fails `url.https` but is still examined, so that one run shows
+/// every problem).
 pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
     let url = match issuer.parse::<Uri>() {
         Ok(url) if url.scheme().is_some() && url.host().is_some() => url,
@@ -21,16 +25,20 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
             return None;
         }
     };
-    if url.scheme_str() != Some("https") {
-        report.fail(
-            "url.https",
-            format!("the scheme is {}", url.scheme_str().unwrap_or_default()),
-            "relying parties only accept https issuers: publish it over HTTPS (jwks-edge terminates TLS)",
-            sts::UNREACHABLE,
-        );
-        return None;
+    match url.scheme_str() {
+        Some("https") => report.pass("url.https", "https"),
+        scheme => {
+            report.fail(
+                "url.https",
+                format!("the scheme is {}", scheme.unwrap_or_default()),
+                "relying parties only accept https issuers: publish it over HTTPS (jwks-edge terminates TLS)",
+                sts::UNREACHABLE,
+            );
+            if scheme != Some("http") {
+                return None;
+            }
+        }
     }
-    report.pass("url.https", "https");
     if issuer.contains(['?', '#']) {
         report.fail(
             "url.form",
@@ -66,58 +74,88 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
     Some(url)
 }
 
-pub(super) async fn check_reachable(
-    report: &mut Report,
-    net: &Net,
-    url: &Uri,
-    what: &'static str,
-    allow_private: bool,
-) -> Option<std::net::SocketAddr> {
-    let host = url.host().unwrap_or_default();
-    let port = url.port_u16().unwrap_or(443);
-    let (id_dns, id_private) = if what == "dns" {
-        ("dns.resolve", "dns.public")
+/// Resolves the URL's host (pinning it), reports its addresses and whether they are
+/// public; returns whether the doctor may connect to it.
+pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, what: &'static str) -> bool {
+    let host = host_of(url);
+    let port = port_of(url);
+    let (id_dns, id_public, whose) = if what == "dns" {
+        ("dns.resolve", "dns.public", "the issuer's host")
     } else {
-        ("jwks.dns", "jwks.public")
+        ("jwks.dns", "jwks.public", "jwks_uri's host")
     };
-    let addrs = match net.resolve(host, port).await {
+    let addrs = match net.resolver.resolve(host, port).await {
         Ok(addrs) => addrs,
         Err(reason) => {
             report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
-            return None;
+            return false;
         }
     };
-    let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     report.pass(id_dns, format!("{host} resolves to {}", list.join(", ")));
-    let private: Vec<&String> = addrs
+    let policy = net.resolver.policy();
+    let private: Vec<String> = addrs
         .iter()
-        .zip(&list)
-        .filter(|(a, _)| is_private(a.ip()))
-        .map(|(_, s)| s)
+        .filter_map(|a| policy.class(*a).map(|c| format!("{a} ({c})")))
         .collect();
     if private.is_empty() {
-        report.pass(id_private, "every address is public");
-    } else if allow_private {
-        report.pass(
-            id_private,
-            format!("private addresses allowed by --allow-private: {private:?}"),
-        );
-    } else {
-        report.fail(
-            id_private,
-            format!("private, loopback or link-local addresses: {private:?}"),
-            "the relying party fetches from the internet: publish the issuer on a public address (jwks-edge at the edge)",
-            sts::UNREACHABLE,
-        );
+        report.pass(id_public, "every address is public");
+        return true;
     }
-    addrs.first().copied()
+    if policy.allow_private {
+        report.pass(
+            id_public,
+            format!(
+                "non-public addresses allowed by --allow-private: {}",
+                private.join(", ")
+            ),
+        );
+        return true;
+    }
+    match net.resolver.route(host, port).await {
+        Ok(used) => {
+            report.fail(
+                id_public,
+                format!(
+                    "{whose} {host} also resolves to {}; the doctor connects only to {}",
+                    private.join(", "),
+                    used.ip()
+                ),
+                "a relying party may be given a non-public address: publish only public ones",
+                sts::UNREACHABLE,
+            );
+            true
+        }
+        Err(RouteError::Refused { addr, class, .. }) => {
+            let at = if host == addr.to_string() {
+                String::new()
+            } else {
+                format!(" at {addr}")
+            };
+            report.fail(
+                id_public,
+                format!(
+                    "refused to connect to {whose} {host}{at} ({class}): a relying party on \
+                     the internet cannot reach it, and the doctor does not reach into private \
+                     networks unless told to"
+                ),
+                "publish it on a public address (jwks-edge at the edge); to check a private \
+                 deployment from inside its network, pass --allow-private",
+                sts::UNREACHABLE,
+            );
+            false
+        }
+        Err(RouteError::Resolve(reason)) => {
+            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            false
+        }
+    }
 }
 
 pub(super) async fn check_tls(
     report: &mut Report,
     net: &Net,
     url: &Uri,
-    addr: std::net::SocketAddr,
     facts: Option<&net::TlsFacts>,
     now: SystemTime,
 ) {
@@ -147,14 +185,12 @@ pub(super) async fn check_tls(
             .map(|(_, cert)| cert.validity().not_after.timestamp())
     });
     if let Some(not_after) = leaf {
-        let now = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let days = (not_after - now).div_euclid(86_400);
+        let now = unix(now);
+        let days = days_until(not_after, now);
         if not_after <= now {
             report.fail(
                 "tls.expiry",
-                format!("the certificate expired {} day(s) ago", -days),
+                format!("the certificate expired {} day(s) ago", days.saturating_neg()),
                 "renew the certificate",
                 sts::UNREACHABLE,
             );
@@ -169,16 +205,11 @@ pub(super) async fn check_tls(
             report.pass("tls.expiry", format!("the certificate expires in {days} days"));
         }
     }
-    let host = url
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
     let mut versions = Vec::new();
-    if net.handshake_with(host, addr, &rustls::version::TLS13).await {
+    if net.handshake_with(url, &rustls::version::TLS13).await {
         versions.push("TLS 1.3");
     }
-    if net.handshake_with(host, addr, &rustls::version::TLS12).await {
+    if net.handshake_with(url, &rustls::version::TLS12).await {
         versions.push("TLS 1.2");
     }
     if versions.is_empty() {

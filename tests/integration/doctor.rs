@@ -116,9 +116,13 @@ fn resource(body: String, headers: &[(&'static str, &'static str)]) -> Resource 
 
 impl Idp {
     fn serve_discovery(&self, issuer: &str, headers: &[(&'static str, &'static str)]) {
+        self.serve_discovery_naming(issuer, &format!("{}{KEYS}", self.issuer), headers);
+    }
+
+    fn serve_discovery_naming(&self, issuer: &str, jwks_uri: &str, headers: &[(&'static str, &'static str)]) {
         let doc = json!({
             "issuer": issuer,
-            "jwks_uri": format!("{}{KEYS}", self.issuer),
+            "jwks_uri": jwks_uri,
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
@@ -140,6 +144,7 @@ impl Idp {
             resolve: vec![format!("{HOST}:{}:127.0.0.1", self.idp.addr().port()).parse().unwrap()],
             timeout: Duration::from_secs(3),
             allow_private: true,
+            assume_public: Vec::new(),
             jwks_fetches: 3,
         }
     }
@@ -242,7 +247,7 @@ async fn issuer_side_failures_are_detected() {
         .get("jwks.rsa_size")
         .unwrap()
         .message
-        .contains("short (1024 bits)"));
+        .contains("\"short\" (1024 bits)"));
 
     // Slow answers: a warning over 1 s, a failure past the timeout.
     idp.serve_keys(json!({"keys": [signer.jwk]}), &[]);
@@ -266,10 +271,30 @@ async fn issuer_side_failures_are_detected() {
     );
     idp.idp.set_fault(Fault::None);
 
-    // A private address without --allow-private.
+    // A private address without --allow-private: refused before any connection, and
+    // the token is still checked.
+    let before = idp.idp.total_hits();
     let mut options = idp.options();
     options.allow_private = false;
-    assert_eq!(status(&doctor::run(options).await, "dns.public"), Status::Fail);
+    options.token = Some(signer.sign(&json!({"alg": "RS256", "kid": "key-1"}), &claims(&idp.issuer)));
+    let report = doctor::run(options).await;
+    let refusal = report.get("dns.public").unwrap();
+    assert_eq!(refusal.status, Status::Fail, "{}", report.render(false));
+    assert!(
+        refusal.message.contains(&format!("{HOST} at 127.0.0.1 (loopback)")),
+        "{}",
+        refusal.message
+    );
+    assert!(refusal.fix.as_deref().unwrap().contains("--allow-private"));
+    assert_eq!(
+        idp.idp.total_hits(),
+        before,
+        "the doctor fetched from a refused address"
+    );
+    assert_eq!(status(&report, "discovery"), Status::Skip);
+    assert_eq!(status(&report, "token.iss"), Status::Pass);
+    assert_eq!(status(&report, "token.exp"), Status::Pass);
+    assert_eq!(status(&report, "token.kid"), Status::Skip);
 }
 
 #[tokio::test]
@@ -447,4 +472,342 @@ fn doctor_usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2), "a malformed --resolve is a usage error");
     let out = run(&["doctor"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Runs `jwks-edge doctor ARGS` to completion off the runtime (the fake IdPs live on it):
+/// exit code, stdout bytes, stderr. Killed after 30 s: the doctor bounds every step.
+async fn doctor_cli(args: Vec<String>) -> (Option<i32>, Vec<u8>, String) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+            .arg("doctor")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout_pipe = child.stdout.take().unwrap();
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout_pipe.read_to_end(&mut bytes);
+            bytes
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr_pipe.read_to_string(&mut text);
+            text
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("jwks-edge doctor {args:?} still running after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (status.code(), stdout.join().unwrap(), stderr.join().unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+/// A listener that only counts the connections it is offered: where the doctor must not go.
+struct Tripwire {
+    addr: std::net::SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tripwire {
+    async fn bind(ip: &str) -> Tripwire {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Tripwire {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Tripwire {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The doctor's text and JSON outputs carry no byte a terminal would act on.
+fn assert_terminal_safe(output: &[u8]) {
+    let text = String::from_utf8(output.to_vec()).expect("the report is UTF-8");
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| (c.is_control() && *c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+        .collect();
+    assert!(bad.is_empty(), "raw {bad:?} in\n{text}");
+}
+
+#[tokio::test]
+async fn a_private_jwks_uri_is_refused_while_every_other_check_runs() {
+    let signer = Signer::new("key-1", 2048);
+    let (_ca, idp) = healthy(&signer).await;
+    // Where the discovery document sends the doctor: an internal host on a private address.
+    let internal = Tripwire::bind("127.0.0.2").await;
+    let port = internal.addr.port();
+    let token = signer.sign(&json!({"alg": "RS256", "kid": "key-1"}), &claims(&idp.issuer));
+    let internal_uri = format!("https://keycloak.internal:{port}/realms/prod/protocol/openid-connect/certs");
+    let cases = [
+        (internal_uri.clone(), "keycloak.internal at 127.0.0.2 (loopback)"),
+        (format!("https://127.0.0.2:{port}/keys"), "host 127.0.0.2 (loopback)"),
+        (
+            format!("https://[::ffff:127.0.0.2]:{port}/keys"),
+            "host ::ffff:127.0.0.2 (loopback)",
+        ),
+    ];
+    for (jwks_uri, named) in cases {
+        idp.serve_discovery_naming(&idp.issuer, &jwks_uri, &[("cache-control", "no-cache")]);
+        let mut options = idp.options();
+        options.allow_private = false;
+        // The IdP's own address stands in for a public one; nothing else does.
+        options.assume_public = vec!["127.0.0.1".parse().unwrap()];
+        options
+            .resolve
+            .push(format!("keycloak.internal:{port}:127.0.0.2").parse().unwrap());
+        options.token = Some(token.clone());
+        let report = doctor::run(options).await;
+        let text = report.render(false);
+
+        let refusal = report.get("jwks.public").unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(refusal.status, Status::Fail, "{text}");
+        assert!(refusal.message.contains(named), "{jwks_uri}: {text}");
+        assert!(refusal.fix.as_deref().unwrap().contains("--allow-private"));
+        assert_eq!(status(&report, "jwks.fetch"), Status::Skip, "{text}");
+        assert_eq!(internal.connections(), 0, "the doctor connected to {jwks_uri}");
+        // Everything that needs no key set is still checked and reported.
+        assert_eq!(status(&report, "dns.public"), Status::Pass, "{text}");
+        for id in [
+            "tls.chain",
+            "discovery.issuer",
+            "discovery.jwks_uri",
+            "token.iss",
+            "token.exp",
+            "token.aud",
+        ] {
+            assert_eq!(status(&report, id), Status::Pass, "{id}\n{text}");
+        }
+        assert_eq!(status(&report, "discovery.caching"), Status::Warn, "{text}");
+        assert_eq!(status(&report, "token.kid"), Status::Skip, "{text}");
+    }
+
+    // With --allow-private the same document does reach the internal host: the tripwire
+    // above would have seen a connection had the refusal not held.
+    let mut options = idp.options();
+    options
+        .resolve
+        .push(format!("keycloak.internal:{port}:127.0.0.2").parse().unwrap());
+    idp.serve_discovery_naming(&idp.issuer, &internal_uri, &[]);
+    let report = doctor::run(options).await;
+    assert_eq!(status(&report, "jwks.public"), Status::Pass, "{}", report.render(false));
+    assert!(internal.connections() > 0);
+}
+
+#[tokio::test]
+async fn hostile_remote_strings_are_escaped_in_both_reports() {
+    let signer = Signer::new("key-1", 2048);
+    let (_ca, idp) = healthy(&signer).await;
+    let kid = "\x1b[31mevil\r\x1b]0;owned\x07";
+    let mut hostile = signer.jwk.clone();
+    hostile["kid"] = json!(kid);
+    hostile["alg"] = json!("RS256\u{9b}2J\u{202e}");
+    // Twice, so that the duplicate-kid check names it.
+    idp.serve_keys(json!({"keys": [hostile, hostile]}), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        signer.sign(
+            &json!({"alg": "RS256", "kid": "\u{202e}gnp.exe\x1b[2J"}),
+            &claims(&idp.issuer),
+        ),
+    )
+    .unwrap();
+    let args = |json: bool| {
+        let mut args = vec![
+            idp.issuer.clone(),
+            "--ca-file".into(),
+            idp.ca_file.display().to_string(),
+            "--resolve".into(),
+            format!("{HOST}:{}:127.0.0.1", idp.idp.addr().port()),
+            "--allow-private".into(),
+            "--token".into(),
+            token_file.display().to_string(),
+        ];
+        if json {
+            args.push("--json".into());
+        }
+        args
+    };
+
+    let (code, stdout, stderr) = doctor_cli(args(false)).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_terminal_safe(&stdout);
+    let text = String::from_utf8(stdout).unwrap();
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("no {id} in\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("jwks.kid").contains(r#""\x1b[31mevil\r\x1b]0;owned\x07""#),
+        "{text}"
+    );
+    assert!(line("jwks.alg").contains(r#""RS256\u{009b}2J\u{202e}""#), "{text}");
+    assert!(line("token.kid").contains(r#""\u{202e}gnp.exe\x1b[2J""#), "{text}");
+
+    let (code, stdout, stderr) = doctor_cli(args(true)).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_terminal_safe(&stdout);
+    // The JSON document is escaped for the terminal, yet parses as valid JSON.
+    let doc: Value = serde_json::from_slice(&stdout).unwrap();
+    let kid_check = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "jwks.kid")
+        .unwrap();
+    assert!(kid_check["message"].as_str().unwrap().contains("evil"));
+}
+
+#[tokio::test]
+async fn a_plain_http_issuer_gets_every_problem_reported_in_one_run() {
+    let idp = FakeIdp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let port = idp.addr().port();
+    let issuer = format!("http://{HOST}:{port}");
+    let signer = Signer::new("key-1", 2048);
+    // GitLab before jwks-edge: no-cache headers, and an issuer that is not this URL.
+    let discovery = json!({
+        "issuer": format!("https://{HOST}"),
+        "jwks_uri": format!("{issuer}{KEYS}"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    idp.put(
+        "/.well-known/openid-configuration",
+        Resource::json_with_idp_headers(discovery.to_string()),
+    );
+    idp.put(
+        KEYS,
+        Resource::json_with_idp_headers(json!({"keys": [signer.jwk]}).to_string()),
+    );
+
+    let (code, stdout, stderr) = doctor_cli(vec![
+        issuer.clone(),
+        "--resolve".into(),
+        format!("{HOST}:{port}:127.0.0.1"),
+        "--allow-private".into(),
+        "--json".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let doc: Value = serde_json::from_slice(&stdout).unwrap();
+    let status_of = |id: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {doc:#}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status_of("url.https"), "fail");
+    assert_eq!(status_of("discovery.caching"), "warn");
+    assert_eq!(status_of("discovery.issuer"), "fail");
+    assert_eq!(status_of("discovery.jwks_uri"), "fail");
+    assert_eq!(status_of("jwks.caching"), "warn");
+    assert_eq!(status_of("jwks.count"), "pass");
+    assert_eq!(status_of("tls.chain"), "skip");
+    // Port 80 is not assumed for http: the doctor asked the IdP itself.
+    assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
+    assert_eq!(idp.hits(KEYS), 3);
+}
+
+#[tokio::test]
+async fn extreme_token_times_through_the_cli_do_not_panic() {
+    let signer = Signer::new("key-1", 2048);
+    let (_ca, idp) = healthy(&signer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": "key-1"}).to_string());
+    let cases = [
+        // exp u64::MAX, iat 1e300, nbf below i64::MIN: valid until the end of time, and
+        // issued in the far future (a failure, not a panic).
+        (
+            r#""exp":18446744073709551615,"iat":1e300,"nbf":-9223372036854775809"#.to_owned(),
+            Some(1),
+        ),
+        (format!(r#""exp":{},"iat":-1e300"#, i64::MAX), Some(0)),
+    ];
+    for (times, expected) in cases {
+        let claims = format!(
+            r#"{{"iss":"{}","sub":"s","aud":"sts.amazonaws.com",{times}}}"#,
+            idp.issuer
+        );
+        // Signed over the raw claims text, so that the numbers reach the doctor as written.
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(&claims));
+        let mut signature = vec![0u8; signer.pair.public().modulus_len()];
+        signer
+            .pair
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))).unwrap();
+        let (code, stdout, stderr) = doctor_cli(vec![
+            idp.issuer.clone(),
+            "--ca-file".into(),
+            idp.ca_file.display().to_string(),
+            "--resolve".into(),
+            format!("{HOST}:{}:127.0.0.1", idp.idp.addr().port()),
+            "--allow-private".into(),
+            "--audience".into(),
+            "sts.amazonaws.com".into(),
+            "--token".into(),
+            token_file.display().to_string(),
+        ])
+        .await;
+        let text = String::from_utf8(stdout).unwrap();
+        assert!(!stderr.contains("panicked"), "{times}: {stderr}");
+        assert_eq!(code, expected, "{times}:\n{text}\n{stderr}");
+        let exp = text.lines().find(|l| l.contains("token.exp")).unwrap();
+        assert!(
+            exp.starts_with('✓') && exp.contains("after 9999-12-31T23:59:59Z"),
+            "{exp}"
+        );
+        assert!(text.contains("token.signature"), "{text}");
+    }
 }
