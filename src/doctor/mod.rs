@@ -9,8 +9,8 @@ mod documents;
 mod escape;
 mod keys;
 mod net;
+mod numeric_date;
 mod report;
-mod timestamp;
 mod token;
 mod transport;
 

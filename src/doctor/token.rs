@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::escape::quote;
 use super::keys::{verify, STS_ALGS};
+use super::numeric_date::{numeric_date, rfc3339, unix, NumericDate};
 use super::report::{sts, Report};
-use super::timestamp::{numeric_date, rfc3339, unix, NumericDate};
 
 /// AWS allows this much clock skew on `exp`, `nbf` and `iat`.
 const SKEW: Duration = Duration::from_secs(300);

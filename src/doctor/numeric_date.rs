@@ -1,15 +1,18 @@
-//! Times from tokens, certificates and the clock as checked seconds, printed clamped.
+//! Token and certificate times as signed, saturated seconds, so doctor can report a
+//! value outside 1970–9999 as written instead of clamping it.
 //!
 //! A token's `exp` is whatever its author wrote: `u64::MAX`, `1e300`, `-1`. Every
-//! conversion here saturates and every format stays in the range humantime can print,
-//! so no value can panic the doctor.
+//! conversion here saturates; printing goes through `crate::timestamp`, so no value can
+//! panic the doctor.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// The last second humantime formats: 9999-12-31T23:59:59Z.
-const LAST_PRINTABLE: i64 = 253_402_300_799;
+use crate::timestamp::{self, MAX_UNIX_SECONDS};
+
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_PRINTABLE: i64 = MAX_UNIX_SECONDS as i64;
 
 /// Seconds since the epoch, negative before it, saturated at the ends of `i64`.
 pub fn unix(t: SystemTime) -> i64 {
@@ -22,9 +25,7 @@ pub fn unix(t: SystemTime) -> i64 {
 /// `secs` as RFC 3339 when it lies in 1970..=9999, else the number and the bound it passes.
 pub fn rfc3339(secs: i64) -> String {
     match u64::try_from(secs) {
-        Ok(s) if secs <= LAST_PRINTABLE => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
-        }
+        Ok(s) if secs <= LAST_PRINTABLE => timestamp::rfc3339_seconds(timestamp::from_unix_seconds(s)).to_string(),
         Ok(_) => format!("{secs} s after the epoch (after 9999-12-31T23:59:59Z)"),
         Err(_) => format!("{secs} s from the epoch (before 1970-01-01T00:00:00Z)"),
     }
@@ -70,6 +71,7 @@ pub fn days_until(then: i64, now: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn extremes_format_without_panicking() {
