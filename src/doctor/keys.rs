@@ -54,6 +54,15 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
     let kty = |k: &Value| k.get("kty").and_then(Value::as_str).unwrap_or_default().to_owned();
     let rsa = keys.iter().filter(|k| kty(k) == "RSA").count();
     let ec = keys.iter().filter(|k| kty(k) == "EC").count();
+    let okp = keys.iter().filter(|k| kty(k) == "OKP").count();
+    let other = keys.len() - rsa - ec - okp;
+    let mut families = format!("{rsa} RSA, {ec} EC");
+    if okp > 0 {
+        families.push_str(&format!(", {okp} OKP (EdDSA, which STS does not accept)"));
+    }
+    if other > 0 {
+        families.push_str(&format!(", {other} of another type"));
+    }
     if keys.is_empty() {
         report.fail(
             "jwks.count",
@@ -71,12 +80,12 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
     } else if rsa + ec == 0 {
         report.fail(
             "jwks.count",
-            format!("{} keys, none RSA or EC", keys.len()),
+            format!("{} keys: {families}; none RSA or EC", keys.len()),
             "STS verifies RSA and EC keys only; publish one",
             sts::NOT_VALIDATED,
         );
     } else {
-        report.pass("jwks.count", format!("{} keys: {rsa} RSA, {ec} EC", keys.len()));
+        report.pass("jwks.count", format!("{} keys: {families}", keys.len()));
     }
 
     let kids: Vec<Option<&str>> = keys.iter().map(|k| k.get("kid").and_then(Value::as_str)).collect();
@@ -163,13 +172,25 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
     Some(keys)
 }
 
+/// Why a signature was not found good.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unverified {
+    /// The doctor cannot check this algorithm (so it says nothing about the token).
+    Unsupported,
+    /// The key is unusable for it, or the signature does not verify: the reason.
+    Invalid(String),
+}
+
 /// Verifies a JWS signature with a JWK.
-pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) -> Result<(), String> {
+pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) -> Result<(), Unverified> {
     use ring::signature;
+    let field = |name: &'static str| {
+        b64(jwk.get(name)).ok_or_else(|| Unverified::Invalid(format!("the key has no valid `{name}`")))
+    };
+    let mismatch = |_| Unverified::Invalid("the signature does not verify with this key".to_owned());
     match alg {
         "RS256" | "RS384" | "RS512" => {
-            let n = b64(jwk.get("n")).ok_or("the key has no valid `n`")?;
-            let e = b64(jwk.get("e")).ok_or("the key has no valid `e`")?;
+            let (n, e) = (field("n")?, field("e")?);
             let params = match alg {
                 "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
                 "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
@@ -177,11 +198,10 @@ pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) ->
             };
             signature::RsaPublicKeyComponents { n: &n, e: &e }
                 .verify(params, signing_input, signature)
-                .map_err(|_| "the signature does not verify with this key".to_owned())
+                .map_err(mismatch)
         }
         "ES256" | "ES384" => {
-            let x = b64(jwk.get("x")).ok_or("the key has no valid `x`")?;
-            let y = b64(jwk.get("y")).ok_or("the key has no valid `y`")?;
+            let (x, y) = (field("x")?, field("y")?);
             let mut point = vec![4u8];
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
@@ -192,9 +212,15 @@ pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) ->
             };
             signature::UnparsedPublicKey::new(params, &point)
                 .verify(signing_input, signature)
-                .map_err(|_| "the signature does not verify with this key".to_owned())
+                .map_err(mismatch)
         }
-        other => Err(format!("{other} signatures cannot be verified by the doctor")),
+        "EdDSA" if jwk.get("crv").and_then(Value::as_str) == Some("Ed25519") => {
+            let x = field("x")?;
+            signature::UnparsedPublicKey::new(&signature::ED25519, &x)
+                .verify(signing_input, signature)
+                .map_err(mismatch)
+        }
+        _ => Err(Unverified::Unsupported),
     }
 }
 

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::escape::quote;
-use super::keys::{verify, STS_ALGS};
+use super::keys::{verify, Unverified, STS_ALGS};
 use super::numeric_date::{numeric_date, rfc3339, unix, NumericDate};
 use super::report::{sts, Report};
 
@@ -53,6 +53,13 @@ pub fn check_token(
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or_default();
     if STS_ALGS.contains(&alg) {
         report.pass("token.alg", format!("{} is accepted", quote(alg)));
+    } else if alg == "EdDSA" {
+        report.fail(
+            "token.alg",
+            "alg \"EdDSA\" (Ed25519) is not accepted by AWS STS, whatever the key set holds",
+            "have the IdP sign these tokens with RS256 or ES256 (STS verifies RSA and EC signatures only)",
+            sts::NOT_VALIDATED,
+        );
     } else {
         report.fail(
             "token.alg",
@@ -135,7 +142,14 @@ pub fn check_token(
             let signing_input = format!("{}.{}", parts[0], parts[1]);
             match verify(alg, key, signing_input.as_bytes(), &signature) {
                 Ok(()) => report.pass("token.signature", "the signature verifies with the published key"),
-                Err(reason) => report.fail(
+                Err(Unverified::Unsupported) => report.skip(
+                    "token.signature",
+                    format!(
+                        "{} signatures are not checked by the doctor (see token.alg)",
+                        quote(alg)
+                    ),
+                ),
+                Err(Unverified::Invalid(reason)) => report.fail(
                     "token.signature",
                     reason,
                     "the token was altered, or signed by a key other than the one published under its kid",

@@ -374,6 +374,58 @@ async fn token_failures_are_detected() {
 }
 
 #[tokio::test]
+async fn okp_keys_are_counted_and_an_eddsa_token_is_explained_as_refused_by_sts() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let signer = Signer::new("rsa-1", 2048);
+    let (_ca, idp) = healthy(&signer).await;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let ed = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let okp = json!({"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "alg": "EdDSA", "use": "sig",
+                     "x": URL_SAFE_NO_PAD.encode(ed.public_key().as_ref())});
+    idp.serve_keys(
+        json!({"keys": [signer.jwk, okp]}),
+        &[("cache-control", "public, max-age=300")],
+    );
+    let header = json!({"alg": "EdDSA", "kid": "ed-1"});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims(&idp.issuer).to_string())
+    );
+    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(ed.sign(input.as_bytes()).as_ref()));
+    let mut options = idp.options();
+    options.token = Some(token.clone());
+    let report = doctor::run(options).await;
+    let text = report.render(false);
+
+    let count = report.get("jwks.count").unwrap();
+    assert_eq!(count.status, Status::Pass, "{text}");
+    assert!(
+        count.message.contains("2 keys: 1 RSA, 0 EC, 1 OKP"),
+        "{}",
+        count.message
+    );
+    let alg = report.get("token.alg").unwrap();
+    assert_eq!(alg.status, Status::Fail, "{text}");
+    assert!(
+        alg.message.contains("EdDSA") && alg.message.contains("not accepted by AWS STS"),
+        "{}",
+        alg.message
+    );
+    assert_eq!(status(&report, "token.signature"), Status::Pass, "{text}");
+    assert!(
+        !text.contains("altered"),
+        "a valid EdDSA signature is not a tampered token:\n{text}"
+    );
+
+    // A tampered EdDSA signature is still caught.
+    let mut options = idp.options();
+    let (head, _) = token.rsplit_once('.').unwrap();
+    options.token = Some(format!("{head}.{}", URL_SAFE_NO_PAD.encode([7u8; 64])));
+    assert_eq!(status(&doctor::run(options).await, "token.signature"), Status::Fail);
+}
+
+#[tokio::test]
 async fn json_output_parses_and_matches_the_readable_report() {
     let signer = Signer::new("key-1", 2048);
     let (_ca, idp) = healthy(&signer).await;
