@@ -21,6 +21,7 @@ use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
 use crate::metrics::Metrics;
 use crate::refresh::{spawn_all, IssuerRefresh};
+use crate::revalidate::Revalidations;
 use crate::routes::Router;
 use crate::server::{serve, Endpoint};
 use crate::service::Proxy;
@@ -95,6 +96,8 @@ pub struct App {
     /// Where access lines go, given by the command line (which owns the log output).
     access_log: Option<AccessLog>,
     refreshers: Vec<IssuerRefresh>,
+    /// Shared by the request path (which pokes) and the key set refreshers (which fetch).
+    revalidation: Arc<Revalidations>,
     /// Orders and renews the certificates, with `[server.tls.acme]`.
     acme: Option<AcmeManager>,
     /// HTTP-01 answers for the public listeners, with `challenge = "http-01"`.
@@ -141,6 +144,11 @@ impl App {
         let router = Arc::new(Router::new(&config.issuers));
         warn_plain_http(&config);
         let health = Arc::new(HealthBoard::new(config.issuers.len()));
+        let revalidation = Arc::new(Revalidations::new(
+            config.issuers.len(),
+            config.cache.revalidate_after,
+            tokio::time::Instant::now(),
+        ));
         let snapshots = match &config.cache.state_dir {
             Some(dir) => Some(Snapshots::open(dir).map_err(|source| StartError::StateDir {
                 path: dir.clone(),
@@ -186,6 +194,7 @@ impl App {
                     policy,
                     keep_removed_keys: config.cache.keep_removed_keys,
                     metrics: metrics.clone(),
+                    revalidation: revalidation.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -203,6 +212,7 @@ impl App {
             reload: Arc::new(Notify::new()),
             access_log: None,
             refreshers,
+            revalidation,
             acme,
             acme_http,
         })
@@ -248,6 +258,7 @@ impl App {
         if let Some(challenges) = self.acme_http.clone() {
             proxy = proxy.with_acme_http(challenges);
         }
+        proxy = proxy.with_revalidation(self.revalidation.clone());
         let proxy = Arc::new(proxy);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {

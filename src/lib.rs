@@ -7,11 +7,14 @@
 //! server   accept (tcp) -> tls (rustls; certs::CertResolver picks by SNI, reloads) -> hyper auto conn
 //!   -> service::Proxy   routes::Router(host, path) -> DocId
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
+//!   -> revalidate       an aging key set may poke its refresher (one compare-and-swap,
+//!                       granted at most once per cache.revalidate_after; never waits)
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
 //!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
 //! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
-//!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
+//!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk;
+//!          on its period, on a failure's backoff, or early when poked by revalidate
 //! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
 //!          POST /admin/refresh, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
@@ -41,6 +44,7 @@ pub mod log_sink;
 pub mod metrics;
 pub mod refresh;
 pub mod response;
+pub mod revalidate;
 pub mod rewrite;
 pub mod rotation;
 pub mod routes;

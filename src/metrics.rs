@@ -182,6 +182,8 @@ pub struct Metrics {
     stale: Vec<Counter>,
     fetches: Vec<Counter>,
     fetch_durations: Vec<LatencyHistogram>,
+    /// One per issuer: key set fetches started early by a request (`revalidate`).
+    revalidations: Vec<Counter>,
     document_age: Family<DocLabels, FloatGauge>,
     last_success: Family<DocLabels, FloatGauge>,
     servable: Vec<Gauge>,
@@ -235,6 +237,13 @@ impl Metrics {
             "Duration of upstream fetches, failed ones included",
             Unit::Seconds,
             fetch_durations_family.clone(),
+        );
+        let revalidations_family = Family::<DocLabels, Counter>::default();
+        registry.register(
+            "revalidations",
+            "Key set fetches started early because a request found the copy older than cache.revalidate_after \
+             (also counted in upstream_fetches)",
+            revalidations_family.clone(),
         );
         let document_age = Family::<DocLabels, FloatGauge>::default();
         registry.register_with_unit(
@@ -330,6 +339,16 @@ impl Metrics {
         let stale = per_doc(&stale_family, &doc_label, issuers.len() * 2);
         let fetch_durations = per_doc(&fetch_durations_family, &doc_label, issuers.len() * 2);
         let servable = per_doc(&servable_family, &doc_label, issuers.len() * 2);
+        let revalidations = issuers
+            .iter()
+            .map(|issuer| {
+                let labels = DocLabels {
+                    issuer: issuer.clone(),
+                    document: DocKind::Jwks.as_str(),
+                };
+                revalidations_family.get_or_create(&labels).clone()
+            })
+            .collect();
         let issuer_mismatch = issuers
             .iter()
             .map(|issuer| {
@@ -357,6 +376,7 @@ impl Metrics {
             stale,
             fetches,
             fetch_durations,
+            revalidations,
             document_age,
             last_success,
             servable,
@@ -389,6 +409,11 @@ impl Metrics {
             .unwrap_or(OUTCOMES.len() - 1);
         self.fetches[doc.slot() * OUTCOMES.len() + outcome_index].inc();
         self.fetch_durations[doc.slot()].observe(elapsed);
+    }
+
+    /// Records that a request's poke made `issuer`'s key set refresher fetch early.
+    pub fn revalidation(&self, issuer: usize) {
+        self.revalidations[issuer].inc();
     }
 
     /// The connection metrics of one listener.

@@ -15,6 +15,7 @@ use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
 use crate::metrics::Metrics;
+use crate::revalidate::Revalidations;
 use crate::rewrite::rewrite_discovery;
 use crate::rotation::KeyRetention;
 use crate::routes::Router;
@@ -40,6 +41,9 @@ pub struct IssuerRefresh {
     pub policy: CachePolicy,
     pub keep_removed_keys: Duration,
     pub metrics: Arc<Metrics>,
+    /// Requests poke the key set refresher through this; it tells the limiter when each
+    /// of its fetches ended.
+    pub revalidation: Arc<Revalidations>,
 }
 
 /// Asks a refresher to fetch at once; it answers with the outcome.
@@ -350,6 +354,12 @@ impl IssuerRefresh {
                     Ok::<_, FetchError>(body)
                 })
                 .await;
+            // Whatever its outcome, this fetch answers every request until one more
+            // `revalidate_after` has passed (the limiter's bound holds during backoff too).
+            let attempt = self
+                .revalidation
+                .gate(self.index)
+                .attempted(tokio::time::Instant::now());
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
@@ -368,7 +378,9 @@ impl IssuerRefresh {
                     backoff.next_delay()
                 }
             };
-            // Sleep, but move at once if the discovery document names another key set URL.
+            // Sleep, but move at once if the discovery document names another key set URL,
+            // or when a request was granted a revalidation after this fetch ended. The
+            // next fetch then goes back to the period (or, if it fails, to the backoff).
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
             loop {
@@ -377,6 +389,13 @@ impl IssuerRefresh {
                     Some(request) = requests.recv() => {
                         waiting.push(request);
                         break;
+                    }
+                    () = self.revalidation.poked(self.index) => {
+                        // A poke granted while the fetch above ran is answered by it.
+                        if self.revalidation.gate(self.index).granted_since(attempt) {
+                            self.metrics.revalidation(self.index);
+                            break;
+                        }
                     }
                     changed = discovery.changed() => {
                         if changed.is_err() {

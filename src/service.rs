@@ -15,12 +15,16 @@ use crate::acme::{Challenges, HTTP_CHALLENGE_PREFIX};
 use crate::document::{CachePolicy, CacheStatus, Document, Freshness};
 use crate::metrics::Metrics;
 use crate::response::{preflight, Body, Reject};
+use crate::revalidate::Revalidations;
 use crate::routes::{Route, Router};
 use crate::server::{ConnInfo, Handler};
 use crate::store::{DocId, DocumentStore};
 
 /// The request handler shared by every public listener. It only reads the store: no
-/// request, whatever its query string or headers, causes an upstream fetch.
+/// request fetches, and none waits on a fetch while a copy exists. A request for an
+/// aging key set may poke that key set's refresher (`revalidate`), which the limiter
+/// grants at most once per `cache.revalidate_after` whatever the traffic; query strings
+/// and headers play no part in it.
 pub struct Proxy {
     router: Arc<Router>,
     store: Arc<DocumentStore>,
@@ -32,6 +36,8 @@ pub struct Proxy {
     access_log: Option<AccessLog>,
     /// HTTP-01 answers, when ACME validates over plain HTTP.
     acme_http: Option<Arc<Challenges>>,
+    /// Where requests poke the key set refreshers; without it, nothing is revalidated.
+    revalidation: Option<Arc<Revalidations>>,
 }
 
 /// What a request turned out to be, for metrics and the access log.
@@ -59,7 +65,14 @@ impl Proxy {
             metrics,
             access_log,
             acme_http: None,
+            revalidation: None,
         }
+    }
+
+    /// Lets requests for aging key sets poke their refreshers through `revalidation`.
+    pub fn with_revalidation(mut self, revalidation: Arc<Revalidations>) -> Proxy {
+        self.revalidation = Some(revalidation);
+        self
     }
 
     /// Also answers `GET /.well-known/acme-challenge/{token}` from `challenges` (any host:
@@ -72,7 +85,7 @@ impl Proxy {
     pub async fn respond<B: hyper::body::Body>(&self, request: Request<B>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
         let mut outcome = Outcome::default();
-        let response = match self.answer(&request, started + self.deadline, &mut outcome).await {
+        let response = match self.answer(&request, started, &mut outcome).await {
             Ok(response) => response,
             Err(reject) => {
                 let mut response = reject.response();
@@ -105,9 +118,10 @@ impl Proxy {
     async fn answer<'r, B: hyper::body::Body>(
         &self,
         request: &'r Request<B>,
-        deadline: Instant,
+        started: Instant,
         outcome: &mut Outcome<'r>,
     ) -> Result<Response<Body>, Reject> {
+        let deadline = started + self.deadline;
         let host = request_host(request);
         outcome.host = host;
         let headers = request.headers();
@@ -155,19 +169,29 @@ impl Proxy {
             Method::OPTIONS => return Ok(preflight()),
             _ => return Err(Reject::MethodNotAllowed),
         }
-        let (doc, status, now) = self.current(id, deadline).await?;
+        let (doc, status, now) = self.current(id, started, deadline).await?;
         outcome.cache = Some(status);
         Ok(self.render(&doc, status, request, now))
     }
 
     /// The copy to serve, how it was obtained, and the time it is judged at (used for
-    /// `Age` too), waiting (bounded) only when no copy exists.
-    async fn current(&self, id: DocId, deadline: Instant) -> Result<(Arc<Document>, CacheStatus, SystemTime), Reject> {
+    /// `Age` too), waiting (bounded) only when no copy exists. `started` is when the
+    /// request was parsed, the revalidation limiter's clock.
+    async fn current(
+        &self,
+        id: DocId,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(Arc<Document>, CacheStatus, SystemTime), Reject> {
         let (doc, waited) = match self.store.get(id) {
             Some(doc) => (doc, false),
             None => (self.store.wait(id, deadline).await.ok_or(Reject::NotReady)?, true),
         };
         let now = SystemTime::now();
+        // Before the freshness verdict: an expired copy is the one most in need of it.
+        if let Some(revalidation) = &self.revalidation {
+            revalidation.consider(id, doc.fetched_at, now, started);
+        }
         let status = match self.policy.freshness(doc.fetched_at, now) {
             Freshness::Fresh if waited => CacheStatus::Collapsed,
             Freshness::Fresh => CacheStatus::Hit,

@@ -65,6 +65,7 @@ impl fmt::Display for Config {
         writeln!(f, "stale_if_error = \"{}\"", dur(c.stale_if_error))?;
         writeln!(f, "fetch_timeout = \"{}\"", dur(c.fetch_timeout))?;
         writeln!(f, "keep_removed_keys = \"{}\"", dur(c.keep_removed_keys))?;
+        writeln!(f, "revalidate_after = \"{}\"", dur(c.revalidate_after))?;
         writeln!(f, "max_document_bytes = {}", c.max_document_bytes)?;
         if let Some(dir) = &c.state_dir {
             writeln!(f, "state_dir = {:?}", dir.display().to_string())?;

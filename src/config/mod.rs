@@ -173,6 +173,9 @@ pub struct Cache {
     pub fetch_timeout: Duration,
     /// How long keys that vanished upstream stay published; zero is off.
     pub keep_removed_keys: Duration,
+    /// A request that finds a key set copy at least this old wakes its refresher, at
+    /// most once per this interval; zero is off.
+    pub revalidate_after: Duration,
     pub max_document_bytes: usize,
     pub state_dir: Option<PathBuf>,
 }

@@ -87,6 +87,7 @@ pub struct RawCache {
     pub stale_if_error: Option<String>,
     pub fetch_timeout: Option<String>,
     pub keep_removed_keys: Option<String>,
+    pub revalidate_after: Option<String>,
     pub max_document_bytes: Option<i64>,
     pub state_dir: Option<String>,
 }

@@ -427,3 +427,34 @@ fn the_example_acme_block_is_a_valid_alternative_to_files() {
     assert_eq!(acme.domains, ["gitlab.example.com"]);
     assert_eq!(acme.renew_before, Some(Duration::from_secs(30 * 86400)));
 }
+
+#[test]
+fn revalidate_after_defaults_to_5s_and_0s_turns_it_off() {
+    assert_eq!(load(MINIMAL).unwrap().cache.revalidate_after, Duration::from_secs(5));
+    let cache = |line: &str| load(&with("", line, ISSUER)).map(|c| c.cache.revalidate_after);
+    assert_eq!(cache("revalidate_after = \"0s\"").unwrap(), Duration::ZERO);
+    assert_eq!(cache("revalidate_after = \"2s\"").unwrap(), Duration::from_secs(2));
+    // Longer than the period is allowed: it then only acts while refreshes fail.
+    assert_eq!(cache("revalidate_after = \"2m\"").unwrap(), Duration::from_secs(120));
+    for (line, expected) in [
+        (
+            "revalidate_after = \"500ms\"",
+            "cache.revalidate_after = \"500ms\": must be at least 1s",
+        ),
+        (
+            "revalidate_after = \"off\"",
+            "cache.revalidate_after = \"off\": expected a duration",
+        ),
+        ("revalidate_after = \"\"", "cache.revalidate_after = \"\""),
+        ("revalidate_after = 5", "invalid type"),
+        (
+            "revalidate_after = \"9999999999years\"",
+            "cache.revalidate_after = \"9999999999years\": must be at most 3650d",
+        ),
+    ] {
+        let msg = error_of(&with("", line, ISSUER));
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+    }
+    let shown = load(MINIMAL).unwrap().to_string();
+    assert!(shown.contains("revalidate_after = \"5s\""), "{shown}");
+}

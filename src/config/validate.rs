@@ -434,15 +434,36 @@ pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -
             at_most_max("cache.keep_removed_keys", value, duration)?
         }
     };
+    let revalidate_after = validate_revalidate_after(raw.revalidate_after.as_deref())?;
     Ok(Cache {
         max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
         refresh,
         stale_if_error,
         fetch_timeout,
         keep_removed_keys,
+        revalidate_after,
         max_document_bytes,
         state_dir,
     })
+}
+
+/// `cache.revalidate_after`: "0s" is off; otherwise at least 1s, because each interval
+/// may cost the upstream one request per key set per replica.
+fn validate_revalidate_after(value: Option<&str>) -> Result<Duration, ConfigError> {
+    const KEY: &str = "cache.revalidate_after";
+    let Some(value) = value else {
+        return Ok(Duration::from_secs(5));
+    };
+    let duration = humantime::parse_duration(value)
+        .map_err(|_| invalid(KEY, value, "expected a duration such as \"5s\", or \"0s\" (off)"))?;
+    if !duration.is_zero() && duration < Duration::from_secs(1) {
+        return Err(invalid(
+            KEY,
+            value,
+            "must be at least 1s (each interval may cost the upstream one request per key set), or \"0s\" (off)",
+        ));
+    }
+    at_most_max(KEY, value, duration)
 }
 
 pub(super) fn validate_issuer(

@@ -12,6 +12,7 @@ mod pebble;
 mod process;
 mod properties;
 mod readiness;
+mod revalidation;
 mod serving;
 mod support;
 mod upstream;

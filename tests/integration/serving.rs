@@ -343,6 +343,7 @@ async fn client_traffic_does_not_drive_upstream_traffic() {
     let fleet = fleet().await;
     let addr = fleet.proxy.https.unwrap();
     let before = fleet.gitlab.total_hits();
+    let started = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..10 {
         let transport = fleet.https(GITLAB);
@@ -376,8 +377,15 @@ async fn client_traffic_does_not_drive_upstream_traffic() {
         done.unwrap();
     }
     let fetched = fleet.gitlab.total_hits() - before;
-    // With a 60 s refresh period, only a cold start fetch can happen during the burst.
-    assert!(fetched <= 4, "1000 client requests caused {fetched} upstream requests");
+    // With a 60 s refresh period, only a cold start fetch can happen during the burst,
+    // plus at most one key set revalidation per revalidate_after (5 s) of it, however
+    // many requests, query strings and no-cache headers arrive.
+    let revalidations = started.elapsed().as_secs() / 5 + 1;
+    assert!(
+        fetched <= 4 + revalidations,
+        "1000 client requests in {:?} caused {fetched} upstream requests",
+        started.elapsed()
+    );
     let seen = fleet.gitlab.last_request_headers();
     for name in ["authorization", "cookie", "cache-control"] {
         assert!(seen.get(name).is_none(), "client header {name} reached the upstream");
