@@ -199,6 +199,9 @@ pub struct Issuer {
     pub upstream_host: Option<String>,
     /// The operator accepted that the bearer token crosses the network in clear text.
     pub upstream_bearer_token_over_http: bool,
+    /// `kid`s never published, whatever the upstream or a snapshot holds (a withdrawn,
+    /// perhaps compromised key); the same list on every replica.
+    pub withdrawn_kids: Vec<String>,
 }
 
 impl Issuer {
