@@ -130,8 +130,8 @@ pub struct Tls {
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub listen: SocketAddr,
-    /// Holds the bearer token that `POST /admin/refresh` requires; without it, admin
-    /// actions are off (404).
+    /// Holds the bearer token that admin actions (`POST /admin/refresh`,
+    /// `POST /admin/drop-retained`) require; without it, they are off (404).
     pub token_file: Option<PathBuf>,
     /// What `/readyz` (without `?issuer=`) requires after start-up.
     pub readiness: Readiness,
