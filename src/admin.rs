@@ -1,4 +1,5 @@
-//! `Admin`: the operator's listener: `/healthz`, `/readyz`, `/metrics` and `POST /admin/refresh`.
+//! `Admin`: the operator's listener: `/healthz`, `/readyz`, `/metrics`, `POST /admin/refresh`
+//! and `POST /admin/drop-retained`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +18,11 @@ use crate::certs::CertResolver;
 use crate::config::{Issuer, Readiness};
 use crate::document::{CachePolicy, DocKind, Freshness};
 use crate::health::HealthBoard;
+use crate::key_board::KeyBoard;
 use crate::metrics::Metrics;
-use crate::refresh::{RefreshControl, RefreshRequest};
+use crate::refresh::{DropRequest, RefreshControl, RefreshRequest};
 use crate::response::{Body, Reject};
+use crate::rotation::DropRefused;
 use crate::server::{ConnInfo, Handler};
 use crate::store::{DocId, DocumentStore};
 
@@ -29,14 +32,16 @@ pub struct Admin {
     pub issuers: Vec<Issuer>,
     pub store: Arc<DocumentStore>,
     pub health: Arc<HealthBoard>,
+    /// Each issuer's keys and their history, from its key set refresher.
+    pub keys: Arc<KeyBoard>,
     pub certs: Option<Arc<CertResolver>>,
     /// The ACME certificates' state, with `[server.tls.acme]`.
     pub acme: Option<Arc<AcmeStatus>>,
     pub policy: CachePolicy,
     pub metrics: Arc<Metrics>,
     pub refresh: Vec<RefreshControl>,
-    /// The file holding the token `POST /admin/refresh` requires; `None` turns admin
-    /// actions off. Read at each request, so it can be rotated without a restart.
+    /// The file holding the token admin actions (`POST /admin/...`) require; `None`
+    /// turns them off. Read at each request, so it can be rotated without a restart.
     pub token_file: Option<PathBuf>,
     pub readiness: Readiness,
     pub startup: Startup,
@@ -177,6 +182,28 @@ impl Admin {
         (freshness, body)
     }
 
+    /// The issuer's keys: the published ones (`current`, `retained`) and the `withdrawn`
+    /// ones the upstream lists, with their history.
+    fn keys_report(&self, issuer: usize) -> serde_json::Value {
+        let summary = self.keys.get(issuer);
+        let keys: Vec<_> = summary
+            .keys
+            .iter()
+            .map(|k| {
+                json!({
+                    "kid": k.kid,
+                    "kty": k.kty,
+                    "state": k.state.as_str(),
+                    "first_seen": rfc3339(Some(k.first_seen)),
+                    "last_seen_upstream": rfc3339(Some(k.last_seen_upstream)),
+                    "removed_at": rfc3339(k.removed_at),
+                    "expires_at": rfc3339(k.expires_at),
+                })
+            })
+            .collect();
+        json!(keys)
+    }
+
     /// Every document's state (of one issuer, or of all) and how many can be served.
     fn survey(&self, only: Option<usize>, now: SystemTime) -> Survey {
         let mut survey = Survey {
@@ -205,6 +232,7 @@ impl Admin {
             };
             let discovery = report(DocKind::Discovery);
             let jwks = report(DocKind::Jwks);
+            let keys = self.keys_report(i);
             let mismatch = self
                 .health
                 .get(DocId::discovery(i))
@@ -216,6 +244,7 @@ impl Admin {
                 "issuer_mismatch": mismatch,
                 "discovery": discovery,
                 "jwks": jwks,
+                "keys": keys,
             }));
         }
         survey
@@ -311,6 +340,11 @@ impl Admin {
                         .set_issuer_mismatch(issuer, record.issuer_mismatch.is_some());
                 }
             }
+            let published = match self.store.get(DocId::jwks(issuer)) {
+                Some(_) => self.keys.get(issuer).published,
+                None => 0,
+            };
+            self.metrics.set_published_keys(issuer, published);
         }
         if let Some(resolver) = &self.certs {
             let set = resolver.current();
@@ -406,6 +440,66 @@ impl Admin {
         response
     }
 
+    /// `POST /admin/drop-retained[?issuer=NAME]`: stops publishing retained keys now and
+    /// answers once the published copies no longer hold them, with the `kid`s dropped.
+    /// 409 when dropping would leave an issuer no key to publish (nothing is dropped
+    /// there); 503 with `Retry-After` when a refresher has requests queued.
+    async fn drop_retained(&self, request: &Request<Incoming>) -> Response<Body> {
+        let wanted = query_param(request.uri(), "issuer");
+        let selected: Vec<&RefreshControl> = self
+            .refresh
+            .iter()
+            .filter(|c| wanted.as_deref().is_none_or(|name| c.name == name))
+            .collect();
+        if selected.is_empty() {
+            return unknown_issuer();
+        }
+        // The key set refresher may be in the middle of one fetch.
+        let wait = self.policy.fetch_timeout + Duration::from_secs(2);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (order, control) in selected.into_iter().cloned().enumerate() {
+            tasks.spawn(async move { (order, control.name, ask_drop(&control.drop_retained, wait).await) });
+        }
+        let mut results = tasks.join_all().await;
+        results.sort_by_key(|r| r.0);
+        let (mut busy, mut refused, mut failed) = (false, false, false);
+        let issuers: Vec<_> = results
+            .into_iter()
+            .map(|(_, name, outcome)| match outcome {
+                Ok(dropped) => json!({"name": name, "ok": true, "dropped": dropped}),
+                Err(DropFailure::Busy) => {
+                    busy = true;
+                    json!({"name": name, "ok": false, "error": "busy: requests are already queued"})
+                }
+                Err(DropFailure::Refused(reason)) => {
+                    refused = true;
+                    json!({"name": name, "ok": false, "error": reason.to_string()})
+                }
+                Err(DropFailure::Failed(error)) => {
+                    failed = true;
+                    json!({"name": name, "ok": false, "error": error})
+                }
+            })
+            .collect();
+        let status = if failed {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else if busy {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if refused {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::OK
+        };
+        let ok = status == StatusCode::OK;
+        let mut response = json_response(status, &json!({"ok": ok, "issuers": issuers}));
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
+    }
+
     fn issuer_index(&self, name: &str) -> Option<usize> {
         self.issuers.iter().position(|i| i.name == name)
     }
@@ -475,10 +569,38 @@ async fn ask(refresher: &tokio::sync::mpsc::Sender<RefreshRequest>, wait: Durati
     }
 }
 
+/// Why a key set refresher did not drop its retained keys.
+enum DropFailure {
+    Busy,
+    Refused(DropRefused),
+    Failed(String),
+}
+
+/// Asks one key set refresher to drop its retained keys and waits (bounded) for the
+/// `kid`s it dropped; never waits for queue room.
+async fn ask_drop(
+    refresher: &tokio::sync::mpsc::Sender<DropRequest>,
+    wait: Duration,
+) -> Result<Vec<Option<String>>, DropFailure> {
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    match refresher.try_send(reply) {
+        Ok(()) => {}
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return Err(DropFailure::Busy),
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+            return Err(DropFailure::Failed("the refresher has stopped".to_owned()))
+        }
+    }
+    match tokio::time::timeout(wait, outcome).await {
+        Ok(Ok(outcome)) => outcome.map_err(DropFailure::Refused),
+        Ok(Err(_)) => Err(DropFailure::Failed("the refresher has stopped".to_owned())),
+        Err(_) => Err(DropFailure::Failed(format!("no outcome within {wait:?}"))),
+    }
+}
+
 impl Handler for Admin {
     async fn handle(&self, request: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
         let path = request.uri().path();
-        if path == "/admin/refresh" {
+        if path == "/admin/refresh" || path == "/admin/drop-retained" {
             let Some(authorized) = self.authorized(&request).await else {
                 return Reject::NotFound.response();
             };
@@ -491,6 +613,9 @@ impl Handler for Admin {
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
                 return response;
+            }
+            if path == "/admin/drop-retained" {
+                return self.drop_retained(&request).await;
             }
             return self.refresh(&request).await;
         }

@@ -19,9 +19,11 @@ use crate::config::{AcmeChallenge, Config};
 use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
+use crate::key_board::KeyBoard;
 use crate::metrics::Metrics;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::revalidate::Revalidations;
+use crate::rotation::KeyCap;
 use crate::routes::Router;
 use crate::server::{serve, Endpoint};
 use crate::service::Proxy;
@@ -86,6 +88,7 @@ pub struct App {
     store: Arc<DocumentStore>,
     router: Arc<Router>,
     health: Arc<HealthBoard>,
+    keys: Arc<KeyBoard>,
     metrics: Arc<Metrics>,
     policy: CachePolicy,
     tls: Option<TlsAcceptor>,
@@ -156,7 +159,8 @@ impl App {
             })?),
             None => None,
         };
-        let refreshers = config
+        let keys = Arc::new(KeyBoard::new(config.issuers.len()));
+        let mut refreshers = config
             .issuers
             .iter()
             .enumerate()
@@ -193,18 +197,23 @@ impl App {
                     snapshots: snapshots.clone(),
                     policy,
                     keep_removed_keys: config.cache.keep_removed_keys,
+                    // AWS STS's limits until the key cap is configurable.
+                    key_cap: KeyCap::AWS,
+                    keys: keys.clone(),
+                    restored_keys: None,
                     metrics: metrics.clone(),
                     revalidation: revalidation.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;
         // Last good copies are in memory before any listener accepts.
-        refreshers.iter().for_each(IssuerRefresh::restore);
+        refreshers.iter_mut().for_each(IssuerRefresh::restore);
         Ok(App {
             config: Arc::new(config),
             store,
             router,
             health,
+            keys,
             metrics,
             policy,
             tls,
@@ -291,6 +300,7 @@ impl App {
                 issuers: self.config.issuers.clone(),
                 store: self.store.clone(),
                 health: self.health.clone(),
+                keys: self.keys.clone(),
                 certs: self.certs.clone(),
                 acme: acme_status,
                 policy: self.policy,

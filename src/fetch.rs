@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::rotation::Unpublishable;
 use crate::validate::ValidationError;
 
 const USER_AGENT: &str = concat!("jwks-edge/", env!("CARGO_PKG_VERSION"));
@@ -37,6 +38,9 @@ pub enum FetchError {
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid document")]
     Invalid(#[source] ValidationError),
+    /// A valid key set that leaves nothing to publish (every key withdrawn).
+    #[error("key set not published")]
+    Unpublishable(#[source] Unpublishable),
     /// The discovery document names a key set path that belongs to another issuer's
     /// routes; it is refused like an invalid document.
     #[error("{0}")]
@@ -60,7 +64,8 @@ impl FetchError {
             FetchError::Status { .. } => "status",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body(_) => "body",
-            FetchError::Invalid(_) => "invalid",
+            FetchError::Invalid(_) | FetchError::Unpublishable(Unpublishable::NotAKeySet) => "invalid",
+            FetchError::Unpublishable(Unpublishable::AllWithdrawn) => "withdrawn",
             FetchError::Token { .. } => "token",
             FetchError::RouteConflict(_) => "route_conflict",
         }

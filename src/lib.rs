@@ -13,10 +13,11 @@
 //!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
 //! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
-//!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk;
+//!          rotation::KeyRetention (key set: withdrawn keys out, removed keys kept a while)
+//!          -> store.put, health record, key_board::KeyBoard, snapshot to disk;
 //!          on its period, on a failure's backoff, or early when poked by revalidate
-//! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
-//!          POST /admin/refresh, on the admin listener
+//! admin    /healthz, /readyz (store + health::HealthBoard + key_board), /metrics
+//!          (metrics::Metrics), POST /admin/refresh and /admin/drop-retained, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
 //!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
 //! files    snapshot and ACME files: private directories, atomic writes, no links followed
@@ -40,6 +41,7 @@ pub mod fake_idp;
 pub mod fetch;
 pub mod files;
 pub mod health;
+pub mod key_board;
 pub mod log_sink;
 pub mod metrics;
 pub mod refresh;

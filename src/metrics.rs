@@ -14,6 +14,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::document::{CacheStatus, DocKind};
+use crate::rotation::KEY_EVENTS;
 use crate::store::DocId;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +34,12 @@ struct DocLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
     issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyEventLabels {
+    issuer: String,
+    event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,7 +74,7 @@ struct CertLabels {
 const STATUSES: [&str; 8] = ["200", "204", "304", "400", "404", "405", "503", "other"];
 const CACHE: [&str; 4] = ["hit", "stale", "collapsed", "none"];
 /// Every fetch outcome label (see `FetchError::as_str`).
-pub const OUTCOMES: [&str; 10] = [
+pub const OUTCOMES: [&str; 11] = [
     "ok",
     "timeout",
     "refused",
@@ -78,6 +85,7 @@ pub const OUTCOMES: [&str; 10] = [
     "token",
     "route_conflict",
     "bad_url",
+    "withdrawn",
 ];
 
 fn status_index(status: u16) -> usize {
@@ -188,6 +196,9 @@ pub struct Metrics {
     last_success: Family<DocLabels, FloatGauge>,
     servable: Vec<Gauge>,
     issuer_mismatch: Vec<Gauge>,
+    published_keys: Vec<Gauge>,
+    /// One counter per (issuer, `KEY_EVENTS` entry).
+    key_events: Vec<Counter>,
     connections: Family<ListenerLabels, Gauge>,
     handshakes: Family<HandshakeLabels, Counter>,
     certificate_expiry: Family<CertLabels, FloatGauge>,
@@ -270,6 +281,18 @@ impl Metrics {
             "issuer_mismatch",
             "1 while the upstream's `issuer` differs from public_url (relying parties refuse the tokens)",
             mismatch_family.clone(),
+        );
+        let published_keys_family = Family::<IssuerLabels, Gauge>::default();
+        registry.register(
+            "published_keys",
+            "Keys in the key set being published (retained keys included, withdrawn ones never)",
+            published_keys_family.clone(),
+        );
+        let key_events_family = Family::<KeyEventLabels, Counter>::default();
+        registry.register(
+            "key_rotations",
+            "Changes to the published keys: added, removed (upstream), expired (a retained key no longer published), withdrawn (seen, never published)",
+            key_events_family.clone(),
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
         registry.register("open_connections", "Connections open per listener", connections.clone());
@@ -356,6 +379,23 @@ impl Metrics {
                 mismatch_family.get_or_create(&labels).clone()
             })
             .collect();
+        let published_keys = issuers
+            .iter()
+            .map(|issuer| {
+                let labels = IssuerLabels { issuer: issuer.clone() };
+                published_keys_family.get_or_create(&labels).clone()
+            })
+            .collect();
+        let mut key_events = Vec::with_capacity(issuers.len() * KEY_EVENTS.len());
+        for issuer in &issuers {
+            for event in KEY_EVENTS {
+                let labels = KeyEventLabels {
+                    issuer: issuer.clone(),
+                    event,
+                };
+                key_events.push(key_events_family.get_or_create(&labels).clone());
+            }
+        }
         let mut fetches = Vec::with_capacity(issuers.len() * 2 * OUTCOMES.len());
         for slot in 0..issuers.len() * 2 {
             let (issuer, document) = doc_label(slot);
@@ -381,6 +421,8 @@ impl Metrics {
             last_success,
             servable,
             issuer_mismatch,
+            published_keys,
+            key_events,
             connections,
             handshakes,
             certificate_expiry,
@@ -457,6 +499,18 @@ impl Metrics {
     /// Sets whether the issuer's upstream names itself other than public_url (at scrape time).
     pub fn set_issuer_mismatch(&self, issuer: usize, mismatch: bool) {
         self.issuer_mismatch[issuer].set(i64::from(mismatch));
+    }
+
+    /// Sets how many keys the issuer's published key set holds (at scrape time).
+    pub fn set_published_keys(&self, issuer: usize, count: usize) {
+        self.published_keys[issuer].set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one change to an issuer's keys (`event`: one of `KEY_EVENTS`).
+    pub fn key_event(&self, issuer: usize, event: &'static str) {
+        if let Some(index) = KEY_EVENTS.iter().position(|e| *e == event) {
+            self.key_events[issuer * KEY_EVENTS.len() + index].inc();
+        }
     }
 
     /// Replaces the certificate expiry gauges (called at scrape time).

@@ -14,10 +14,11 @@ use crate::document::{CachePolicy, DocKind, Document, Freshness};
 use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
+use crate::key_board::KeyBoard;
 use crate::metrics::Metrics;
 use crate::revalidate::Revalidations;
 use crate::rewrite::rewrite_discovery;
-use crate::rotation::KeyRetention;
+use crate::rotation::{DropRefused, KeyCap, KeyEvent, KeyRetention, SavedKey};
 use crate::routes::Router;
 use crate::snapshot::Snapshots;
 use crate::store::{DocId, DocumentStore};
@@ -40,6 +41,13 @@ pub struct IssuerRefresh {
     pub snapshots: Option<Snapshots>,
     pub policy: CachePolicy,
     pub keep_removed_keys: Duration,
+    /// The most keys of each type retention may bring the published set to.
+    pub key_cap: KeyCap,
+    /// Where the key set refresher shows its keys' history to the admin listener.
+    pub keys: Arc<KeyBoard>,
+    /// The key history `restore` read from the snapshot, for the key set refresher to
+    /// go on from; `None` until then.
+    pub restored_keys: Option<KeyRetention>,
     pub metrics: Arc<Metrics>,
     /// Requests poke the key set refresher through this; it tells the limiter when each
     /// of its fetches ended.
@@ -49,12 +57,18 @@ pub struct IssuerRefresh {
 /// Asks a refresher to fetch at once; it answers with the outcome.
 pub type RefreshRequest = oneshot::Sender<Result<(), String>>;
 
-/// The way to one issuer's refreshers, for `POST /admin/refresh`.
+/// Asks a key set refresher to stop publishing its retained keys now; it answers, once
+/// the published copy (and its snapshot) no longer holds them, with their `kid`s.
+pub type DropRequest = oneshot::Sender<Result<Vec<Option<String>>, DropRefused>>;
+
+/// The way to one issuer's refreshers, for `POST /admin/refresh` and
+/// `POST /admin/drop-retained`.
 #[derive(Clone, Debug)]
 pub struct RefreshControl {
     pub name: String,
     pub discovery: mpsc::Sender<RefreshRequest>,
     pub jwks: mpsc::Sender<RefreshRequest>,
+    pub drop_retained: mpsc::Sender<DropRequest>,
 }
 
 /// Starts both refreshers of every issuer. Dropping the set stops them; a fetch cut short
@@ -66,13 +80,15 @@ pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshContro
     for issuer in issuers {
         let (discovery, discovery_requests) = mpsc::channel(4);
         let (jwks, jwks_requests) = mpsc::channel(4);
+        let (drop_retained, drop_requests) = mpsc::channel(4);
         controls.push(RefreshControl {
             name: issuer.issuer.name.clone(),
             discovery,
             jwks,
+            drop_retained,
         });
         set.spawn(issuer.clone().refresh_discovery(discovery_requests));
-        set.spawn(issuer.refresh_jwks(jwks_requests));
+        set.spawn(issuer.refresh_jwks(jwks_requests, drop_requests));
     }
     (set, controls)
 }
@@ -138,9 +154,11 @@ impl IssuerRefresh {
     }
 
     /// Puts the snapshots of this issuer's documents in the store; called before any
-    /// listener accepts. Unusable snapshots are logged and skipped, never fatal.
-    pub fn restore(&self) {
-        let Some(snapshots) = self.snapshots.as_ref() else {
+    /// listener accepts. Unusable snapshots are logged and skipped, never fatal. The key
+    /// set is rebuilt from its saved history first: withdrawn keys and retained keys
+    /// whose time is up are not served even once.
+    pub fn restore(&mut self) {
+        let Some(snapshots) = self.snapshots.clone() else {
             return;
         };
         for kind in [DocKind::Discovery, DocKind::Jwks] {
@@ -165,9 +183,7 @@ impl IssuerRefresh {
                             self.router.claim(self.index, Arc::new(doc), &self.store)
                         })
                 }
-                DocKind::Jwks => jwks_document(snapshot.body.clone(), snapshot.fetched_at, &self.policy)
-                    .map(|doc| self.store.put(self.id(kind), Arc::new(doc)))
-                    .map_err(|e| e.to_string()),
+                DocKind::Jwks => self.restore_jwks(&snapshot),
             };
             match stored {
                 Ok(()) => {
@@ -185,6 +201,89 @@ impl IssuerRefresh {
         }
     }
 
+    fn new_retention(&self) -> KeyRetention {
+        KeyRetention::new(self.keep_removed_keys, self.key_cap, &self.issuer.withdrawn_kids)
+    }
+
+    /// Restores the key history saved with the key set, and serves what it leaves.
+    fn restore_jwks(&mut self, snapshot: &crate::snapshot::Snapshot) -> Result<(), String> {
+        let mut retention = self.new_retention();
+        let events = retention.restore(
+            &snapshot.body,
+            snapshot.fetched_at,
+            snapshot.keys.as_deref(),
+            SystemTime::now(),
+        );
+        let Some(body) = retention.body() else {
+            self.note_keys(&retention, &events);
+            self.restored_keys = Some(retention);
+            return Err("every key in it is withdrawn or has expired: nothing to publish".to_owned());
+        };
+        let doc = jwks_document(body, snapshot.fetched_at, &self.policy).map_err(|e| e.to_string())?;
+        self.store.put(self.id(DocKind::Jwks), Arc::new(doc));
+        self.note_keys(&retention, &events);
+        self.restored_keys = Some(retention);
+        Ok(())
+    }
+
+    /// Logs and counts each change to the keys, and shows their history to the admin side.
+    fn note_keys(&self, retention: &KeyRetention, events: &[KeyEvent]) {
+        for event in events {
+            event.log(&self.issuer.name);
+            self.metrics.key_event(self.index, event.as_str());
+        }
+        self.keys.set(self.index, retention.summary());
+    }
+
+    /// Publishes the key set again after retained keys left it between fetches (a timer,
+    /// or `POST /admin/drop-retained`): same upstream copy, same fetch time.
+    async fn republish(&self, retention: &KeyRetention, events: &[KeyEvent], snapshot_failing: &mut bool) {
+        self.note_keys(retention, events);
+        let id = self.id(DocKind::Jwks);
+        let Some(current) = self.store.get(id) else {
+            return;
+        };
+        match retention.body() {
+            Some(body) => {
+                let doc = Document::new(DocKind::Jwks, body.clone(), current.fetched_at, None, &self.policy);
+                self.store.put(id, Arc::new(doc));
+                self.save_snapshot(
+                    DocKind::Jwks,
+                    body,
+                    current.fetched_at,
+                    Some(retention.saved()),
+                    snapshot_failing,
+                )
+                .await;
+            }
+            None => {
+                // Only withdrawn keys upstream, and the last retained one just expired.
+                self.store.clear(id);
+                warn!(issuer = %self.issuer.name, "key set no longer served: every key is withdrawn or has expired");
+            }
+        }
+    }
+
+    /// Answers `POST /admin/drop-retained` once the published copy no longer holds them.
+    async fn drop_retained(&self, retention: &mut KeyRetention, reply: DropRequest, snapshot_failing: &mut bool) {
+        let outcome = retention.drop_retained();
+        if let Ok(events) = &outcome {
+            if !events.is_empty() {
+                self.republish(retention, events, snapshot_failing).await;
+            }
+        }
+        let dropped = outcome.map(|events| {
+            events
+                .into_iter()
+                .filter_map(|e| match e {
+                    KeyEvent::Expired { kid, .. } => Some(kid),
+                    _ => None,
+                })
+                .collect()
+        });
+        let _ = reply.send(dropped);
+    }
+
     /// Runs one fetch and counts its outcome and duration.
     async fn measured<T>(
         &self,
@@ -198,20 +297,42 @@ impl IssuerRefresh {
         result
     }
 
-    /// Records the success of a document just stored and writes its snapshot.
-    async fn accept(&self, doc: &Document, snapshot_body: Bytes, snapshot_failing: &mut bool) {
+    /// Records the success of a document just stored and writes its snapshot (a key
+    /// set's with its keys' history).
+    async fn accept(
+        &self,
+        doc: &Document,
+        snapshot_body: Bytes,
+        keys: Option<Vec<SavedKey>>,
+        snapshot_failing: &mut bool,
+    ) {
         let id = self.id(doc.kind);
         let fetched_at = doc.fetched_at;
         if self.health.success(id, fetched_at) == Transition::Recovered {
             info!(issuer = %self.issuer.name, document = id.kind.as_str(), "upstream recovered");
         }
         debug!(issuer = %self.issuer.name, document = id.kind.as_str(), bytes = doc.body.len(), "refreshed");
+        self.save_snapshot(id.kind, snapshot_body, fetched_at, keys, snapshot_failing)
+            .await;
+    }
+
+    /// Writes a document's snapshot; logs the first failure of a series.
+    async fn save_snapshot(
+        &self,
+        kind: DocKind,
+        body: Bytes,
+        fetched_at: SystemTime,
+        keys: Option<Vec<SavedKey>>,
+        snapshot_failing: &mut bool,
+    ) {
         let Some(snapshots) = self.snapshots.clone() else {
             return;
         };
         let issuer = self.issuer.clone();
+        let id = self.id(kind);
         let saved =
-            tokio::task::spawn_blocking(move || snapshots.save(&issuer, id.kind, &snapshot_body, fetched_at)).await;
+            tokio::task::spawn_blocking(move || snapshots.save(&issuer, id.kind, &body, fetched_at, keys.as_deref()))
+                .await;
         match saved {
             Ok(Ok(())) => *snapshot_failing = false,
             Ok(Err(err)) if !*snapshot_failing => {
@@ -302,7 +423,7 @@ impl IssuerRefresh {
                         }
                         last_target = doc.jwks.clone();
                     }
-                    self.accept(&doc, body, &mut snapshot_failing).await;
+                    self.accept(&doc, body, None, &mut snapshot_failing).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
@@ -336,13 +457,14 @@ impl IssuerRefresh {
         }
     }
 
-    async fn refresh_jwks(self, mut requests: mpsc::Receiver<RefreshRequest>) {
+    async fn refresh_jwks(
+        mut self,
+        mut requests: mpsc::Receiver<RefreshRequest>,
+        mut drops: mpsc::Receiver<DropRequest>,
+    ) {
         let mut discovery = self.store.changes(self.id(DocKind::Discovery));
         let mut backoff = Backoff::new(self.policy.refresh);
-        let mut retention = KeyRetention::new(self.keep_removed_keys);
-        if let Some(current) = self.store.get(self.id(DocKind::Jwks)) {
-            retention.seed(&current.body);
-        }
+        let mut retention = self.restored_keys.take().unwrap_or_else(|| self.new_retention());
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
         loop {
@@ -351,7 +473,10 @@ impl IssuerRefresh {
                 .measured(DocKind::Jwks, async {
                     let body = self.fetcher.get(&url).await?;
                     check_jwks(&body).map_err(FetchError::Invalid)?;
-                    Ok::<_, FetchError>(body)
+                    // Validated; retention only adds keys that were valid before.
+                    let now = SystemTime::now();
+                    let (published, events) = retention.publish(body, now).map_err(FetchError::Unpublishable)?;
+                    Ok::<_, FetchError>((published, events, now))
                 })
                 .await;
             // Whatever its outcome, this fetch answers every request until one more
@@ -363,18 +488,22 @@ impl IssuerRefresh {
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
-                Ok(upstream) => {
-                    let now = SystemTime::now();
-                    // Validated above; retention only appends keys that were valid before.
-                    let published = retention.publish(upstream, now);
+                Ok((published, events, now)) => {
                     let doc = Arc::new(Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy));
                     self.store.put(self.id(DocKind::Jwks), doc.clone());
-                    self.accept(&doc, published, &mut snapshot_failing).await;
+                    self.note_keys(&retention, &events);
+                    self.accept(&doc, published, Some(retention.saved()), &mut snapshot_failing)
+                        .await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
                     self.reject(DocKind::Jwks, &url, &err);
+                    // Retention timers run while the upstream fails, too.
+                    let expired = retention.expire(SystemTime::now());
+                    if !expired.is_empty() {
+                        self.republish(&retention, &expired, &mut snapshot_failing).await;
+                    }
                     backoff.next_delay()
                 }
             };
@@ -397,6 +526,8 @@ impl IssuerRefresh {
                             break;
                         }
                     }
+                    // Answered at once, without a fetch; the sleep goes on.
+                    Some(request) = drops.recv() => self.drop_retained(&mut retention, request, &mut snapshot_failing).await,
                     changed = discovery.changed() => {
                         if changed.is_err() {
                             (&mut sleep).await;

@@ -9,9 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::config::Issuer;
 use crate::document::DocKind;
 use crate::files::{self, write_atomically};
+use crate::rotation::SavedKey;
 use crate::timestamp;
 
-const FORMAT: u32 = 1;
+/// Format 1: the document alone. Format 2: a key set with its keys' history (first
+/// seen, last seen upstream, removal time of retained keys, withdrawn), so that a
+/// restart keeps every retention timer running. A reader of format 1 only would take
+/// retained keys for current ones, so it must refuse format 2, and does.
+const FORMAT_DOCUMENT: u32 = 1;
+const FORMAT_WITH_KEYS: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -50,6 +56,10 @@ struct Envelope {
     /// The upstream discovery document (rewritten again at load, under the current
     /// config), or the published key set.
     body: String,
+    /// Format 2, key sets: the history of every key the body holds, and of withdrawn
+    /// keys the upstream listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<SavedKey>>,
 }
 
 /// A snapshot read back from disk.
@@ -57,6 +67,8 @@ struct Envelope {
 pub struct Snapshot {
     pub body: Bytes,
     pub fetched_at: SystemTime,
+    /// The keys' history, for a key set saved with one (format 2).
+    pub keys: Option<Vec<SavedKey>>,
 }
 
 /// The `cache.state_dir` directory. Each file has exactly one writer: the refresher of
@@ -101,16 +113,22 @@ impl Snapshots {
         kind: DocKind,
         body: &[u8],
         fetched_at: SystemTime,
+        keys: Option<&[SavedKey]>,
     ) -> Result<(), SnapshotError> {
         let path = self.path(issuer, kind);
         let envelope = Envelope {
-            format: FORMAT,
+            format: if keys.is_some() {
+                FORMAT_WITH_KEYS
+            } else {
+                FORMAT_DOCUMENT
+            },
             kind: kind.as_str().to_owned(),
             issuer: issuer.public_url.clone(),
             upstream: issuer.upstream.to_string(),
             fetched_at_unix_ms: timestamp::unix_millis(fetched_at),
             // Validated documents are JSON, hence UTF-8.
             body: String::from_utf8_lossy(body).into_owned(),
+            keys: keys.map(<[SavedKey]>::to_vec),
         };
         let bytes = serde_json::to_vec(&envelope).expect("an envelope always serialises");
         write_atomically(&path, &bytes, false).map_err(|source| SnapshotError::Write {
@@ -137,7 +155,7 @@ impl Snapshots {
             path: path.clone(),
             source,
         })?;
-        let mismatch = if envelope.format != FORMAT {
+        let mismatch = if envelope.format != FORMAT_DOCUMENT && envelope.format != FORMAT_WITH_KEYS {
             Some("format")
         } else if envelope.kind != kind.as_str() {
             Some("kind")
@@ -156,6 +174,7 @@ impl Snapshots {
             body: Bytes::from(envelope.body),
             // A clock that was ahead when writing must not make the copy look new forever.
             fetched_at: fetched_at.min(now),
+            keys: envelope.keys.filter(|_| kind == DocKind::Jwks),
         }))
     }
 }
@@ -189,13 +208,13 @@ mod tests {
 
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         snapshots
-            .save(&issuers[0], DocKind::Jwks, br#"{"keys":[{"kty":"EC"}]}"#, at)
+            .save(&issuers[0], DocKind::Jwks, br#"{"keys":[{"kty":"EC"}]}"#, at, None)
             .unwrap();
         let back = snapshots.load(&issuers[0], DocKind::Jwks).unwrap().unwrap();
         assert_eq!(&back.body[..], br#"{"keys":[{"kty":"EC"}]}"#);
         assert_eq!(back.fetched_at, at);
         // Overwriting leaves no temporary file behind.
-        snapshots.save(&issuers[0], DocKind::Jwks, b"{}", at).unwrap();
+        snapshots.save(&issuers[0], DocKind::Jwks, b"{}", at, None).unwrap();
         assert_eq!(fs::read_dir(dir.path().join("state")).unwrap().count(), 1);
 
         // Another issuer's file under this issuer's name is refused.
@@ -213,6 +232,49 @@ mod tests {
         fs::write(snapshots.path(&issuers[0], DocKind::Discovery), b"\0garbage").unwrap();
         let err = snapshots.load(&issuers[0], DocKind::Discovery).unwrap_err();
         assert!(matches!(err, SnapshotError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_set_keeps_its_keys_history_and_old_snapshots_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = Snapshots::open(dir.path()).unwrap();
+        let issuer = &issuers()[0];
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let keys = vec![SavedKey {
+            id: "kid:old".into(),
+            kty: Some("RSA".into()),
+            first_seen_unix_ms: 1_600_000_000_000,
+            last_seen_upstream_unix_ms: 1_650_000_000_000,
+            removed_at_unix_ms: Some(1_650_000_001_000),
+            withdrawn: false,
+        }];
+        let body = br#"{"keys":[{"kty":"RSA","kid":"old"}]}"#;
+        snapshots.save(issuer, DocKind::Jwks, body, at, Some(&keys)).unwrap();
+        let path = snapshots.path(issuer, DocKind::Jwks);
+        let written: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written["format"], 2);
+        let back = snapshots.load(issuer, DocKind::Jwks).unwrap().unwrap();
+        assert_eq!(back.keys.as_deref(), Some(&keys[..]));
+        assert_eq!(&back.body[..], body);
+
+        // Format 1 (written before the history was kept) loads, without history.
+        fs::write(&path, envelope_with_fetched_at("1700000000000")).unwrap();
+        let old = snapshots.load(issuer, DocKind::Jwks).unwrap().unwrap();
+        assert!(old.keys.is_none());
+        // A format this build does not know is refused.
+        fs::write(
+            &path,
+            envelope_with_fetched_at("1700000000000").replace("\"format\":1", "\"format\":3"),
+        )
+        .unwrap();
+        let err = snapshots.load(issuer, DocKind::Jwks).unwrap_err();
+        assert!(matches!(err, SnapshotError::Mismatch { what: "format", .. }), "{err}");
+        // Discovery snapshots stay format 1.
+        snapshots.save(issuer, DocKind::Discovery, b"{}", at, None).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&fs::read(snapshots.path(issuer, DocKind::Discovery)).unwrap()).unwrap();
+        assert_eq!(written["format"], 1);
+        assert!(written.get("keys").is_none());
     }
 
     /// A snapshot of `issuers()[0]`'s key set whose `fetched_at_unix_ms` is `raw` JSON.
@@ -242,7 +304,7 @@ mod tests {
 
         // Saving replaces the link; the file it pointed to is untouched.
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
-        snapshots.save(&issuers()[0], DocKind::Jwks, b"{}", at).unwrap();
+        snapshots.save(&issuers()[0], DocKind::Jwks, b"{}", at, None).unwrap();
         assert!(fs::symlink_metadata(&path).unwrap().is_file());
         assert_eq!(
             fs::read_to_string(&outside).unwrap(),

@@ -106,6 +106,14 @@ impl DocumentStore {
         slot.current.store(Some(doc));
         slot.changed.send_modify(|version| *version = version.wrapping_add(1));
     }
+
+    /// Takes the copy away: a key set whose every key has been withdrawn or has expired
+    /// must not be served at all. Only the document's refresher calls this.
+    pub fn clear(&self, id: DocId) {
+        let slot = &self.slots[id.slot()];
+        slot.current.store(None);
+        slot.changed.send_modify(|version| *version = version.wrapping_add(1));
+    }
 }
 
 #[cfg(test)]

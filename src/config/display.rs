@@ -102,6 +102,9 @@ impl fmt::Display for Config {
             if let Some(host) = &issuer.upstream_host {
                 writeln!(f, "upstream_host = {host:?}")?;
             }
+            if !issuer.withdrawn_kids.is_empty() {
+                writeln!(f, "withdrawn_kids = {:?}", issuer.withdrawn_kids)?;
+            }
         }
         Ok(())
     }

@@ -130,8 +130,8 @@ pub struct Tls {
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub listen: SocketAddr,
-    /// Holds the bearer token that `POST /admin/refresh` requires; without it, admin
-    /// actions are off (404).
+    /// Holds the bearer token that admin actions (`POST /admin/refresh`,
+    /// `POST /admin/drop-retained`) require; without it, they are off (404).
     pub token_file: Option<PathBuf>,
     /// What `/readyz` (without `?issuer=`) requires after start-up.
     pub readiness: Readiness,
@@ -202,6 +202,9 @@ pub struct Issuer {
     pub upstream_host: Option<String>,
     /// The operator accepted that the bearer token crosses the network in clear text.
     pub upstream_bearer_token_over_http: bool,
+    /// `kid`s never published, whatever the upstream or a snapshot holds (a withdrawn,
+    /// perhaps compromised key); the same list on every replica.
+    pub withdrawn_kids: Vec<String>,
 }
 
 impl Issuer {

@@ -106,4 +106,5 @@ pub struct RawIssuer {
     pub upstream_bearer_token_file: Option<String>,
     pub upstream_bearer_token_over_http: Option<bool>,
     pub upstream_host: Option<String>,
+    pub withdrawn_kids: Option<Vec<String>>,
 }

@@ -235,6 +235,15 @@ fn issuer_errors_name_the_key_and_quote_the_value() {
             "issuer[0].upstream_bearer_token_file = \"\"",
         ),
         ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nupstrem_ca = \"x\"", "unknown field `upstrem_ca`"),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"http://x\"\nwithdrawn_kids = [\"a\", \"\"]",
+            "issuer[0].withdrawn_kids[1] = \"\": a key id (`kid`) is required",
+        ),
+        (
+            "public_url = \"https://a.example\"\nupstream = \"http://x\"\nwithdrawn_kids = [\"a\", \"a\"]",
+            "issuer[0].withdrawn_kids[1] = \"a\": is listed twice",
+        ),
+        ("public_url = \"https://a.example\"\nupstream = \"http://x\"\nwithdrawn_kids = \"a\"", "withdrawn_kids"),
     ];
     for (issuer, expected) in cases {
         let msg = error_of(&with("", "", issuer));
@@ -396,8 +405,11 @@ fn effective_config_round_trips_through_the_validator() {
     let text = "[server]\nlisten_plain = \"127.0.0.1:8080\"\ndeadline = \"1500ms\"\n\
         [cache]\nstate_dir = \"/var/lib/jwks-edge\"\n\
         [[issuer]]\npublic_url = \"https://oidc.k8s.example.com\"\nupstream = \"https://kubernetes.default.svc\"\n\
-        public_jwks_path = \"/openid/v1/jwks\"\nupstream_jwks_url = \"https://kubernetes.default.svc/openid/v1/jwks\"\nupstream_ca = \"/ca.pem\"\n";
+        public_jwks_path = \"/openid/v1/jwks\"\nupstream_jwks_url = \"https://kubernetes.default.svc/openid/v1/jwks\"\nupstream_ca = \"/ca.pem\"\n\
+        withdrawn_kids = [\"2024-rotated\", \"leaked key\"]\n";
     let config = load(text).unwrap();
+    assert_eq!(config.issuers[0].withdrawn_kids, ["2024-rotated", "leaked key"]);
+    assert!(load(MINIMAL).unwrap().issuers[0].withdrawn_kids.is_empty());
     let rendered = config.to_string();
     let again = load(&rendered).unwrap_or_else(|e| panic!("{e}\n{rendered}"));
     assert_eq!(again.to_string(), rendered);

@@ -604,6 +604,17 @@ pub(super) fn validate_issuer(
         }
         None => None,
     };
+    let mut withdrawn_kids: Vec<String> = Vec::new();
+    for (j, kid) in raw.withdrawn_kids.unwrap_or_default().into_iter().enumerate() {
+        let key = key(&format!("withdrawn_kids[{j}]"));
+        if kid.is_empty() {
+            return Err(invalid(key, kid, "a key id (`kid`) is required"));
+        }
+        if withdrawn_kids.contains(&kid) {
+            return Err(invalid(key, kid, "is listed twice"));
+        }
+        withdrawn_kids.push(kid);
+    }
     let name = match raw.name {
         Some(name) if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) => {
             return Err(invalid(key("name"), name, "must be non-empty, without spaces"))
@@ -623,5 +634,6 @@ pub(super) fn validate_issuer(
         upstream_bearer_token_file,
         upstream_host,
         upstream_bearer_token_over_http,
+        withdrawn_kids,
     })
 }

@@ -60,14 +60,14 @@ fn parse_metrics(text: &str) -> HashMap<String, f64> {
     samples
 }
 
-async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
+pub(crate) async fn metrics(admin: SocketAddr) -> HashMap<String, f64> {
     let reply = get(admin, &Transport::Plain, "localhost", "/metrics").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
     parse_metrics(std::str::from_utf8(&reply.body).unwrap())
 }
 
-fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
+pub(crate) fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
     samples.get(series).copied().unwrap_or(0.0)
 }
 
@@ -172,7 +172,7 @@ async fn certificate_expiry_and_handshake_failures_are_exported() {
     );
 }
 
-async fn post(admin: SocketAddr, path: &str, token: Option<&str>) -> Reply {
+pub(crate) async fn post(admin: SocketAddr, path: &str, token: Option<&str>) -> Reply {
     let mut conn = Conn::open(admin, &Transport::Plain).await;
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
