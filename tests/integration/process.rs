@@ -278,6 +278,7 @@ async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let discovery = "/realms/prod/.well-known/openid-configuration";
     until_served(serve.addr("plain"), "auth.example.com", discovery).await;
+    until_served(serve.addr("plain"), "auth.example.com", "/realms/prod/certs").await;
 
     let reply = get(serve.addr("plain"), &Transport::Plain, "auth.example.com", discovery).await;
     let document = reply.json();
