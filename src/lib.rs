@@ -11,6 +11,7 @@
 //!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
 //! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
+//!          keyset::KeySetRules (key_hygiene, key_policy, prepublished keys) then
 //!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
 //! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
 //!          POST /admin/refresh, on the admin listener
@@ -37,8 +38,12 @@ pub mod fake_idp;
 pub mod fetch;
 pub mod files;
 pub mod health;
+pub mod key_hygiene;
+pub mod key_policy;
+pub mod keyset;
 pub mod log_sink;
 pub mod metrics;
+pub mod prepublished;
 pub mod refresh;
 pub mod response;
 pub mod rewrite;

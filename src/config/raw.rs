@@ -89,6 +89,9 @@ pub struct RawCache {
     pub keep_removed_keys: Option<String>,
     pub max_document_bytes: Option<i64>,
     pub state_dir: Option<String>,
+    pub max_rsa_keys: Option<i64>,
+    pub max_ec_keys: Option<i64>,
+    pub max_keys: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,4 +108,8 @@ pub struct RawIssuer {
     pub upstream_bearer_token_file: Option<String>,
     pub upstream_bearer_token_over_http: Option<bool>,
     pub upstream_host: Option<String>,
+    pub publish_keys: Option<String>,
+    pub fill_key_use: Option<bool>,
+    pub fill_key_alg: Option<bool>,
+    pub prepublished_jwks_file: Option<String>,
 }
