@@ -19,7 +19,9 @@ use crate::config::{AcmeChallenge, Config};
 use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
+use crate::keyset::KeySetRules;
 use crate::metrics::Metrics;
+use crate::prepublished::PrepublishedError;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::routes::Router;
 use crate::server::{serve, Endpoint};
@@ -48,6 +50,13 @@ pub enum StartError {
     },
     #[error("cannot set up ACME certificates")]
     Acme(#[source] AcmeError),
+    #[error("cannot use issuer[{index}].prepublished_jwks_file (issuer {issuer:?})")]
+    Prepublished {
+        index: usize,
+        issuer: String,
+        #[source]
+        source: PrepublishedError,
+    },
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
 }
@@ -163,6 +172,13 @@ impl App {
                         source,
                     }
                 })?;
+                let keys = KeySetRules::new(issuer, config.cache.key_cap, config.cache.max_document_bytes).map_err(
+                    |source| StartError::Prepublished {
+                        index,
+                        issuer: issuer.name.clone(),
+                        source,
+                    },
+                )?;
                 Ok(IssuerRefresh {
                     index,
                     issuer: Arc::new(issuer.clone()),
@@ -185,6 +201,7 @@ impl App {
                     snapshots: snapshots.clone(),
                     policy,
                     keep_removed_keys: config.cache.keep_removed_keys,
+                    keys: Arc::new(keys),
                     metrics: metrics.clone(),
                 })
             })

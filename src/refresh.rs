@@ -14,13 +14,14 @@ use crate::document::{CachePolicy, DocKind, Document, Freshness};
 use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
+use crate::keyset::KeySetRules;
 use crate::metrics::Metrics;
 use crate::rewrite::rewrite_discovery;
 use crate::rotation::KeyRetention;
 use crate::routes::Router;
 use crate::snapshot::Snapshots;
 use crate::store::{DocId, DocumentStore};
-use crate::validate::{check_jwks, ValidationError};
+use crate::validate::ValidationError;
 
 /// First retry delay after a failed fetch; doubles up to the refresh period.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -39,6 +40,8 @@ pub struct IssuerRefresh {
     pub snapshots: Option<Snapshots>,
     pub policy: CachePolicy,
     pub keep_removed_keys: Duration,
+    /// Hygiene, key policy and pre-published keys, between the fetch and retention.
+    pub keys: Arc<KeySetRules>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -119,9 +122,16 @@ fn discovery_document(
     Ok((doc, public.issuer))
 }
 
-/// The public key set document for a key set read back from a snapshot.
-fn jwks_document(body: Bytes, fetched_at: SystemTime, policy: &CachePolicy) -> Result<Document, ValidationError> {
-    check_jwks(&body)?;
+/// The public key set document for a key set read back from a snapshot: checked and
+/// shaped by `keys` again, since the file or the rules may have changed since.
+fn jwks_document(
+    body: Bytes,
+    fetched_at: SystemTime,
+    policy: &CachePolicy,
+    keys: &KeySetRules,
+    discovery: Option<&[u8]>,
+) -> Result<Document, ValidationError> {
+    let body = keys.build(body, discovery)?;
     Ok(Document::new(DocKind::Jwks, body, fetched_at, None, policy))
 }
 
@@ -161,9 +171,19 @@ impl IssuerRefresh {
                             self.router.claim(self.index, Arc::new(doc), &self.store)
                         })
                 }
-                DocKind::Jwks => jwks_document(snapshot.body.clone(), snapshot.fetched_at, &self.policy)
+                DocKind::Jwks => {
+                    let discovery = self.store.get(self.id(DocKind::Discovery));
+                    let discovery = discovery.as_ref().map(|d| &d.body[..]);
+                    jwks_document(
+                        snapshot.body.clone(),
+                        snapshot.fetched_at,
+                        &self.policy,
+                        &self.keys,
+                        discovery,
+                    )
                     .map(|doc| self.store.put(self.id(kind), Arc::new(doc)))
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| e.to_string())
+                }
             };
             match stored {
                 Ok(()) => {
@@ -346,7 +366,9 @@ impl IssuerRefresh {
             let fetched = self
                 .measured(DocKind::Jwks, async {
                     let body = self.fetcher.get(&url).await?;
-                    check_jwks(&body).map_err(FetchError::Invalid)?;
+                    let discovery = self.store.get(self.id(DocKind::Discovery));
+                    let discovery = discovery.as_ref().map(|d| &d.body[..]);
+                    let body = self.keys.prepare(body, discovery).await.map_err(FetchError::Invalid)?;
                     Ok::<_, FetchError>(body)
                 })
                 .await;
@@ -355,7 +377,7 @@ impl IssuerRefresh {
             let delay = match fetched {
                 Ok(upstream) => {
                     let now = SystemTime::now();
-                    // Validated above; retention only appends keys that were valid before.
+                    // Checked by `keys` above; retention only appends keys published before.
                     let published = retention.publish(upstream, now);
                     let doc = Arc::new(Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy));
                     self.store.put(self.id(DocKind::Jwks), doc.clone());

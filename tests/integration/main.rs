@@ -7,6 +7,7 @@ mod doctor;
 mod faults;
 mod files;
 mod hostile;
+mod hygiene;
 mod operations;
 mod pebble;
 mod process;
