@@ -10,9 +10,9 @@
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
 //!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
-//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
-//!          keyset::KeySetRules (key_hygiene, key_policy, prepublished keys) then
-//!          rotation::KeyRetention (key set) -> store.put, health record, snapshot to disk
+//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery), or
+//!          keyset::KeySetRules (key_hygiene, key_policy, prepublished) -> rotation::KeyRetention
+//!          (key set) -> store.put, health record, snapshot to disk
 //! admin    /healthz, /readyz (store + health::HealthBoard), /metrics (metrics::Metrics),
 //!          POST /admin/refresh, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
