@@ -20,10 +20,11 @@ use crate::document::CachePolicy;
 use crate::fetch::{Fetcher, UpstreamAccess};
 use crate::health::HealthBoard;
 use crate::key_board::KeyBoard;
+use crate::keyset::KeySetRules;
 use crate::metrics::Metrics;
+use crate::prepublished::PrepublishedError;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::revalidate::Revalidations;
-use crate::rotation::KeyCap;
 use crate::routes::Router;
 use crate::server::{serve, Endpoint};
 use crate::service::Proxy;
@@ -51,6 +52,13 @@ pub enum StartError {
     },
     #[error("cannot set up ACME certificates")]
     Acme(#[source] AcmeError),
+    #[error("cannot use issuer[{index}].prepublished_jwks_file (issuer {issuer:?})")]
+    Prepublished {
+        index: usize,
+        issuer: String,
+        #[source]
+        source: PrepublishedError,
+    },
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
 }
@@ -159,7 +167,7 @@ impl App {
             })?),
             None => None,
         };
-        let keys = Arc::new(KeyBoard::new(config.issuers.len()));
+        let key_board = Arc::new(KeyBoard::new(config.issuers.len()));
         let mut refreshers = config
             .issuers
             .iter()
@@ -175,6 +183,12 @@ impl App {
                         source,
                     }
                 })?;
+                let key_rules = KeySetRules::new(issuer, config.cache.key_cap, config.cache.max_document_bytes)
+                    .map_err(|source| StartError::Prepublished {
+                        index,
+                        issuer: issuer.name.clone(),
+                        source,
+                    })?;
                 Ok(IssuerRefresh {
                     index,
                     issuer: Arc::new(issuer.clone()),
@@ -197,9 +211,9 @@ impl App {
                     snapshots: snapshots.clone(),
                     policy,
                     keep_removed_keys: config.cache.keep_removed_keys,
-                    // AWS STS's limits until the key cap is configurable.
-                    key_cap: KeyCap::AWS,
-                    keys: keys.clone(),
+                    key_cap: config.cache.key_cap,
+                    key_rules: Arc::new(key_rules),
+                    key_board: key_board.clone(),
                     restored_keys: None,
                     metrics: metrics.clone(),
                     revalidation: revalidation.clone(),
@@ -213,7 +227,7 @@ impl App {
             store,
             router,
             health,
-            keys,
+            keys: key_board,
             metrics,
             policy,
             tls,

@@ -47,7 +47,8 @@ enum Command {
         config: PathBuf,
     },
     /// Load and validate a configuration, print the effective configuration, exit 2 on
-    /// error. Certificate and CA files are checked when present, warned about when absent.
+    /// error. Certificate, CA and pre-published key files are checked when present, warned
+    /// about when absent.
     CheckConfig {
         #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
         config: PathBuf,
@@ -232,6 +233,19 @@ fn check_config(path: PathBuf) -> Outcome {
         jwks_edge::tls::client_config(ca, client_auth).map_err(|err| (CONFIG_ERROR, err.into()))?;
         if let Some(token) = &issuer.upstream_bearer_token_file {
             present(format!("issuer[{i}].upstream_bearer_token_file"), token);
+        }
+        let key = format!("issuer[{i}].prepublished_jwks_file");
+        if let Some(file) = issuer
+            .prepublished_jwks_file
+            .as_deref()
+            .filter(|f| present(key.clone(), f))
+        {
+            jwks_edge::prepublished::PrepublishedKeys::load(
+                file,
+                config.cache.max_document_bytes,
+                config.cache.key_cap,
+            )
+            .map_err(|err| (CONFIG_ERROR, anyhow::Error::new(err).context(key)))?;
         }
     }
     print!("{config}");

@@ -65,7 +65,7 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body(_) => "body",
             FetchError::Invalid(_) | FetchError::Unpublishable(Unpublishable::NotAKeySet) => "invalid",
-            FetchError::Unpublishable(Unpublishable::AllWithdrawn) => "withdrawn",
+            FetchError::Unpublishable(Unpublishable::AllWithdrawn | Unpublishable::NoSigningKeyLeft) => "withdrawn",
             FetchError::Token { .. } => "token",
             FetchError::RouteConflict(_) => "route_conflict",
         }

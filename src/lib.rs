@@ -12,10 +12,11 @@
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
 //!   -> access_log       one line per request, into log_sink (batched writes to stderr)
 //!
-//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery) or
-//!          rotation::KeyRetention (key set: withdrawn keys out, removed keys kept a while)
-//!          -> store.put, health record, key_board::KeyBoard, snapshot to disk;
-//!          on its period, on a failure's backoff, or early when poked by revalidate
+//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery), or
+//!          keyset::KeySetRules (key_hygiene, key_policy, prepublished) -> rotation::KeyRetention
+//!          (key set: withdrawn keys out, removed keys kept a while) -> store.put, health
+//!          record, key_board::KeyBoard, snapshot to disk; on its period, on a failure's
+//!          backoff, or early when poked by revalidate
 //! admin    /healthz, /readyz (store + health::HealthBoard + key_board), /metrics
 //!          (metrics::Metrics), POST /admin/refresh and /admin/drop-retained, on the admin listener
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
@@ -42,8 +43,12 @@ pub mod fetch;
 pub mod files;
 pub mod health;
 pub mod key_board;
+pub mod key_hygiene;
+pub mod key_policy;
+pub mod keyset;
 pub mod log_sink;
 pub mod metrics;
+pub mod prepublished;
 pub mod refresh;
 pub mod response;
 pub mod revalidate;

@@ -15,14 +15,16 @@ use crate::error_chain;
 use crate::fetch::{FetchError, Fetcher};
 use crate::health::{HealthBoard, Transition};
 use crate::key_board::KeyBoard;
+use crate::key_hygiene::KeyCap;
+use crate::keyset::KeySetRules;
 use crate::metrics::Metrics;
 use crate::revalidate::Revalidations;
 use crate::rewrite::rewrite_discovery;
-use crate::rotation::{DropRefused, KeyCap, KeyEvent, KeyRetention, SavedKey};
+use crate::rotation::{DropRefused, KeyEvent, KeyRetention, SavedKey};
 use crate::routes::Router;
 use crate::snapshot::Snapshots;
 use crate::store::{DocId, DocumentStore};
-use crate::validate::{check_jwks, ValidationError};
+use crate::validate::ValidationError;
 
 /// First retry delay after a failed fetch; doubles up to the refresh period.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -43,8 +45,10 @@ pub struct IssuerRefresh {
     pub keep_removed_keys: Duration,
     /// The most keys of each type retention may bring the published set to.
     pub key_cap: KeyCap,
+    /// Hygiene, key policy and pre-published keys, between the fetch and retention.
+    pub key_rules: Arc<KeySetRules>,
     /// Where the key set refresher shows its keys' history to the admin listener.
-    pub keys: Arc<KeyBoard>,
+    pub key_board: Arc<KeyBoard>,
     /// The key history `restore` read from the snapshot, for the key set refresher to
     /// go on from; `None` until then.
     pub restored_keys: Option<KeyRetention>,
@@ -139,9 +143,16 @@ fn discovery_document(
     Ok((doc, public.issuer))
 }
 
-/// The public key set document for a key set read back from a snapshot.
-fn jwks_document(body: Bytes, fetched_at: SystemTime, policy: &CachePolicy) -> Result<Document, ValidationError> {
-    check_jwks(&body)?;
+/// The public key set document for a key set read back from a snapshot: checked and
+/// shaped by `keys` again, since the file or the rules may have changed since.
+fn jwks_document(
+    body: Bytes,
+    fetched_at: SystemTime,
+    policy: &CachePolicy,
+    keys: &KeySetRules,
+    discovery: Option<&[u8]>,
+) -> Result<Document, ValidationError> {
+    let body = keys.build(body, discovery)?;
     Ok(Document::new(DocKind::Jwks, body, fetched_at, None, policy))
 }
 
@@ -219,7 +230,10 @@ impl IssuerRefresh {
             self.restored_keys = Some(retention);
             return Err("every key in it is withdrawn or has expired: nothing to publish".to_owned());
         };
-        let doc = jwks_document(body, snapshot.fetched_at, &self.policy).map_err(|e| e.to_string())?;
+        let discovery = self.store.get(self.id(DocKind::Discovery));
+        let discovery = discovery.as_ref().map(|d| &d.body[..]);
+        let doc = jwks_document(body, snapshot.fetched_at, &self.policy, &self.key_rules, discovery)
+            .map_err(|e| e.to_string())?;
         self.store.put(self.id(DocKind::Jwks), Arc::new(doc));
         self.note_keys(&retention, &events);
         self.restored_keys = Some(retention);
@@ -232,7 +246,7 @@ impl IssuerRefresh {
             event.log(&self.issuer.name);
             self.metrics.key_event(self.index, event.as_str());
         }
-        self.keys.set(self.index, retention.summary());
+        self.key_board.set(self.index, retention.summary());
     }
 
     /// Publishes the key set again after retained keys left it between fetches (a timer,
@@ -472,8 +486,14 @@ impl IssuerRefresh {
             let fetched = self
                 .measured(DocKind::Jwks, async {
                     let body = self.fetcher.get(&url).await?;
-                    check_jwks(&body).map_err(FetchError::Invalid)?;
-                    // Validated; retention only adds keys that were valid before.
+                    let discovery = self.store.get(self.id(DocKind::Discovery));
+                    let discovery = discovery.as_ref().map(|d| &d.body[..]);
+                    let body = self
+                        .key_rules
+                        .prepare(body, discovery)
+                        .await
+                        .map_err(FetchError::Invalid)?;
+                    // Checked above; retention only adds keys that were published before.
                     let now = SystemTime::now();
                     let (published, events) = retention.publish(body, now).map_err(FetchError::Unpublishable)?;
                     Ok::<_, FetchError>((published, events, now))

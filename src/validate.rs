@@ -22,6 +22,9 @@ pub enum ValidationError {
     NoKeys,
     #[error("keys[{0}] is not an object with a string `kty`")]
     BadKey(usize),
+    /// A well-formed key set that breaks a hygiene rule (see `key_hygiene`).
+    #[error(transparent)]
+    Keys(#[from] crate::key_hygiene::KeyError),
 }
 
 impl ValidationError {
@@ -34,6 +37,7 @@ impl ValidationError {
             ValidationError::NotString(_) => "bad_field",
             ValidationError::NotUrl { .. } => "bad_field",
             ValidationError::KeysNotArray | ValidationError::NoKeys | ValidationError::BadKey(_) => "bad_keys",
+            ValidationError::Keys(err) => err.as_str(),
         }
     }
 }

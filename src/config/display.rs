@@ -67,6 +67,11 @@ impl fmt::Display for Config {
         writeln!(f, "keep_removed_keys = \"{}\"", dur(c.keep_removed_keys))?;
         writeln!(f, "revalidate_after = \"{}\"", dur(c.revalidate_after))?;
         writeln!(f, "max_document_bytes = {}", c.max_document_bytes)?;
+        writeln!(f, "max_rsa_keys = {}", c.key_cap.rsa)?;
+        writeln!(f, "max_ec_keys = {}", c.key_cap.ec)?;
+        if let Some(total) = c.key_cap.total {
+            writeln!(f, "max_keys = {total}")?;
+        }
         if let Some(dir) = &c.state_dir {
             writeln!(f, "state_dir = {:?}", dir.display().to_string())?;
         }
@@ -104,6 +109,13 @@ impl fmt::Display for Config {
             }
             if !issuer.withdrawn_kids.is_empty() {
                 writeln!(f, "withdrawn_kids = {:?}", issuer.withdrawn_kids)?;
+            }
+            let keys = &issuer.key_policy;
+            writeln!(f, "publish_keys = {:?}", keys.publish.as_str())?;
+            writeln!(f, "fill_key_use = {}", keys.fill_use)?;
+            writeln!(f, "fill_key_alg = {}", keys.fill_alg)?;
+            if let Some(file) = &issuer.prepublished_jwks_file {
+                writeln!(f, "prepublished_jwks_file = {:?}", file.display().to_string())?;
             }
         }
         Ok(())

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
+use crate::key_hygiene::KeyCap;
+use crate::key_policy::KeyPolicy;
 use crate::server::Limits;
 use collisions::validate_routes;
 use raw::RawConfig;
@@ -178,6 +180,8 @@ pub struct Cache {
     pub revalidate_after: Duration,
     pub max_document_bytes: usize,
     pub state_dir: Option<PathBuf>,
+    /// `max_rsa_keys`, `max_ec_keys`, `max_keys`: the most keys a published set holds.
+    pub key_cap: KeyCap,
 }
 
 #[derive(Clone, Debug)]
@@ -205,6 +209,10 @@ pub struct Issuer {
     /// `kid`s never published, whatever the upstream or a snapshot holds (a withdrawn,
     /// perhaps compromised key); the same list on every replica.
     pub withdrawn_kids: Vec<String>,
+    /// `publish_keys`, `fill_key_use`, `fill_key_alg`.
+    pub key_policy: KeyPolicy,
+    /// A JWKS file whose keys are published beside the upstream's (read by `App::new`).
+    pub prepublished_jwks_file: Option<PathBuf>,
 }
 
 impl Issuer {

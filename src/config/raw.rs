@@ -90,6 +90,9 @@ pub struct RawCache {
     pub revalidate_after: Option<String>,
     pub max_document_bytes: Option<i64>,
     pub state_dir: Option<String>,
+    pub max_rsa_keys: Option<i64>,
+    pub max_ec_keys: Option<i64>,
+    pub max_keys: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,4 +110,8 @@ pub struct RawIssuer {
     pub upstream_bearer_token_over_http: Option<bool>,
     pub upstream_host: Option<String>,
     pub withdrawn_kids: Option<Vec<String>>,
+    pub publish_keys: Option<String>,
+    pub fill_key_use: Option<bool>,
+    pub fill_key_alg: Option<bool>,
+    pub prepublished_jwks_file: Option<String>,
 }

@@ -10,6 +10,8 @@ use super::{
     STS_TIMEOUT,
 };
 use crate::base_url::BaseUrl;
+use crate::key_hygiene::KeyCap;
+use crate::key_policy::{KeyPolicy, PublishKeys};
 use crate::server::Limits;
 
 pub(super) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -435,6 +437,15 @@ pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -
         }
     };
     let revalidate_after = validate_revalidate_after(raw.revalidate_after.as_deref())?;
+    let defaults = KeyCap::default();
+    let key_cap = KeyCap {
+        rsa: parse_count("cache.max_rsa_keys", raw.max_rsa_keys, defaults.rsa, 1..=MAX_KEYS)?,
+        ec: parse_count("cache.max_ec_keys", raw.max_ec_keys, defaults.ec, 1..=MAX_KEYS)?,
+        total: raw
+            .max_keys
+            .map(|n| parse_count("cache.max_keys", Some(n), 0, 1..=MAX_KEYS))
+            .transpose()?,
+    };
     Ok(Cache {
         max_age: parse_duration("cache.max_age", raw.max_age.as_deref(), "5m")?,
         refresh,
@@ -444,6 +455,7 @@ pub(super) fn validate_cache(raw: RawCache, resolve: &dyn Fn(&str) -> PathBuf) -
         revalidate_after,
         max_document_bytes,
         state_dir,
+        key_cap,
     })
 }
 
@@ -465,6 +477,9 @@ fn validate_revalidate_after(value: Option<&str>) -> Result<Duration, ConfigErro
     }
     at_most_max(KEY, value, duration)
 }
+/// Highest key cap accepted: far above what any relying party takes, low enough that a
+/// typo (an extra zero or three) is caught.
+const MAX_KEYS: usize = 10_000;
 
 pub(super) fn validate_issuer(
     i: usize,
@@ -615,6 +630,33 @@ pub(super) fn validate_issuer(
         }
         withdrawn_kids.push(kid);
     }
+    let publish = match raw.publish_keys.as_deref() {
+        None | Some("all") => PublishKeys::All,
+        Some("signing") => PublishKeys::Signing,
+        Some(other) => {
+            return Err(invalid(
+                key("publish_keys"),
+                other,
+                "expected \"all\" (every key, the default) or \"signing\" (drop encryption keys, `use: enc`)",
+            ))
+        }
+    };
+    let key_policy = KeyPolicy {
+        publish,
+        fill_use: raw.fill_key_use.unwrap_or(false),
+        fill_alg: raw.fill_key_alg.unwrap_or(false),
+    };
+    let prepublished_jwks_file = match raw.prepublished_jwks_file.as_deref() {
+        Some("") => {
+            return Err(invalid(
+                key("prepublished_jwks_file"),
+                "",
+                "a JWKS file path is required",
+            ))
+        }
+        Some(path) => Some(resolve(path)),
+        None => None,
+    };
     let name = match raw.name {
         Some(name) if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c.is_control()) => {
             return Err(invalid(key("name"), name, "must be non-empty, without spaces"))
@@ -635,5 +677,7 @@ pub(super) fn validate_issuer(
         upstream_host,
         upstream_bearer_token_over_http,
         withdrawn_kids,
+        key_policy,
+        prepublished_jwks_file,
     })
 }

@@ -17,34 +17,9 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::key_hygiene::{is_public_signing_key, KeyCap};
 use crate::timestamp;
 use record::{key_id, KeyRecord};
-
-/// The most keys of one type a published set may hold; `None` is no limit. Only RSA and
-/// EC are capped: those are the types relying parties count (AWS STS accepts at most 100
-/// of each). Retention never makes a set exceed it: the oldest retained keys go first.
-/// Whether the upstream's own keys fit is for validation to decide, not retention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeyCap {
-    pub rsa: Option<usize>,
-    pub ec: Option<usize>,
-}
-
-impl KeyCap {
-    /// AWS STS's limits: 100 RSA keys and 100 EC keys.
-    pub const AWS: KeyCap = KeyCap {
-        rsa: Some(100),
-        ec: Some(100),
-    };
-    pub const UNLIMITED: KeyCap = KeyCap { rsa: None, ec: None };
-
-    /// The capped key types and their limits.
-    fn limits(&self) -> impl Iterator<Item = (&'static str, usize)> {
-        [("RSA", self.rsa), ("EC", self.ec)]
-            .into_iter()
-            .filter_map(|(kty, limit)| Some((kty, limit?)))
-    }
-}
 
 /// Why a validated upstream set yields nothing to publish; it is refused like an invalid
 /// answer, and the last good copy (which never holds a withdrawn key) stays.
@@ -54,6 +29,8 @@ pub enum Unpublishable {
     NotAKeySet,
     #[error("every key of the upstream's set is listed in withdrawn_kids and no removed key is retained: nothing to publish")]
     AllWithdrawn,
+    #[error("every public signing key of the upstream's set is listed in withdrawn_kids and none is retained: relying parties could verify nothing")]
+    NoSigningKeyLeft,
 }
 
 /// Why `POST /admin/drop-retained` changed nothing.
@@ -123,11 +100,26 @@ fn settle(
             });
         }
     }
-    for (kty, limit) in cap.limits() {
+    for (kty, limit) in [("RSA", cap.rsa), ("EC", cap.ec)] {
         let of_type = |k: &Value| k.get("kty").and_then(Value::as_str) == Some(kty);
         let room = limit.saturating_sub(upstream.iter().filter(|k| of_type(k)).count());
         let mut retained: Vec<usize> = (0..records.len())
             .filter(|&i| !gone[i] && records[i].removed_at.is_some() && records[i].kty.as_deref() == Some(kty))
+            .collect();
+        retained.sort_by_key(|&i| (records[i].removed_at, i));
+        let excess = retained.len().saturating_sub(room);
+        for &i in &retained[..excess] {
+            gone[i] = true;
+            events.push(KeyEvent::Expired {
+                kid: records[i].kid.clone(),
+                reason: ExpiryReason::Cap,
+            });
+        }
+    }
+    if let Some(total) = cap.total {
+        let room = total.saturating_sub(upstream.len());
+        let mut retained: Vec<usize> = (0..records.len())
+            .filter(|&i| !gone[i] && records[i].removed_at.is_some())
             .collect();
         retained.sort_by_key(|&i| (records[i].removed_at, i));
         let excess = retained.len().saturating_sub(room);
@@ -311,8 +303,18 @@ impl KeyRetention {
         }
         records.extend(newly_removed);
         events.extend(settle(&mut records, &published, self.keep, self.cap, now));
-        if published.is_empty() && !records.iter().any(|r| r.state() == KeyState::Retained) {
+        let retained = || {
+            records
+                .iter()
+                .filter(|r| r.state() == KeyState::Retained)
+                .filter_map(|r| r.key.as_ref())
+        };
+        if published.is_empty() && retained().next().is_none() {
             return Err(Unpublishable::AllWithdrawn);
+        }
+        // Hygiene checked the upstream's set before withdrawal; check what is left.
+        if !published.iter().chain(retained()).any(is_public_signing_key) {
+            return Err(Unpublishable::NoSigningKeyLeft);
         }
         self.records = records;
         self.upstream = Some(Upstream {

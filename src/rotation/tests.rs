@@ -1,9 +1,14 @@
 use super::*;
 
+/// Public signing keys of the given types and ids (the members hygiene asks for).
 fn set_of(keys: &[(&str, &str)]) -> Bytes {
     let keys: Vec<String> = keys
         .iter()
-        .map(|(kty, kid)| format!(r#"{{"kty":"{kty}","kid":"{kid}"}}"#))
+        .map(|(kty, kid)| match *kty {
+            "RSA" => format!(r#"{{"kty":"RSA","kid":"{kid}","n":"AQAB","e":"AQAB"}}"#),
+            "EC" => format!(r#"{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"AQ","y":"AQ"}}"#),
+            other => format!(r#"{{"kty":"{other}","kid":"{kid}"}}"#),
+        })
         .collect();
     Bytes::from(format!(r#"{{"keys":[{}]}}"#, keys.join(",")))
 }
@@ -127,7 +132,9 @@ fn the_timer_runs_between_fetches_too() {
 #[test]
 fn without_retention_the_upstream_bytes_are_kept() {
     let mut retention = retention(0);
-    let upstream = Bytes::from_static(b"{ \"keys\" : [ {\"kty\":\"EC\",\"kid\":\"a\"} ] }");
+    let upstream = Bytes::from_static(
+        b"{ \"keys\" : [ {\"kty\":\"EC\",\"kid\":\"a\",\"crv\":\"P-256\",\"x\":\"AQ\",\"y\":\"AQ\"} ] }",
+    );
     retention.publish(set(&["b"]), SystemTime::UNIX_EPOCH).unwrap();
     assert_eq!(
         retention.publish(upstream.clone(), SystemTime::UNIX_EPOCH).unwrap().0,
@@ -267,7 +274,10 @@ fn a_snapshot_s_withdrawn_keys_are_left_out_at_restore() {
 
 #[test]
 fn retention_drops_the_oldest_retained_keys_to_stay_under_the_cap() {
-    let cap = KeyCap { rsa: Some(3), ec: None };
+    let cap = KeyCap {
+        rsa: 3,
+        ..KeyCap::UNLIMITED
+    };
     let mut retention = KeyRetention::new(Duration::from_secs(3600), cap, &[]);
     let rsa = |kids: &[&str]| set_of(&kids.iter().map(|k| ("RSA", *k)).collect::<Vec<_>>());
     retention.publish(rsa(&["r1", "r2"]), t0()).unwrap();
@@ -301,14 +311,16 @@ fn retention_drops_the_oldest_retained_keys_to_stay_under_the_cap() {
     let mut smaller = KeyRetention::new(
         Duration::from_secs(3600),
         KeyCap {
-            rsa: Some(2),
-            ec: Some(1),
+            rsa: 2,
+            ec: 1,
+            total: None,
         },
         &[],
     );
     smaller.restore(&retention.body().unwrap(), at(5), Some(&retention.saved()), at(6));
     assert_eq!(kids(&smaller.body().unwrap()), ["r3", "r6", "e3"]);
-    assert_eq!(KeyCap::AWS.limits().collect::<Vec<_>>(), [("RSA", 100), ("EC", 100)]);
+    let aws = KeyCap::default();
+    assert_eq!((aws.rsa, aws.ec, aws.total), (100, 100, None));
 }
 
 #[test]
@@ -365,12 +377,48 @@ fn the_summary_shows_every_key_with_its_times() {
 #[test]
 fn keys_without_kid_are_kept_by_their_json() {
     let mut retention = retention(60);
-    let one = Bytes::from_static(br#"{"keys":[{"kty":"EC","x":"1"},{"kty":"EC","kid":"k"}],"extra":1}"#);
-    let two = Bytes::from_static(br#"{"keys":[{"kty":"EC","kid":"k"}],"extra":2}"#);
+    let one = Bytes::from_static(
+        br#"{"keys":[{"kty":"EC","crv":"P-256","x":"1","y":"1"},{"kty":"EC","kid":"k","crv":"P-256","x":"2","y":"2"}],"extra":1}"#,
+    );
+    let two = Bytes::from_static(br#"{"keys":[{"kty":"EC","kid":"k","crv":"P-256","x":"2","y":"2"}],"extra":2}"#);
     retention.publish(one, t0()).unwrap();
     let (body, _) = retention.publish(two, at(1)).unwrap();
     let value: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(value["keys"][1], serde_json::json!({"kty":"EC","x":"1"}));
+    assert_eq!(
+        value["keys"][1],
+        serde_json::json!({"kty":"EC","crv":"P-256","x":"1","y":"1"})
+    );
     assert_eq!(value["extra"], 2);
     assert_eq!(retention.summary().keys[1].kid, None);
+}
+
+#[test]
+fn a_set_whose_only_signing_keys_are_withdrawn_is_not_published() {
+    let upstream = Bytes::from_static(
+        br#"{"keys":[{"kty":"RSA","kid":"sig","n":"AQAB","e":"AQAB"},{"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"}]}"#,
+    );
+    let mut retention = KeyRetention::new(Duration::ZERO, KeyCap::UNLIMITED, &["sig".to_owned()]);
+    assert_eq!(
+        retention.publish(upstream, t0()).unwrap_err(),
+        Unpublishable::NoSigningKeyLeft
+    );
+}
+
+#[test]
+fn retention_stays_under_a_total_cap_too() {
+    let cap = KeyCap {
+        total: Some(3),
+        ..KeyCap::UNLIMITED
+    };
+    let mut retention = KeyRetention::new(Duration::from_secs(3600), cap, &[]);
+    retention.publish(set_of(&[("RSA", "r1"), ("EC", "e1")]), t0()).unwrap();
+    retention
+        .publish(set_of(&[("RSA", "r2"), ("EC", "e2")]), at(1))
+        .unwrap();
+    // r1 and e1 were removed at the same time; one of them fits beside the two new keys.
+    let body = retention
+        .publish(set_of(&[("RSA", "r2"), ("EC", "e2")]), at(2))
+        .unwrap()
+        .0;
+    assert_eq!(kids(&body).len(), 3, "{:?}", kids(&body));
 }

@@ -7,6 +7,7 @@ mod doctor;
 mod faults;
 mod files;
 mod hostile;
+mod hygiene;
 mod keys;
 mod operations;
 mod pebble;

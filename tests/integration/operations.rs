@@ -180,7 +180,10 @@ pub(crate) async fn post(admin: SocketAddr, path: &str, token: Option<&str>) -> 
 }
 
 fn key_set(kid: &str) -> Resource {
-    Resource::json_with_idp_headers(format!(r#"{{"keys":[{{"kty":"EC","kid":"{kid}"}}]}}"#))
+    // A usable public key: a set without one is refused (key_hygiene).
+    Resource::json_with_idp_headers(format!(
+        r#"{{"keys":[{{"kty":"EC","kid":"{kid}","crv":"P-256","x":"AA","y":"AA"}}]}}"#
+    ))
 }
 
 #[tokio::test]
