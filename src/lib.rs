@@ -4,7 +4,8 @@
 //! A request's path through the modules:
 //!
 //! ```text
-//! server   accept (tcp) -> tls (rustls; certs::CertResolver picks by SNI, reloads) -> hyper auto conn
+//! server   accept (tcp; address_limit per client) -> tls (rustls; certs::CertResolver picks by
+//!          SNI, reloads) -> connection (hyper auto conn under header/idle/send deadlines)
 //!   -> service::Proxy   routes::Router(host, path) -> DocId
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> response         synthetic 4xx/5xx answers, all built in one place
@@ -24,11 +25,13 @@
 
 pub mod access_log;
 pub mod acme;
+pub mod address_limit;
 pub mod admin;
 pub mod app;
 pub mod base_url;
 pub mod certs;
 pub mod config;
+pub mod connection;
 pub mod doctor;
 pub mod document;
 pub mod fake_idp;
