@@ -18,6 +18,7 @@
 //! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
 //!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
 //! app      builds all of the above from config::Config and runs it on given listeners
+//! fd_limit `serve` start-up: RLIMIT_NOFILE raised and checked against the connection limits
 //! doctor   `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
 //! ```
@@ -35,6 +36,7 @@ pub mod connection;
 pub mod doctor;
 pub mod document;
 pub mod fake_idp;
+pub mod fd_limit;
 pub mod fetch;
 pub mod health;
 pub mod log_sink;
