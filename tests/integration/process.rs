@@ -16,7 +16,7 @@ const GITLAB: &str = "gitlab.example.com";
 
 /// A `jwks-edge serve` child process, killed when dropped, with the addresses its
 /// listeners logged.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     listeners: Vec<(String, SocketAddr)>,
     /// Every log line so far.
@@ -26,7 +26,7 @@ struct Serve {
 
 impl Serve {
     /// Starts `serve` on `config` (TOML) and waits for `expected` listeners to log.
-    fn start(config: &str, expected: usize) -> Serve {
+    pub(crate) fn start(config: &str, expected: usize) -> Serve {
         Serve::start_with(&[], config, expected)
     }
 
@@ -87,8 +87,12 @@ impl Serve {
         serve
     }
 
-    fn addr(&self, name: &str) -> SocketAddr {
+    pub(crate) fn addr(&self, name: &str) -> SocketAddr {
         self.listeners.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn signal(&self, signal: &str) {
