@@ -26,7 +26,7 @@ use crate::prepublished::PrepublishedError;
 use crate::refresh::{spawn_all, IssuerRefresh};
 use crate::revalidate::Revalidations;
 use crate::routes::Router;
-use crate::server::{serve, Endpoint};
+use crate::server::{serve, Endpoint, Limits};
 use crate::service::Proxy;
 use crate::snapshot::Snapshots;
 use crate::store::DocumentStore;
@@ -62,6 +62,10 @@ pub enum StartError {
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
 }
+
+/// Connections the admin listener serves at once: probes and scrapes need a few, and a
+/// private listener should not take a share of the memory budget meant for clients.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// The listeners `App::run` serves; the caller binds them (tests bind port 0).
 pub struct Listeners {
@@ -295,7 +299,14 @@ impl App {
             name,
             listener,
             tls,
-            limits,
+            limits: match name {
+                "admin" => Limits {
+                    max_connections: limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
+                    max_connections_per_address: limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
+                    ..limits
+                },
+                _ => limits,
+            },
             metrics: self.metrics.listener(name),
         };
         let mut servers = tokio::task::JoinSet::new();

@@ -259,6 +259,7 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
     let rt = runtime()?;
     rt.block_on(async {
         let config = Config::load(&path).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        open_file_limit(&config)?;
         // Certificates and CA bundles the config names are part of the configuration.
         let mut app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
         app.set_access_log(access_log);
@@ -286,6 +287,20 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))
     })
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit and refuses to start (exit 2) when even that
+/// cannot hold the configured connections.
+fn open_file_limit(config: &Config) -> Outcome {
+    use jwks_edge::fd_limit;
+    let (limit, failed) = fd_limit::raise();
+    if let Some(err) = failed {
+        tracing::warn!(error = %err, soft = ?limit.soft, hard = ?limit.hard, "cannot raise the open-file limit");
+    }
+    let need = fd_limit::FdNeed::of(config);
+    fd_limit::check(limit, need).map_err(|err| (CONFIG_ERROR, err.into()))?;
+    tracing::debug!(soft = ?limit.soft, need = need.total(), "open-file limit");
+    Ok(())
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -4,7 +4,8 @@
 //! A request's path through the modules:
 //!
 //! ```text
-//! server   accept (tcp) -> tls (rustls; certs::CertResolver picks by SNI, reloads) -> hyper auto conn
+//! server   accept (tcp; address_limit per client) -> tls (rustls; certs::CertResolver picks by
+//!          SNI, reloads) -> connection (hyper auto conn under header/idle/send deadlines)
 //!   -> service::Proxy   routes::Router(host, path) -> DocId
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> revalidate       an aging key set may poke its refresher (one compare-and-swap,
@@ -24,6 +25,7 @@
 //! files    snapshot and ACME files: private directories, atomic writes, no links followed
 //! timestamp every time read, converted or formatted: checked and clamped, never a panic
 //! app      builds all of the above from config::Config and runs it on given listeners
+//! fd_limit `serve` start-up: RLIMIT_NOFILE raised and checked against the connection limits
 //! doctor   `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp a fault-injecting IdP for the demo, the tests and the benches
 //! ```
@@ -31,14 +33,17 @@
 
 pub mod access_log;
 pub mod acme;
+pub mod address_limit;
 pub mod admin;
 pub mod app;
 pub mod base_url;
 pub mod certs;
 pub mod config;
+pub mod connection;
 pub mod doctor;
 pub mod document;
 pub mod fake_idp;
+pub mod fd_limit;
 pub mod fetch;
 pub mod files;
 pub mod health;

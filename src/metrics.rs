@@ -55,7 +55,7 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HandshakeLabels {
+struct ReasonLabels {
     listener: &'static str,
     reason: &'static str,
 }
@@ -175,6 +175,14 @@ pub struct ConnMetrics {
     pub open: Gauge,
     pub handshake_errors: Counter,
     pub handshake_timeouts: Counter,
+    /// Connections closed at accept: their address already held its limit.
+    pub refused_per_address: Counter,
+    /// Connections closed because a request head did not arrive within `header_timeout`.
+    pub header_timeouts: Counter,
+    /// Connections closed after `idle_timeout` without a request.
+    pub idle_closes: Counter,
+    /// Connections closed because the client took nothing for `send_timeout`.
+    pub send_timeouts: Counter,
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -200,7 +208,8 @@ pub struct Metrics {
     /// One counter per (issuer, `KEY_EVENTS` entry).
     key_events: Vec<Counter>,
     connections: Family<ListenerLabels, Gauge>,
-    handshakes: Family<HandshakeLabels, Counter>,
+    handshakes: Family<ReasonLabels, Counter>,
+    closes: Family<ReasonLabels, Counter>,
     certificate_expiry: Family<CertLabels, FloatGauge>,
     pub certificate_reload_failures: Counter,
     /// ACME orders that ended with a certificate.
@@ -296,11 +305,17 @@ impl Metrics {
         );
         let connections = Family::<ListenerLabels, Gauge>::default();
         registry.register("open_connections", "Connections open per listener", connections.clone());
-        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        let handshakes = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             handshakes.clone(),
+        );
+        let closes = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the proxy closed, by reason: per_address (refused at accept), header_timeout, idle, send_timeout",
+            closes.clone(),
         );
         let certificate_expiry = Family::<CertLabels, FloatGauge>::default();
         registry.register_with_unit(
@@ -425,6 +440,7 @@ impl Metrics {
             key_events,
             connections,
             handshakes,
+            closes,
             certificate_expiry,
             certificate_reload_failures,
             acme_issued,
@@ -463,13 +479,21 @@ impl Metrics {
         // One lookup per statement: a family's read guard must be gone before the next
         // lookup, which may need its write lock.
         let open = self.connections.get_or_create(&ListenerLabels { listener }).clone();
-        let reason = |reason| HandshakeLabels { listener, reason };
+        let reason = |reason| ReasonLabels { listener, reason };
         let handshake_errors = self.handshakes.get_or_create(&reason("error")).clone();
         let handshake_timeouts = self.handshakes.get_or_create(&reason("timeout")).clone();
+        let refused_per_address = self.closes.get_or_create(&reason("per_address")).clone();
+        let header_timeouts = self.closes.get_or_create(&reason("header_timeout")).clone();
+        let idle_closes = self.closes.get_or_create(&reason("idle")).clone();
+        let send_timeouts = self.closes.get_or_create(&reason("send_timeout")).clone();
         ConnMetrics {
             open,
             handshake_errors,
             handshake_timeouts,
+            refused_per_address,
+            header_timeouts,
+            idle_closes,
+            send_timeouts,
         }
     }
 

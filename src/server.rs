@@ -2,24 +2,21 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::acme::ACME_TLS_ALPN;
+use crate::address_limit::AddressLimit;
+use crate::connection::{serve_connection, Phase, Served, CLOSE_GRACE};
 use crate::metrics::ConnMetrics;
 use crate::response::Body;
 
@@ -41,13 +38,22 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Limits {
     /// Connections served at once per listener; further clients wait in the backlog.
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold on a listener; a further
+    /// connection from it is closed at once.
+    pub max_connections_per_address: usize,
     /// A TLS handshake must finish within this.
     pub tls_handshake_timeout: Duration,
     /// The first request head must arrive within this of the connection (or handshake),
-    /// and every later head within this of its first byte (slowloris).
+    /// and every later HTTP/1 head within this of its first byte (slowloris).
     pub header_timeout: Duration,
-    /// A connection with no request in flight is closed after this.
+    /// A connection with no request in flight and nothing left to send is closed after
+    /// this (HTTP/2 with a GOAWAY).
     pub idle_timeout: Duration,
+    /// A write the client does not take for this long closes the connection.
+    pub send_timeout: Duration,
+    /// The kernel send buffer of each connection (SO_SNDBUF; the kernel doubles it for
+    /// its bookkeeping); 0 leaves the kernel's autotuning, which grows it to megabytes.
+    pub send_buffer_bytes: usize,
     /// Largest HTTP/1 request head and HTTP/2 header list, in bytes.
     pub max_header_bytes: usize,
     /// Concurrent HTTP/2 streams per connection.
@@ -56,15 +62,29 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
+/// Connections the public listeners may hold between them by default: with the measured
+/// worst case of about 128 KiB per connection (README, "Connection and memory budget"),
+/// these and the admin listener's take 72 MiB, within the shipped 128 MiB memory limit
+/// with a quarter of it to spare.
+pub const PUBLIC_CONNECTION_BUDGET: usize = 512;
+
+/// Planning figure for one connection's memory, process and kernel, in its worst measured
+/// state (an HTTP/2 client over TLS that stops reading with every stream answered).
+pub const CONNECTION_COST_BYTES: usize = 128 * 1024;
+
 impl Default for Limits {
+    /// The defaults for one public listener.
     fn default() -> Limits {
         Limits {
-            max_connections: 10_000,
+            max_connections: PUBLIC_CONNECTION_BUDGET,
+            max_connections_per_address: PUBLIC_CONNECTION_BUDGET / 2,
             tls_handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(10),
+            send_buffer_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
-            max_concurrent_streams: 100,
+            max_concurrent_streams: 16,
             drain_timeout: Duration::from_secs(10),
         }
     }
@@ -82,54 +102,22 @@ impl Drop for OpenConnection {
 /// Pause after a failed `accept` (such as running out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Request activity on one connection, written by its service, read by its watchdog.
-struct Activity {
-    started: Instant,
-    /// Milliseconds after `started` when the last request ended; `u64::MAX` before any.
-    last_ms: AtomicU64,
-    in_flight: AtomicUsize,
-}
+/// The kernel receive buffer of each connection (SO_RCVBUF): requests are small, and a
+/// client that sends more than the proxy reads fills this much kernel memory, not more.
+const RECEIVE_BUFFER: usize = 8 * 1024;
 
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(u64::MAX),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    /// When the connection may be closed if nothing happens until then.
-    fn deadline(&self, limits: &Limits) -> Instant {
-        match self.last_ms.load(Ordering::Relaxed) {
-            u64::MAX => self.started + limits.header_timeout,
-            ms => self.started + Duration::from_millis(ms) + limits.idle_timeout,
-        }
-    }
-
-    fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-}
-
-/// Marks one request in flight until dropped.
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let ms = self.0.started.elapsed().as_millis() as u64;
-        self.0.last_ms.store(ms, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// Unsent TLS records rustls may hold per connection (its default is 64 KiB). One full
+/// record fits; beyond it a client that does not read leaves its bytes in the kernel's
+/// socket buffer instead of the process's memory, and its write blocks sooner.
+const TLS_SEND_BUFFER: usize = 16 * 1024 + 512;
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper header timer: it starts when a connection goes idle, which would close
+    // keep-alive connections at `header_timeout`; `connection` keeps the deadlines.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
@@ -166,11 +154,13 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
     info!(listener = name, listen = %local, scheme, "accepting connections");
 
     let builder = builder(&limits);
+    // A permit per connection: at the limit, new clients wait in the kernel's backlog.
+    // All permits back is the sign that every connection has ended.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let addresses = AddressLimit::new(limits.max_connections_per_address);
+    let (set_phase, phase) = watch::channel(Phase::Serving);
     tokio::pin!(shutdown);
     loop {
-        // A permit per connection: at the limit, new clients wait in the kernel's backlog.
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
@@ -187,17 +177,36 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
             },
             () = &mut shutdown => break,
         };
+        let Some(slot) = addresses.admit(peer.ip()) else {
+            // Closed at once, so the client cannot queue; one client does not get a log
+            // line per attempt, the counter shows the rate.
+            metrics.refused_per_address.inc();
+            debug!(%peer, listener = name, limit = limits.max_connections_per_address, "connection refused: too many from this address");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        let handler = handler.clone();
+        // Socket memory counts against a container's memory limit like the process's own:
+        // fixed buffers keep what a client that stops reading can pin to a known size.
+        let socket = socket2::SockRef::from(&stream);
+        let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+        if limits.send_buffer_bytes > 0 {
+            let _ = socket.set_send_buffer_size(limits.send_buffer_bytes);
+        }
+        let served = Served {
+            builder: builder.clone(),
+            handler: handler.clone(),
+            limits,
+            phase: phase.clone(),
+            metrics: metrics.clone(),
+        };
         let tls = tls.clone();
-        let watcher = graceful.watcher();
         let metrics = metrics.clone();
         let span = tracing::info_span!("conn", %peer, listener = name);
         let conn = ConnInfo { peer, listener: name };
         tokio::spawn(
             async move {
                 let _permit = permit;
+                let _slot = slot;
                 metrics.open.inc();
                 let _open = OpenConnection(metrics.open.clone());
                 match tls {
@@ -208,7 +217,11 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
                                 // RFC 8737: a TLS-ALPN-01 validation ends with the handshake.
                                 debug!("ACME validation handshake answered");
                             }
-                            Ok(Ok(stream)) => serve_connection(stream, builder, handler, watcher, limits, conn).await,
+                            Ok(Ok(mut stream)) => {
+                                stream.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
+                                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                serve_connection(stream, h2, conn, served).await
+                            }
                             Ok(Err(err)) => {
                                 metrics.handshake_errors.inc();
                                 debug!(error = %err, "TLS handshake failed");
@@ -219,71 +232,25 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
                             }
                         }
                     }
-                    None => serve_connection(stream, builder, handler, watcher, limits, conn).await,
+                    None => serve_connection(stream, false, conn, served).await,
                 }
             }
             .instrument(span),
         );
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => debug!(listen = %local, "connections drained"),
-        () = tokio::time::sleep(limits.drain_timeout) => {
-            warn!(listen = %local, timeout = ?limits.drain_timeout, "drain timed out; closing remaining connections");
-        }
-    }
-}
-
-/// Runs one connection until it ends, is idle past its deadline, or shutdown drains it.
-async fn serve_connection<S, H>(
-    stream: S,
-    builder: auto::Builder<TokioExecutor>,
-    handler: Arc<H>,
-    watcher: hyper_util::server::graceful::Watcher,
-    limits: Limits,
-    conn: ConnInfo,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Handler,
-{
-    let activity = Arc::new(Activity::new());
-    let service = {
-        let activity = activity.clone();
-        service_fn(move |request| {
-            let in_flight = activity.begin();
-            let handler = handler.clone();
-            async move {
-                let response = handler.handle(request, conn).await;
-                drop(in_flight);
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        })
-    };
-    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-    tokio::pin!(conn);
-    // The deadline moves from `header_timeout` to `idle_timeout` after the first request;
-    // looking at the shorter of the two first catches that move, later ones only extend it.
-    let mut check_at = activity.started + limits.header_timeout.min(limits.idle_timeout);
-    loop {
-        tokio::select! {
-            result = &mut conn => {
-                if let Err(err) = result {
-                    debug!(error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            () = tokio::time::sleep_until(check_at) => {
-                let deadline = activity.deadline(&limits);
-                if activity.in_flight.load(Ordering::Relaxed) > 0 {
-                    // Requests end within the deadline; look again shortly.
-                    check_at = Instant::now() + Duration::from_millis(100);
-                } else if Instant::now() >= deadline {
-                    debug!("closing a connection with no request within its timeout");
-                    return;
-                } else {
-                    check_at = deadline;
-                }
-            }
-        }
+    // Every connection finishes what it has in flight (HTTP/2 gets a GOAWAY), then ends;
+    // past the drain timeout the rest are closed.
+    let _ = set_phase.send(Phase::Draining);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(limits.drain_timeout, permits.acquire_many(all))
+        .await
+        .is_ok();
+    if drained {
+        debug!(listen = %local, "connections drained");
+    } else {
+        warn!(listen = %local, timeout = ?limits.drain_timeout, "drain timed out; closing remaining connections");
+        let _ = set_phase.send(Phase::Closing);
+        let _ = tokio::time::timeout(CLOSE_GRACE, permits.acquire_many(all)).await;
     }
 }

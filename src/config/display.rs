@@ -19,9 +19,12 @@ impl fmt::Display for Config {
         writeln!(f, "deadline = \"{}\"", dur(self.server.deadline))?;
         let l = &self.server.limits;
         writeln!(f, "max_connections = {}", l.max_connections)?;
+        writeln!(f, "max_connections_per_address = {}", l.max_connections_per_address)?;
         writeln!(f, "tls_handshake_timeout = \"{}\"", dur(l.tls_handshake_timeout))?;
         writeln!(f, "header_timeout = \"{}\"", dur(l.header_timeout))?;
         writeln!(f, "idle_timeout = \"{}\"", dur(l.idle_timeout))?;
+        writeln!(f, "send_timeout = \"{}\"", dur(l.send_timeout))?;
+        writeln!(f, "send_buffer_bytes = {}", l.send_buffer_bytes)?;
         writeln!(f, "max_header_bytes = {}", l.max_header_bytes)?;
         writeln!(f, "max_concurrent_streams = {}", l.max_concurrent_streams)?;
         writeln!(f, "drain_timeout = \"{}\"", dur(l.drain_timeout))?;

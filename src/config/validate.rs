@@ -12,7 +12,7 @@ use super::{
 use crate::base_url::BaseUrl;
 use crate::key_hygiene::KeyCap;
 use crate::key_policy::{KeyPolicy, PublishKeys};
-use crate::server::Limits;
+use crate::server::{Limits, PUBLIC_CONNECTION_BUDGET};
 
 pub(super) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
@@ -106,13 +106,37 @@ pub(super) fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf)
         ));
     }
     let defaults = Limits::default();
+    // The default budget is shared by the public listeners, so that together they stay
+    // within the shipped memory limit.
+    let public_listeners = usize::from(listen.is_some()) + usize::from(listen_plain.is_some());
+    let max_connections = parse_count(
+        "server.max_connections",
+        raw.max_connections,
+        PUBLIC_CONNECTION_BUDGET / public_listeners.max(1),
+        1..=1_000_000,
+    )?;
+    let max_connections_per_address = match raw.max_connections_per_address {
+        // Half the listener: one address never takes it all, and a load balancer that
+        // connects from two addresses still gets every connection.
+        None => (max_connections / 2).max(1),
+        Some(value) => parse_count(
+            "server.max_connections_per_address",
+            Some(value),
+            0,
+            1..=max_connections,
+        )
+        .map_err(|err| match err {
+            ConfigError::Invalid { key, value, .. } => invalid(
+                key,
+                value,
+                format!("must be between 1 and server.max_connections ({max_connections})"),
+            ),
+            other => other,
+        })?,
+    };
     let limits = Limits {
-        max_connections: parse_count(
-            "server.max_connections",
-            raw.max_connections,
-            defaults.max_connections,
-            1..=1_000_000,
-        )?,
+        max_connections,
+        max_connections_per_address,
         tls_handshake_timeout: parse_duration(
             "server.tls_handshake_timeout",
             raw.tls_handshake_timeout.as_deref(),
@@ -120,6 +144,24 @@ pub(super) fn validate_server(raw: RawServer, resolve: &dyn Fn(&str) -> PathBuf)
         )?,
         header_timeout: parse_duration("server.header_timeout", raw.header_timeout.as_deref(), "10s")?,
         idle_timeout: parse_duration("server.idle_timeout", raw.idle_timeout.as_deref(), "60s")?,
+        send_timeout: parse_duration("server.send_timeout", raw.send_timeout.as_deref(), "10s")?,
+        send_buffer_bytes: match raw.send_buffer_bytes {
+            Some(0) => 0,
+            value => parse_count(
+                "server.send_buffer_bytes",
+                value,
+                defaults.send_buffer_bytes,
+                4096..=16 * 1024 * 1024,
+            )
+            .map_err(|err| match err {
+                ConfigError::Invalid { key, value, .. } => invalid(
+                    key,
+                    value,
+                    "must be 0 (the kernel's autotuning) or between 4096 and 16777216 (16 MiB)",
+                ),
+                other => other,
+            })?,
+        },
         max_header_bytes: parse_count(
             "server.max_header_bytes",
             raw.max_header_bytes,

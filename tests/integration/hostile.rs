@@ -127,7 +127,8 @@ async fn half_open_connections_are_closed_and_do_not_starve_clients() {
     let certs = Arc::new(TestCerts::for_hosts(&[GITLAB]));
     let proxy = RunningProxy::start(
         &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "header_timeout = \"1s\"\ntls_handshake_timeout = \"1s\"",
+        // Room for 400 connections from one address: this is about timeouts, not limits.
+        "header_timeout = \"1s\"\ntls_handshake_timeout = \"1s\"\nmax_connections = 1000\nmax_connections_per_address = 1000",
         "",
         Some(certs.clone()),
     )

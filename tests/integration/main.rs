@@ -3,6 +3,7 @@
 mod acme;
 mod certificates;
 mod cli;
+mod connections;
 mod doctor;
 mod faults;
 mod files;

@@ -91,6 +91,10 @@ impl Serve {
         self.listeners.iter().find(|(n, _)| n == name).unwrap().1
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])

@@ -1,0 +1,498 @@
+//! Connection budgets and timeouts: per-address limits, memory under slow readers,
+//! keep-alive and HTTP/2 idle closes, the send timeout, the open-file limit.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{timeout, Instant};
+
+use crate::process::Serve;
+use crate::support::*;
+
+const HOST: &str = "auth.example.com";
+const KEYS: &str = "/realms/prod/protocol/openid-connect/certs";
+const FIRST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// The README's planning figures: a baseline and a worst-case cost per connection.
+const BASELINE_BUDGET_KIB: u64 = 16 * 1024;
+
+async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, String) {
+    let idp = keycloak_idp("prod").await;
+    let issuer = issuer(
+        "https://auth.example.com/realms/prod",
+        &format!("{}/realms/prod", idp.base_url()),
+        "",
+    );
+    (idp, issuer)
+}
+
+/// A TCP connection from `from` with a 4 KiB receive buffer.
+async fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    timeout(IO_TIMEOUT, socket.connect(addr)).await.unwrap().unwrap()
+}
+
+/// `count` pipelined key set requests: far more answer than the socket buffers hold.
+fn pipelined(count: usize) -> String {
+    format!("GET {KEYS} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").repeat(count)
+}
+
+/// Whether the server answers on `stream` (bytes arrive) rather than closing it.
+async fn answered(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 32];
+    let read = timeout(IO_TIMEOUT, stream.read(&mut buf))
+        .await
+        .expect("an answer or a close within the IO timeout");
+    matches!(read, Ok(n) if n > 0)
+}
+
+/// One request with `Connection: close` from `from`: the status.
+async fn get_from(from: IpAddr, addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = connect_from(from, addr).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut text = Vec::new();
+    timeout(IO_TIMEOUT, stream.read_to_end(&mut text)).await.ok()?.ok()?;
+    String::from_utf8_lossy(&text).get(9..12)?.parse().ok()
+}
+
+/// One metric's value from the admin listener's /metrics.
+async fn metric(admin: SocketAddr, series: &str) -> f64 {
+    let reply = get(admin, &Transport::Plain, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// Bytes waiting in the send queues of the sockets on local `port` (/proc/net/tcp
+/// `tx_queue`), that is the server's side of its connections.
+fn send_queue_bytes(port: u16) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let tx = u64::from_str_radix(fields.get(4)?.split(':').next()?, 16).ok()?;
+            (local == port).then_some(tx)
+        })
+        .sum()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slow_readers_from_one_address_are_capped_and_another_address_is_served() {
+    let (_idp, issuer) = keycloak().await;
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 400\nmax_connections_per_address = 150\n\
+         send_timeout = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n{issuer}"
+    );
+    let serve = Serve::start(&config, 2);
+    let (addr, admin) = (serve.addr("plain"), serve.addr("admin"));
+    until_served(addr, HOST, KEYS).await;
+    let baseline = rss_kib(serve.pid());
+
+    // 200 slow readers from 127.0.0.1, each with 64 key sets (~190 KB) asked for at once
+    // and a 4 KiB receive buffer: 150 are admitted and stall, 50 are closed at once.
+    let mut readers = Vec::new();
+    for _ in 0..200 {
+        let mut stream = connect_from(FIRST, addr).await;
+        let _ = stream.write_all(pipelined(64).as_bytes()).await;
+        readers.push(stream);
+    }
+    let mut admitted = 0;
+    for stream in &mut readers {
+        admitted += usize::from(answered(stream).await);
+    }
+    assert_eq!(admitted, 150, "the per-address limit admits exactly 150");
+    eventually(IO_TIMEOUT, "150 open connections", || async {
+        metric(admin, "jwks_edge_open_connections{listener=\"plain\"}").await == 150.0
+    })
+    .await;
+
+    // Another address is served at once, within the server deadline (2 s).
+    let started = Instant::now();
+    assert_eq!(get_from(SECOND, addr, KEYS).await, Some(200));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "127.0.0.2 waited {took:?}");
+    // A further connection from the first address is closed at once.
+    let started = Instant::now();
+    let mut more = connect_from(FIRST, addr).await;
+    let _ = more.write_all(pipelined(1).as_bytes()).await;
+    assert!(!answered(&mut more).await, "a connection beyond the limit is refused");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let refused = metric(
+        admin,
+        "jwks_edge_connections_closed_total{listener=\"plain\",reason=\"per_address\"}",
+    )
+    .await;
+    assert_eq!(refused, 51.0);
+
+    // Memory stays within the documented budget: baseline plus the planning figure per
+    // admitted connection (README, "Connection and memory budget").
+    tokio::time::sleep(Duration::from_millis(500)).await; // let the writes stall
+    let rss = rss_kib(serve.pid());
+    let per_connection = (jwks_edge::server::CONNECTION_COST_BYTES / 1024) as u64;
+    eprintln!(
+        "RSS {baseline} KiB -> {rss} KiB with 150 slow readers: {:.1} KiB each",
+        rss.saturating_sub(baseline) as f64 / 150.0
+    );
+    assert!(rss < BASELINE_BUDGET_KIB + 150 * per_connection, "RSS {rss} KiB");
+    assert!(rss.saturating_sub(baseline) < 150 * per_connection);
+    // And so does the kernel's: the send queues are clamped to server.send_buffer_bytes
+    // (16 KiB, which the kernel doubles) instead of growing with autotuning.
+    let queued = send_queue_bytes(addr.port());
+    eprintln!(
+        "kernel send queues: {:.1} KiB per slow reader",
+        queued as f64 / 1024.0 / 150.0
+    );
+    assert!(queued < 150 * 2 * 16 * 1024, "{queued} bytes queued");
+    drop(readers);
+}
+
+#[tokio::test]
+async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_timeout() {
+    let (_idp, issuer) = keycloak().await;
+    let proxy = RunningProxy::start(&issuer, "header_timeout = \"1s\"\nidle_timeout = \"3s\"", "", None).await;
+    let addr = proxy.plain.unwrap();
+    until_served(addr, HOST, KEYS).await;
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(pipelined(1).as_bytes()).await.unwrap();
+    read_response(&mut stream).await;
+    // Idle for 2 s, twice header_timeout: the connection is still there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stream.write_all(pipelined(1).as_bytes()).await.unwrap();
+    read_response(&mut stream).await;
+    let answered_at = Instant::now();
+    // Then idle again: closed at idle_timeout.
+    let mut buf = [0u8; 64];
+    let read = timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed, with nothing sent");
+    let idle = answered_at.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2700),
+        "closed after {idle:?}, before idle_timeout"
+    );
+    assert!(idle < Duration::from_secs(5), "closed after {idle:?}");
+
+    // A head started on an idle connection must still be complete within header_timeout
+    // of its first byte: a half head is closed at ~1 s, not at idle_timeout.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(pipelined(1).as_bytes()).await.unwrap();
+    read_response(&mut stream).await;
+    stream.write_all(b"GET /realms/prod/protocol/open").await.unwrap();
+    let started = Instant::now();
+    let read = timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed without an answer");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "a half head was closed after {took:?} (header_timeout 1 s, idle_timeout 3 s)"
+    );
+}
+
+/// Reads one whole `Content-Length` response from `stream`.
+async fn read_response(stream: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let read = async {
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the response was complete");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                assert!(head.starts_with("http/1.1 200"), "{head}");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap();
+                if buf.len() >= end + 4 + length {
+                    return;
+                }
+            }
+        }
+    };
+    timeout(IO_TIMEOUT, read)
+        .await
+        .expect("a response within the IO timeout");
+}
+
+/// HTTP/2 frame types (RFC 9113 §6).
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
+
+async fn write_frame(io: &mut (impl AsyncWrite + Unpin), kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let mut frame = Vec::with_capacity(9 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    io.write_all(&frame).await.unwrap();
+}
+
+/// The next frame, or `None` when the server closed the connection.
+async fn read_frame(io: &mut (impl AsyncRead + Unpin)) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    io.read_exact(&mut head).await.ok()?;
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0; length];
+    io.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
+}
+
+/// A GET in HPACK without Huffman coding: static-table method and scheme, literal path
+/// and authority.
+fn hpack_get(scheme_https: bool, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, if scheme_https { 0x87 } else { 0x86 }];
+    for (index, value) in [(0x44u8, path), (0x41, HOST)] {
+        block.push(index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Speaks raw HTTP/2 on `io`: the preface, optionally one GET, then nothing. Returns how
+/// long after the last response frame (or after the preface) the GOAWAY came, and its
+/// error code; then checks that the server closes the connection.
+async fn idle_until_goaway(mut io: impl AsyncRead + AsyncWrite + Unpin, https: bool, request: bool) -> (Duration, u32) {
+    io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    write_frame(&mut io, SETTINGS, 0, 0, &[]).await;
+    if request {
+        write_frame(&mut io, HEADERS, 0x4 | END_STREAM, 1, &hpack_get(https, KEYS)).await;
+    }
+    let mut quiet_since = Instant::now();
+    let mut answered = !request;
+    let goaway = async {
+        loop {
+            let (kind, flags, stream, payload) = read_frame(&mut io).await.expect("a GOAWAY before the close");
+            match kind {
+                SETTINGS if flags & 0x1 == 0 => write_frame(&mut io, SETTINGS, 0x1, 0, &[]).await,
+                DATA | HEADERS if stream == 1 && flags & END_STREAM != 0 => {
+                    answered = true;
+                    quiet_since = Instant::now();
+                }
+                GOAWAY => {
+                    assert!(answered, "GOAWAY before the response was complete");
+                    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
+                    return (quiet_since.elapsed(), code);
+                }
+                _ => {}
+            }
+        }
+    };
+    let result = timeout(Duration::from_secs(8), goaway)
+        .await
+        .expect("a GOAWAY within 8 s");
+    // After the GOAWAY (and the PING hyper sends with it, left unanswered) the server
+    // closes the connection within its grace.
+    let closed = async { while read_frame(&mut io).await.is_some() {} };
+    timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the server closes the connection after its GOAWAY");
+    result
+}
+
+#[tokio::test]
+async fn idle_http2_connections_get_a_goaway() {
+    let (_idp, issuer) = keycloak().await;
+    let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
+    let proxy = RunningProxy::start(
+        &issuer,
+        "header_timeout = \"1s\"\nidle_timeout = \"1s\"",
+        "",
+        Some(certs.clone()),
+    )
+    .await;
+    let plain = proxy.plain.unwrap();
+    until_served(plain, HOST, KEYS).await;
+
+    // Prior-knowledge HTTP/2 without TLS: one request, then idle.
+    let (idle, code) = idle_until_goaway(TcpStream::connect(plain).await.unwrap(), false, true).await;
+    assert_eq!(code, 0, "NO_ERROR");
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
+        "GOAWAY after {idle:?}"
+    );
+
+    // HTTP/2 by ALPN over TLS: the same.
+    let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"h2"]));
+    let tcp = TcpStream::connect(proxy.https.unwrap()).await.unwrap();
+    let tls = connector
+        .connect(rustls_pki_types::ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (idle, code) = idle_until_goaway(tls, true, true).await;
+    assert_eq!(code, 0);
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
+        "GOAWAY after {idle:?}"
+    );
+
+    // No request at all within header_timeout: a GOAWAY too, not a bare close.
+    let (idle, _) = idle_until_goaway(TcpStream::connect(plain).await.unwrap(), false, false).await;
+    assert!(
+        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
+        "GOAWAY after {idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
+    let (_idp, issuer) = keycloak().await;
+    let proxy = RunningProxy::start(&issuer, "send_timeout = \"1s\"\nidle_timeout = \"30s\"", "", None).await;
+    let addr = proxy.plain.unwrap();
+    until_served(addr, HOST, KEYS).await;
+    let open = "jwks_edge_open_connections{listener=\"plain\"}";
+    let closed = "jwks_edge_connections_closed_total{listener=\"plain\",reason=\"send_timeout\"}";
+    eventually(IO_TIMEOUT, "no open connection", || async {
+        metric(proxy.admin, open).await == 0.0
+    })
+    .await;
+
+    let mut stream = connect_from(FIRST, addr).await;
+    stream.write_all(pipelined(64).as_bytes()).await.unwrap();
+    let sent = Instant::now();
+    eventually(IO_TIMEOUT, "the connection to open", || async {
+        metric(proxy.admin, open).await == 1.0
+    })
+    .await;
+    eventually(Duration::from_secs(6), "the send timeout to close it", || async {
+        metric(proxy.admin, open).await == 0.0
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed after {took:?}, before the send timeout"
+    );
+    assert_eq!(metric(proxy.admin, closed).await, 1.0);
+    // What was sent before is still readable, and then the connection is closed.
+    let mut sink = Vec::new();
+    let _ = timeout(IO_TIMEOUT, stream.read_to_end(&mut sink))
+        .await
+        .expect("closed");
+    assert!(!sink.is_empty() && sink.len() < 64 * 2958, "{} bytes", sink.len());
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 1000\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[issuer]]\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    // `ulimit -n` sets the soft and the hard limit: 256 cannot be raised.
+    let output = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" serve --config \"$1\""])
+        .arg(env!("CARGO_BIN_EXE_jwks-edge"))
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for part in [
+        "RLIMIT_NOFILE) is 256 (hard limit 256)",
+        "server.max_connections = 1000 on 1 public listener",
+    ] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+
+    // A soft limit below the need is raised to the hard limit, and serve starts.
+    std::fs::write(
+        &config,
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 300\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[issuer]]\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && ulimit -Hn 1024 && exec \"$0\" serve --config \"$1\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_jwks-edge"))
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut soft = None;
+    let started = Instant::now();
+    while started.elapsed() < IO_TIMEOUT && soft != Some(1024) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()))
+            });
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(soft, Some(1024), "the soft limit was raised to the hard limit");
+}
+
+#[tokio::test]
+async fn a_client_is_served_while_others_hold_the_address_limit() {
+    // The same limit on the HTTPS listener, counted per listener: TLS clients from one
+    // address beyond it are closed before the handshake.
+    let (_idp, issuer) = keycloak().await;
+    let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
+    let proxy = RunningProxy::start(&issuer, "max_connections_per_address = 3", "", Some(certs.clone())).await;
+    let https = proxy.https.unwrap();
+    until_served(proxy.plain.unwrap(), HOST, KEYS).await;
+    let transport = Transport::Tls {
+        config: certs.client_config(&[b"http/1.1"]),
+        sni: HOST.to_owned(),
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = Conn::open(https, &transport).await;
+        assert_eq!(conn.get(HOST, KEYS).await.status, StatusCode::OK);
+        held.push(conn);
+    }
+    let tcp = TcpStream::connect(https).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"http/1.1"]));
+    let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
+    let handshake = timeout(IO_TIMEOUT, connector.connect(name, tcp)).await.unwrap();
+    assert!(handshake.is_err(), "a fourth connection from 127.0.0.1 is refused");
+    drop(held.pop());
+    eventually(IO_TIMEOUT, "a slot to come back", || async {
+        let tcp = TcpStream::connect(https).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"http/1.1"]));
+        let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();
+        timeout(IO_TIMEOUT, connector.connect(name, tcp)).await.unwrap().is_ok()
+    })
+    .await;
+}
