@@ -376,7 +376,10 @@ async fn run(args: Args) {
 
     let refresh = Duration::from_secs(5);
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nlisten_plain = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n\
+        // Every client comes from 127.0.0.1 and the handshake scenarios churn connections
+        // faster than closes are seen: room beyond the per-address default.
+        "[server]\nlisten = \"127.0.0.1:0\"\nlisten_plain = \"127.0.0.1:0\"\n\
+         max_connections = 4096\nmax_connections_per_address = 4096\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = {}\n[cache]\nrefresh = \"{}\"\nfetch_timeout = \"2s\"\n\
          [[issuer]]\npublic_url = \"https://{HOST}/realms/bench\"\nupstream = \"{backend}\"\n",
         args.access_log,
