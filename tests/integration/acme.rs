@@ -219,9 +219,7 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
     // 40-second certificates renewed 20 s before expiry: a renewal within the test, and
     // 20 s of margin for it on a loaded machine.
     let lifetime = Duration::from_secs(40);
-    let Some(mut pebble) = Pebble::start(port, unused.local_addr().unwrap().port(), Some(lifetime)).await else {
-        return;
-    };
+    let mut pebble = Pebble::start(port, unused.local_addr().unwrap().port(), Some(lifetime)).await;
     let roots = pebble.issuing_roots_pem().await;
     let setup = Setup::new().await;
     let per_domain = "one_per_domain = true\nrenew_before = \"20s\"";
@@ -336,15 +334,12 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
 async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
     let plain = listen(0);
     let unused = listen(0);
-    let Some(pebble) = Pebble::start(
+    let pebble = Pebble::start(
         unused.local_addr().unwrap().port(),
         plain.local_addr().unwrap().port(),
         None,
     )
-    .await
-    else {
-        return;
-    };
+    .await;
     let roots = pebble.issuing_roots_pem().await;
     let setup = Setup::new().await;
     let proxy = setup.start(listen(0), plain, &pebble, "challenge = \"http-01\"").await;

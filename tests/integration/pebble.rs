@@ -13,9 +13,6 @@ use tokio::time::Instant;
 
 use crate::support::{get, TestCa, Transport, IO_TIMEOUT};
 
-/// Set (to anything) to fail, rather than skip, when pebble is not installed: CI sets it.
-const REQUIRE: &str = "JWKS_EDGE_REQUIRE_PEBBLE";
-
 /// Pebble starts in about 0.2 s (two RSA keys for its CA); generous for a loaded machine,
 /// as for the `serve` process.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -84,20 +81,20 @@ impl Pebble {
     /// 127.0.0.1:`tls_port` (TLS-ALPN-01) and 127.0.0.1:`http_port` (HTTP-01). Waits (bounded)
     /// until the directory answers.
     ///
-    /// Returns `None`, printing "skipped: pebble is not installed" to stderr, when pebble or
-    /// challtestsrv is missing and `JWKS_EDGE_REQUIRE_PEBBLE` is not set; panics if it is set.
+    /// Panics when pebble or challtestsrv is missing: a test that cannot run is never green
+    /// (`.ci/install-test-deps` installs them).
     ///
     /// Every order is validated for real: no random validation sleeps, no rejected nonces and
     /// no reused authorizations. Pebble validates each challenge with three requests at once,
     /// so responders must answer more than once; HTTP-01 requests carry `Host: name:http_port`.
     ///
     /// `validity` shortens the certificates pebble issues (default five years).
-    pub async fn start(tls_port: u16, http_port: u16, validity: Option<Duration>) -> Option<Pebble> {
-        let binaries = Binaries::find()?;
+    pub async fn start(tls_port: u16, http_port: u16, validity: Option<Duration>) -> Pebble {
+        let binaries = Binaries::find();
         let mut attempt = 1;
         loop {
             match Pebble::launch(&binaries, tls_port, http_port, validity).await {
-                Ok(pebble) => return Some(pebble),
+                Ok(pebble) => return pebble,
                 Err(logs) if attempt < START_ATTEMPTS => {
                     eprintln!("pebble lost a port to another process (attempt {attempt}), retrying:\n{logs}");
                     attempt += 1;
@@ -368,30 +365,25 @@ impl Drop for Pebble {
 }
 
 impl Binaries {
-    /// Both executables on `PATH` or in /usr/bin (Debian's `pebble` package); `None` after
-    /// printing why the test is skipped, unless `JWKS_EDGE_REQUIRE_PEBBLE` is set.
-    fn find() -> Option<Binaries> {
+    /// Both executables on `PATH` or in /usr/bin (Debian's `pebble` package).
+    fn find() -> Binaries {
         let pebble = find_executable("pebble");
         let challtestsrv = find_executable("pebble-challtestsrv");
         if let (Some(pebble), Some(challtestsrv)) = (&pebble, &challtestsrv) {
-            return Some(Binaries {
+            return Binaries {
                 pebble: pebble.clone(),
                 challtestsrv: challtestsrv.clone(),
-            });
+            };
         }
         let missing: Vec<&str> = [("pebble", &pebble), ("pebble-challtestsrv", &challtestsrv)]
             .into_iter()
             .filter(|(_, found)| found.is_none())
             .map(|(name, _)| name)
             .collect();
-        let missing = missing.join(" and ");
-        if std::env::var_os(REQUIRE).is_some() {
-            panic!("{REQUIRE} is set but {missing} is not installed (not on PATH nor in /usr/bin)");
-        }
-        eprintln!(
-            "skipped: pebble is not installed (no {missing} on PATH nor in /usr/bin; set {REQUIRE} to fail instead)"
+        panic!(
+            "{} is not installed (not on PATH nor in /usr/bin): run .ci/install-test-deps, which installs Debian's pebble",
+            missing.join(" and ")
         );
-        None
     }
 }
 
