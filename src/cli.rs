@@ -113,10 +113,11 @@ pub fn main() -> ExitCode {
         LogFormat::Json => AccessFormat::Json,
     };
     let access_log = AccessLog::new(access_format, log.handle());
+    let succeeded = |()| ExitCode::SUCCESS;
     let result = match cli.command {
-        Command::Serve { config } => serve(config, access_log),
-        Command::CheckConfig { config } => check_config(config),
-        Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))),
+        Command::Serve { config } => serve(config, access_log).map(succeeded),
+        Command::CheckConfig { config } => check_config(config).map(succeeded),
+        Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))).map(succeeded),
         Command::Doctor {
             issuer_url,
             token,
@@ -148,10 +149,12 @@ pub fn main() -> ExitCode {
         } => runtime().and_then(|rt| {
             rt.block_on(crate::demo::run(listen, admin_listen, listen_plain, access_log))
                 .map_err(|err| (RUNTIME_FAILURE, err))
+                .map(succeeded)
         }),
     };
+    // Returning (never `process::exit`) drops `log`, which flushes the log sink.
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err((code, err)) => {
             // `{:#}` prints the whole cause chain on one line, once.
             eprintln!("error: {err:#}");
@@ -178,7 +181,7 @@ fn init_logging(format: LogFormat) -> jwks_edge::log_sink::LogSink {
     sink
 }
 
-type Outcome = Result<(), (u8, anyhow::Error)>;
+type Outcome<T = ()> = Result<T, (u8, anyhow::Error)>;
 
 fn runtime() -> Result<tokio::runtime::Runtime, (u8, anyhow::Error)> {
     tokio::runtime::Builder::new_multi_thread()
@@ -334,7 +337,7 @@ async fn healthcheck(url: http::Uri) -> Outcome {
     }
 }
 
-fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: bool) -> Outcome {
+fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: bool) -> Outcome<ExitCode> {
     use std::io::Read;
     options.token = match token.as_deref() {
         None => None,
@@ -378,7 +381,7 @@ fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: 
     }
     if report.worst() == jwks_edge::doctor::Status::Fail {
         // The report says what failed; exit 1 without a second message.
-        std::process::exit(RUNTIME_FAILURE as i32);
+        return Ok(ExitCode::from(RUNTIME_FAILURE));
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
