@@ -1,5 +1,5 @@
 //! Turns an upstream discovery document into the public one and decides where the key set
-//! is published and fetched (DESIGN.md, "Mapping jwks_uri").
+//! is published and fetched (README, "Routing": the three `jwks_uri` shapes).
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -33,7 +33,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request<Incoming>, conn: ConnInfo) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// Bounds on what one client can hold (DESIGN.md: every wait has a bound).
+/// Bounds on what one client can hold: every wait has a bound.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Connections served at once per listener; further clients wait in the backlog.

@@ -70,7 +70,7 @@ impl Fleet {
     }
 }
 
-/// Every header rule of DESIGN.md's promise 2, on one document response.
+/// Every header rule of the README's "Its own headers", on one document response.
 fn assert_cacheable(reply: &Reply, what: &str) {
     assert_eq!(reply.status, StatusCode::OK, "{what}: {reply:?}");
     assert_eq!(reply.header("content-type"), Some("application/json"), "{what}");
