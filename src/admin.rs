@@ -20,9 +20,8 @@ use crate::document::{CachePolicy, DocKind, Freshness};
 use crate::health::HealthBoard;
 use crate::key_board::KeyBoard;
 use crate::metrics::Metrics;
-use crate::refresh::{DropRequest, RefreshControl, RefreshRequest};
+use crate::refresh::RefreshControl;
 use crate::response::{Body, Reject};
-use crate::rotation::DropRefused;
 use crate::server::{ConnInfo, Handler};
 use crate::store::{DocId, DocumentStore};
 
@@ -415,13 +414,13 @@ impl Admin {
             .into_iter()
             .map(|(_, name, discovery, jwks)| {
                 all_ok &= discovery.is_ok() && jwks.is_ok();
-                let mut report = |r: Result<(), Refused>| match r {
+                let mut report = |r: Result<(), Asked<String>>| match r {
                     Ok(()) => json!({"ok": true}),
-                    Err(Refused::Busy) => {
+                    Err(Asked::Busy) => {
                         busy = true;
                         json!({"ok": false, "error": "busy: a refresh is already queued"})
                     }
-                    Err(Refused::Failed(error)) => json!({"ok": false, "error": error}),
+                    Err(Asked::Refused(error) | Asked::Failed(error)) => json!({"ok": false, "error": error}),
                 };
                 json!({"name": name, "discovery": report(discovery), "jwks": report(jwks)})
             })
@@ -458,7 +457,7 @@ impl Admin {
         let wait = self.policy.fetch_timeout + Duration::from_secs(2);
         let mut tasks = tokio::task::JoinSet::new();
         for (order, control) in selected.into_iter().cloned().enumerate() {
-            tasks.spawn(async move { (order, control.name, ask_drop(&control.drop_retained, wait).await) });
+            tasks.spawn(async move { (order, control.name, ask(&control.drop_retained, wait).await) });
         }
         let mut results = tasks.join_all().await;
         results.sort_by_key(|r| r.0);
@@ -467,15 +466,15 @@ impl Admin {
             .into_iter()
             .map(|(_, name, outcome)| match outcome {
                 Ok(dropped) => json!({"name": name, "ok": true, "dropped": dropped}),
-                Err(DropFailure::Busy) => {
+                Err(Asked::Busy) => {
                     busy = true;
                     json!({"name": name, "ok": false, "error": "busy: requests are already queued"})
                 }
-                Err(DropFailure::Refused(reason)) => {
+                Err(Asked::Refused(reason)) => {
                     refused = true;
                     json!({"name": name, "ok": false, "error": reason.to_string()})
                 }
-                Err(DropFailure::Failed(error)) => {
+                Err(Asked::Failed(error)) => {
                     failed = true;
                     json!({"name": name, "ok": false, "error": error})
                 }
@@ -544,56 +543,33 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     String::from_utf8(decoded).ok()
 }
 
-/// Why a refresher did not report an outcome of its own.
-enum Refused {
-    /// Its queue is full: a refresh is already pending.
+/// Why a refresher gave no success: its queue was full, it refused (`E`, its own
+/// reason), or it did not answer.
+enum Asked<E> {
+    /// Its queue is full: a request is already pending.
     Busy,
+    Refused(E),
     Failed(String),
 }
 
-/// Asks one refresher to fetch now and waits (bounded) for its outcome; never waits for
+/// Sends a request to a refresher and waits (bounded) for its answer; never waits for
 /// room in its queue.
-async fn ask(refresher: &tokio::sync::mpsc::Sender<RefreshRequest>, wait: Duration) -> Result<(), Refused> {
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    match refresher.try_send(reply) {
-        Ok(()) => {}
-        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return Err(Refused::Busy),
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-            return Err(Refused::Failed("the refresher has stopped".to_owned()))
-        }
-    }
-    match tokio::time::timeout(wait, outcome).await {
-        Ok(Ok(outcome)) => outcome.map_err(Refused::Failed),
-        Ok(Err(_)) => Err(Refused::Failed("the refresher has stopped".to_owned())),
-        Err(_) => Err(Refused::Failed(format!("no outcome within {wait:?}"))),
-    }
-}
-
-/// Why a key set refresher did not drop its retained keys.
-enum DropFailure {
-    Busy,
-    Refused(DropRefused),
-    Failed(String),
-}
-
-/// Asks one key set refresher to drop its retained keys and waits (bounded) for the
-/// `kid`s it dropped; never waits for queue room.
-async fn ask_drop(
-    refresher: &tokio::sync::mpsc::Sender<DropRequest>,
+async fn ask<T, E>(
+    refresher: &tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<T, E>>>,
     wait: Duration,
-) -> Result<Vec<Option<String>>, DropFailure> {
+) -> Result<T, Asked<E>> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let stopped = || Asked::Failed("the refresher has stopped".to_owned());
     let (reply, outcome) = tokio::sync::oneshot::channel();
     match refresher.try_send(reply) {
         Ok(()) => {}
-        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return Err(DropFailure::Busy),
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-            return Err(DropFailure::Failed("the refresher has stopped".to_owned()))
-        }
+        Err(TrySendError::Full(_)) => return Err(Asked::Busy),
+        Err(TrySendError::Closed(_)) => return Err(stopped()),
     }
     match tokio::time::timeout(wait, outcome).await {
-        Ok(Ok(outcome)) => outcome.map_err(DropFailure::Refused),
-        Ok(Err(_)) => Err(DropFailure::Failed("the refresher has stopped".to_owned())),
-        Err(_) => Err(DropFailure::Failed(format!("no outcome within {wait:?}"))),
+        Ok(Ok(outcome)) => outcome.map_err(Asked::Refused),
+        Ok(Err(_)) => Err(stopped()),
+        Err(_) => Err(Asked::Failed(format!("no outcome within {wait:?}"))),
     }
 }
 

@@ -100,26 +100,25 @@ fn settle(
             });
         }
     }
-    for (kty, limit) in [("RSA", cap.rsa), ("EC", cap.ec)] {
-        let of_type = |k: &Value| k.get("kty").and_then(Value::as_str) == Some(kty);
-        let room = limit.saturating_sub(upstream.iter().filter(|k| of_type(k)).count());
+    // Per type, then all together: `None` counts every type.
+    let limits = [
+        (Some("RSA"), Some(cap.rsa)),
+        (Some("EC"), Some(cap.ec)),
+        (None, cap.total),
+    ];
+    for (kty, limit) in limits {
+        let Some(limit) = limit else {
+            continue;
+        };
+        let counted = |t: Option<&str>| kty.is_none() || t == kty;
+        let room = limit.saturating_sub(
+            upstream
+                .iter()
+                .filter(|k| counted(k.get("kty").and_then(Value::as_str)))
+                .count(),
+        );
         let mut retained: Vec<usize> = (0..records.len())
-            .filter(|&i| !gone[i] && records[i].removed_at.is_some() && records[i].kty.as_deref() == Some(kty))
-            .collect();
-        retained.sort_by_key(|&i| (records[i].removed_at, i));
-        let excess = retained.len().saturating_sub(room);
-        for &i in &retained[..excess] {
-            gone[i] = true;
-            events.push(KeyEvent::Expired {
-                kid: records[i].kid.clone(),
-                reason: ExpiryReason::Cap,
-            });
-        }
-    }
-    if let Some(total) = cap.total {
-        let room = total.saturating_sub(upstream.len());
-        let mut retained: Vec<usize> = (0..records.len())
-            .filter(|&i| !gone[i] && records[i].removed_at.is_some())
+            .filter(|&i| !gone[i] && records[i].removed_at.is_some() && counted(records[i].kty.as_deref()))
             .collect();
         retained.sort_by_key(|&i| (records[i].removed_at, i));
         let excess = retained.len().saturating_sub(room);
