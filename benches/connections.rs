@@ -30,15 +30,14 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use jwks_edge::fake_idp::{FakeIdp, Resource};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-const JWKS: &str = include_str!("../tests/fixtures/keycloak/jwks.json");
-const HOST: &str = "bench.example.com";
-const PATH: &str = "/realms/bench/protocol/openid-connect/certs";
+mod common;
+
+use common::{keycloak_idp, BenchTls, HOST, PATH};
 /// What the slow reader takes at a time, and how often.
 const SLOW_BYTES: usize = 32;
 const SLOW_EVERY: Duration = Duration::from_secs(3);
@@ -517,30 +516,11 @@ async fn serves(server: &Server) -> bool {
 }
 
 async fn run(args: Args) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![HOST.to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-
-    let idp = FakeIdp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let tls = BenchTls::new();
+    let (ca, cert, key) = (&tls.ca, &tls.cert, &tls.key);
+    let idp = keycloak_idp().await;
     let backend = format!("{}/realms/bench", idp.base_url());
-    let discovery =
-        format!(r#"{{"issuer":"https://{HOST}/realms/bench","jwks_uri":"{backend}/protocol/openid-connect/certs"}}"#);
-    idp.put(
-        "/realms/bench/.well-known/openid-configuration",
-        Resource::json_with_idp_headers(discovery),
-    );
-    idp.put(PATH, Resource::json_with_idp_headers(JWKS));
+    let dir = tempfile::tempdir().unwrap();
 
     let max = args.connections + 100;
     let config = format!(

@@ -18,13 +18,13 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::fake_idp::Fault;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 
-const JWKS: &str = include_str!("../tests/fixtures/keycloak/jwks.json");
-const HOST: &str = "bench.example.com";
-const PATH: &str = "/realms/bench/protocol/openid-connect/certs";
+mod common;
+
+use common::{keycloak_idp, BenchTls, HOST, JWKS, PATH};
 const ROLE: &str = "JWKS_EDGE_BENCH_ROLE";
 
 struct Args {
@@ -347,32 +347,12 @@ fn client_config(ca: &rcgen::Certificate, alpn: &[u8], resumption: bool) -> Arc<
 }
 
 async fn run(args: Args) {
-    // A CA and an ECDSA P-256 certificate (the cheaper handshake, as the README advises).
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec![HOST.to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-
+    let tls = BenchTls::new();
+    let (ca, cert, key) = (&tls.ca, &tls.cert, &tls.key);
     // The fake IdP runs here, on the generator's core: it only sees refreshes.
-    let idp = FakeIdp::serve(TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+    let idp = keycloak_idp().await;
     let backend = format!("{}/realms/bench", idp.base_url());
-    let discovery =
-        format!(r#"{{"issuer":"https://{HOST}/realms/bench","jwks_uri":"{backend}/protocol/openid-connect/certs"}}"#);
-    idp.put(
-        "/realms/bench/.well-known/openid-configuration",
-        Resource::json_with_idp_headers(discovery),
-    );
-    idp.put(PATH, Resource::json_with_idp_headers(JWKS));
+    let dir = tempfile::tempdir().unwrap();
 
     let refresh = Duration::from_secs(5);
     let config = format!(
@@ -419,9 +399,9 @@ async fn run(args: Args) {
     let hits_before = idp.total_hits();
     let run_started = Instant::now();
 
-    let h1 = client_config(&ca, b"http/1.1", true);
-    let h2 = client_config(&ca, b"h2", true);
-    let full = client_config(&ca, b"http/1.1", false);
+    let h1 = client_config(ca, b"http/1.1", true);
+    let h2 = client_config(ca, b"h2", true);
+    let full = client_config(ca, b"http/1.1", false);
     let scenarios: Vec<(&str, usize, Option<Arc<rustls::ClientConfig>>, Mode)> = vec![
         ("HTTP/1.1 keep-alive", 1, None, Mode::KeepAlive),
         ("HTTPS keep-alive", 0, Some(h1.clone()), Mode::KeepAlive),
