@@ -135,6 +135,21 @@ impl Idp {
         self.idp.put(KEYS, resource(keys.to_string(), headers));
     }
 
+    /// The command-line arguments that point doctor at this IdP (its CA, its address,
+    /// loopback allowed), followed by `extra`.
+    fn cli_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            self.issuer.clone(),
+            "--ca-file".into(),
+            self.ca_file.display().to_string(),
+            "--resolve".into(),
+            format!("{HOST}:{}:127.0.0.1", self.idp.addr().port()),
+            "--allow-private".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
     fn options(&self) -> Options {
         Options {
             issuer: self.issuer.clone(),
@@ -439,21 +454,10 @@ async fn json_output_parses_and_matches_the_readable_report() {
         signer.sign(&json!({"alg": "RS256", "kid": "key-1"}), &bad_aud),
     )
     .unwrap();
-    let options = idp.options();
     let args = |json: bool| {
-        let mut args = vec![
-            "doctor".to_owned(),
-            idp.issuer.clone(),
-            "--ca-file".into(),
-            options.ca_file.as_ref().unwrap().display().to_string(),
-            "--resolve".into(),
-            format!("{HOST}:{}:127.0.0.1", idp.idp.addr().port()),
-            "--allow-private".into(),
-            "--audience".into(),
-            "sts.amazonaws.com".into(),
-            "--token".into(),
-            token_file.display().to_string(),
-        ];
+        let token = token_file.display().to_string();
+        let mut args = vec!["doctor".to_owned()];
+        args.extend(idp.cli_args(&["--audience", "sts.amazonaws.com", "--token", &token]));
         if json {
             args.push("--json".into());
         }
@@ -702,16 +706,7 @@ async fn hostile_remote_strings_are_escaped_in_both_reports() {
     )
     .unwrap();
     let args = |json: bool| {
-        let mut args = vec![
-            idp.issuer.clone(),
-            "--ca-file".into(),
-            idp.ca_file.display().to_string(),
-            "--resolve".into(),
-            format!("{HOST}:{}:127.0.0.1", idp.idp.addr().port()),
-            "--allow-private".into(),
-            "--token".into(),
-            token_file.display().to_string(),
-        ];
+        let mut args = idp.cli_args(&["--token", &token_file.display().to_string()]);
         if json {
             args.push("--json".into());
         }
@@ -839,19 +834,9 @@ async fn extreme_token_times_through_the_cli_do_not_panic() {
             .unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))).unwrap();
-        let (code, stdout, stderr) = doctor_cli(vec![
-            idp.issuer.clone(),
-            "--ca-file".into(),
-            idp.ca_file.display().to_string(),
-            "--resolve".into(),
-            format!("{HOST}:{}:127.0.0.1", idp.idp.addr().port()),
-            "--allow-private".into(),
-            "--audience".into(),
-            "sts.amazonaws.com".into(),
-            "--token".into(),
-            token_file.display().to_string(),
-        ])
-        .await;
+        let token = token_file.display().to_string();
+        let args = idp.cli_args(&["--audience", "sts.amazonaws.com", "--token", &token]);
+        let (code, stdout, stderr) = doctor_cli(args).await;
         let text = String::from_utf8(stdout).unwrap();
         assert!(!stderr.contains("panicked"), "{times}: {stderr}");
         assert_eq!(code, expected, "{times}:\n{text}\n{stderr}");
