@@ -388,15 +388,9 @@ impl Admin {
     /// refresher that already has requests queued (it may be waiting for the first
     /// discovery document) makes the answer 503: this never waits for queue room.
     async fn refresh(&self, request: &Request<Incoming>) -> Response<Body> {
-        let wanted = query_param(request.uri(), "issuer");
-        let selected: Vec<&RefreshControl> = self
-            .refresh
-            .iter()
-            .filter(|c| wanted.as_deref().is_none_or(|name| c.name == name))
-            .collect();
-        if selected.is_empty() {
+        let Some(selected) = self.selected(request) else {
             return unknown_issuer();
-        }
+        };
         // Each fetch is bounded by fetch_timeout; allow for both documents in turn.
         let wait = self.policy.fetch_timeout * 2 + Duration::from_secs(1);
         let mut tasks = tokio::task::JoinSet::new();
@@ -444,15 +438,9 @@ impl Admin {
     /// 409 when dropping would leave an issuer no key to publish (nothing is dropped
     /// there); 503 with `Retry-After` when a refresher has requests queued.
     async fn drop_retained(&self, request: &Request<Incoming>) -> Response<Body> {
-        let wanted = query_param(request.uri(), "issuer");
-        let selected: Vec<&RefreshControl> = self
-            .refresh
-            .iter()
-            .filter(|c| wanted.as_deref().is_none_or(|name| c.name == name))
-            .collect();
-        if selected.is_empty() {
+        let Some(selected) = self.selected(request) else {
             return unknown_issuer();
-        }
+        };
         // The key set refresher may be in the middle of one fetch.
         let wait = self.policy.fetch_timeout + Duration::from_secs(2);
         let mut tasks = tokio::task::JoinSet::new();
@@ -497,6 +485,18 @@ impl Admin {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
+    }
+
+    /// The refreshers an admin action is for: every issuer's, or `?issuer=NAME`'s;
+    /// `None` when no issuer has that name.
+    fn selected(&self, request: &Request<Incoming>) -> Option<Vec<&RefreshControl>> {
+        let wanted = query_param(request.uri(), "issuer");
+        let selected: Vec<&RefreshControl> = self
+            .refresh
+            .iter()
+            .filter(|c| wanted.as_deref().is_none_or(|name| c.name == name))
+            .collect();
+        (!selected.is_empty()).then_some(selected)
     }
 
     fn issuer_index(&self, name: &str) -> Option<usize> {
