@@ -115,7 +115,7 @@ fn args() -> Args {
 fn main() {
     let args = args();
     // Every connection is a descriptor here too.
-    let (limit, _) = jwks_edge::fd_limit::raise();
+    let (limit, _) = jwks_edge::edge::fd_limit::raise();
     if limit.soft.is_some_and(|n| n < args.connections as u64 + 256) {
         eprintln!(
             "RLIMIT_NOFILE {:?} is too low for {} connections",

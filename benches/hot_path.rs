@@ -10,15 +10,16 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderValue, Request};
 use http_body_util::Empty;
-use jwks_edge::access_log::{AccessFormat, AccessLog};
+use jwks_edge::cache::routes::Router;
+use jwks_edge::cache::store::DocumentStore;
 use jwks_edge::config::Config;
-use jwks_edge::document::{CachePolicy, DocKind, Document};
-use jwks_edge::metrics::Metrics;
-use jwks_edge::rewrite::rewrite_discovery;
-use jwks_edge::routes::Router;
-use jwks_edge::server::ConnInfo;
-use jwks_edge::service::Proxy;
-use jwks_edge::store::{DocId, DocumentStore};
+use jwks_edge::edge::access_log::{AccessFormat, AccessLog};
+use jwks_edge::edge::connection::ConnInfo;
+use jwks_edge::edge::proxy::Proxy;
+use jwks_edge::model::document::{CachePolicy, DocKind, Document};
+use jwks_edge::model::DocId;
+use jwks_edge::telemetry::metrics::Metrics;
+use jwks_edge::upstream::rewrite::rewrite_discovery;
 
 const KEYCLOAK_DISCOVERY: &str = include_str!("../tests/fixtures/keycloak/openid-configuration.json");
 const KEYCLOAK_JWKS: &str = include_str!("../tests/fixtures/keycloak/jwks.json");
@@ -122,7 +123,7 @@ fn benches(c: &mut Criterion) {
 
     // The same 200 with the access log on (the line is formatted on the request's core
     // and appended to the log sink's buffer; the sink writes it out elsewhere).
-    let sink = jwks_edge::log_sink::LogSink::start_with(std::io::sink());
+    let sink = jwks_edge::telemetry::log_sink::LogSink::start_with(std::io::sink());
     let logged = Proxy::new(
         Arc::new(Router::new(&config.issuers)),
         store.clone(),

@@ -507,8 +507,8 @@ fn ceiling() {
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(jwks_edge::certs::CertResolver::new(
-                jwks_edge::certs::CertSet::single(key),
+            .with_cert_resolver(Arc::new(jwks_edge::tls::resolver::CertResolver::new(
+                jwks_edge::tls::resolver::CertSet::single(key),
             )));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));

@@ -11,26 +11,28 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use crate::access_log::AccessLog;
-use crate::acme::{AcmeError, AcmeManager, Challenges};
-use crate::admin::{Admin, Startup};
-use crate::certs::{reload_loop, CertError, CertResolver, CertSet};
+use crate::cache::health::HealthBoard;
+use crate::cache::key_board::KeyBoard;
+use crate::cache::revalidate::Revalidations;
+use crate::cache::routes::Router;
+use crate::cache::snapshot::Snapshots;
+use crate::cache::store::DocumentStore;
+use crate::config::limits::{Limits, ADMIN_MAX_CONNECTIONS};
 use crate::config::{AcmeChallenge, Config};
-use crate::document::CachePolicy;
-use crate::fetch::{Fetcher, UpstreamAccess};
-use crate::health::HealthBoard;
-use crate::key_board::KeyBoard;
-use crate::keyset::KeySetRules;
-use crate::metrics::Metrics;
-use crate::prepublished::PrepublishedError;
-use crate::refresh::{spawn_all, IssuerRefresh};
-use crate::revalidate::Revalidations;
-use crate::routes::Router;
-use crate::server::{serve, Endpoint, Limits};
-use crate::service::Proxy;
-use crate::snapshot::Snapshots;
-use crate::store::DocumentStore;
+use crate::edge::access_log::AccessLog;
+use crate::edge::proxy::Proxy;
+use crate::edge::server::{serve, Endpoint};
+use crate::model::document::CachePolicy;
+use crate::ops::admin::{Admin, Startup};
+use crate::telemetry::metrics::Metrics;
+use crate::tls::acme::{AcmeError, AcmeManager};
+use crate::tls::challenges::Challenges;
+use crate::tls::resolver::{reload_loop, CertError, CertResolver, CertSet};
 use crate::tls::{self, TlsError};
+use crate::upstream::fetch::{Fetcher, UpstreamAccess};
+use crate::upstream::keyset::prepublished::PrepublishedError;
+use crate::upstream::keyset::KeySetRules;
+use crate::upstream::refresh::{spawn_all, IssuerRefresh};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,10 +64,6 @@ pub enum StartError {
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
 }
-
-/// Connections the admin listener serves at once: probes and scrapes need a few, and a
-/// private listener should not take a share of the memory budget meant for clients.
-pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// The listeners `App::run` serves; the caller binds them (tests bind port 0).
 pub struct Listeners {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use jwks_edge::access_log::{AccessFormat, AccessLog};
 use jwks_edge::app::{App, Listeners};
-use jwks_edge::certs::ServerCert;
 use jwks_edge::config::Config;
+use jwks_edge::edge::access_log::{AccessFormat, AccessLog};
+use jwks_edge::tls::resolver::ServerCert;
 use std::time::SystemTime;
 
 #[derive(Debug, Parser)]
@@ -166,11 +166,11 @@ pub fn main() -> ExitCode {
 /// Logs are appended to a bounded memory buffer that a thread writes to stderr every
 /// 5 ms (see `log_sink`), so neither a slow stderr nor a burst of access-log lines can
 /// hold up a request. The returned sink writes what is left when dropped.
-fn init_logging(format: LogFormat) -> jwks_edge::log_sink::LogSink {
+fn init_logging(format: LogFormat) -> jwks_edge::telemetry::log_sink::LogSink {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let sink = jwks_edge::log_sink::LogSink::start();
+    let sink = jwks_edge::telemetry::log_sink::LogSink::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink.writer());
@@ -243,7 +243,7 @@ fn check_config(path: PathBuf) -> Outcome {
             .as_deref()
             .filter(|f| present(key.clone(), f))
         {
-            jwks_edge::prepublished::PrepublishedKeys::load(
+            jwks_edge::upstream::keyset::prepublished::PrepublishedKeys::load(
                 file,
                 config.cache.max_document_bytes,
                 config.cache.key_cap,
@@ -286,7 +286,7 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
                 }
             }
         });
-        app.run(listeners, shutdown_signal())
+        app.run(listeners, crate::shutdown::signal())
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))
     })
@@ -295,7 +295,7 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
 /// Raises RLIMIT_NOFILE to its hard limit and refuses to start (exit 2) when even that
 /// cannot hold the configured connections.
 fn open_file_limit(config: &Config) -> Outcome {
-    use jwks_edge::fd_limit;
+    use jwks_edge::edge::fd_limit;
     let (limit, failed) = fd_limit::raise();
     if let Some(err) = failed {
         tracing::warn!(error = %err, soft = ?limit.soft, hard = ?limit.hard, "cannot raise the open-file limit");
@@ -304,17 +304,6 @@ fn open_file_limit(config: &Config) -> Outcome {
     fd_limit::check(limit, need).map_err(|err| (CONFIG_ERROR, err.into()))?;
     tracing::debug!(soft = ?limit.soft, need = need.total(), "open-file limit");
     Ok(())
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a signal handler can be installed");
-    let mut int = signal(SignalKind::interrupt()).expect("a signal handler can be installed");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
 }
 
 async fn healthcheck(url: http::Uri) -> Outcome {

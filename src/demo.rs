@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwks_edge::access_log::AccessLog;
 use jwks_edge::app::{App, Listeners};
 use jwks_edge::config::Config;
+use jwks_edge::edge::access_log::AccessLog;
 use jwks_edge::fake_idp::{FakeIdp, Resource};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -67,8 +67,8 @@ fn write_certificate(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         .context("cannot generate the demo certificate")?;
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    jwks_edge::files::write_atomically(&cert, certified.cert.pem().as_bytes(), false)?;
-    jwks_edge::files::write_atomically(&key, certified.key_pair.serialize_pem().as_bytes(), true)?;
+    jwks_edge::cache::files::write_atomically(&cert, certified.cert.pem().as_bytes(), false)?;
+    jwks_edge::cache::files::write_atomically(&key, certified.key_pair.serialize_pem().as_bytes(), true)?;
     Ok((cert, key))
 }
 
@@ -102,7 +102,7 @@ pub async fn run(
     // beforehand, with links where the key is written.
     let temp = std::env::temp_dir();
     let dir = TempDir(
-        jwks_edge::files::create_unique_private_dir(&temp, "jwks-edge-demo-")
+        jwks_edge::cache::files::create_unique_private_dir(&temp, "jwks-edge-demo-")
             .with_context(|| format!("cannot create a directory in {}", temp.display()))?,
     );
     let (cert, key) = write_certificate(&dir.0)?;
@@ -163,7 +163,7 @@ pub async fn run(
         plain,
         admin: Some(admin),
     };
-    app.run(listeners, crate::cli::shutdown_signal()).await?;
+    app.run(listeners, crate::shutdown::signal()).await?;
     drop(idp);
     Ok(())
 }

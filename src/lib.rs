@@ -31,42 +31,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod acme;
-pub mod address_limit;
-pub mod admin;
 pub mod app;
-pub mod base_url;
-pub mod certs;
+pub mod cache;
 pub mod config;
-pub mod connection;
 pub mod doctor;
-pub mod document;
+pub mod edge;
 pub mod fake_idp;
-pub mod fd_limit;
-pub mod fetch;
-pub mod files;
-pub mod health;
-pub mod key_board;
-pub mod key_hygiene;
-pub mod key_policy;
-pub mod keyset;
-pub mod log_sink;
-pub mod metrics;
-pub mod prepublished;
-pub mod refresh;
-pub mod response;
-pub mod revalidate;
-pub mod rewrite;
-pub mod rotation;
-pub mod routes;
-pub mod server;
-pub mod service;
-pub mod snapshot;
-pub mod store;
-pub mod timestamp;
+pub mod model;
+pub mod ops;
+pub mod telemetry;
 pub mod tls;
-pub mod validate;
+pub mod upstream;
 
 /// An error and all its causes on one line, for logs and status pages.
 pub fn error_chain(err: &dyn std::error::Error) -> String {

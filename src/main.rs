@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod shutdown;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -2,6 +2,8 @@
 
 mod collisions;
 mod display;
+pub mod keys;
+pub mod limits;
 mod raw;
 mod validate;
 
@@ -10,10 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::base_url::BaseUrl;
-use crate::key_hygiene::KeyCap;
-use crate::key_policy::KeyPolicy;
-use crate::server::Limits;
+use crate::config::keys::KeyCap;
+use crate::config::keys::KeyPolicy;
+use crate::config::limits::Limits;
+use crate::model::base_url::BaseUrl;
 use collisions::validate_routes;
 use raw::RawConfig;
 use validate::{validate_admin, validate_cache, validate_issuer, validate_server};

@@ -474,7 +474,7 @@ fn revalidate_after_defaults_to_5s_and_0s_turns_it_off() {
 #[test]
 fn key_caps_and_key_policy_default_to_aws_limits_and_the_upstreams_keys() {
     let config = load(MINIMAL).unwrap();
-    assert_eq!(config.cache.key_cap, crate::key_hygiene::KeyCap::default());
+    assert_eq!(config.cache.key_cap, crate::config::keys::KeyCap::default());
     assert_eq!(
         (
             config.cache.key_cap.rsa,
@@ -483,7 +483,7 @@ fn key_caps_and_key_policy_default_to_aws_limits_and_the_upstreams_keys() {
         ),
         (100, 100, None)
     );
-    assert_eq!(config.issuers[0].key_policy, crate::key_policy::KeyPolicy::default());
+    assert_eq!(config.issuers[0].key_policy, crate::config::keys::KeyPolicy::default());
     assert_eq!(config.issuers[0].prepublished_jwks_file, None);
 
     let config = load(&with(
@@ -494,14 +494,14 @@ fn key_caps_and_key_policy_default_to_aws_limits_and_the_upstreams_keys() {
     .unwrap();
     assert_eq!(
         config.cache.key_cap,
-        crate::key_hygiene::KeyCap {
+        crate::config::keys::KeyCap {
             rsa: 20,
             ec: 5,
             total: Some(10)
         }
     );
     let issuer = &config.issuers[0];
-    assert_eq!(issuer.key_policy.publish, crate::key_policy::PublishKeys::Signing);
+    assert_eq!(issuer.key_policy.publish, crate::config::keys::PublishKeys::Signing);
     assert!(issuer.key_policy.fill_use && issuer.key_policy.fill_alg);
     assert_eq!(
         issuer.prepublished_jwks_file.as_deref(),

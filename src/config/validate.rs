@@ -9,10 +9,10 @@ use super::{
     invalid, Acme, AcmeChallenge, Admin, Cache, ConfigError, Issuer, Readiness, Server, ServerTls, Tls, LETS_ENCRYPT,
     STS_TIMEOUT,
 };
-use crate::base_url::BaseUrl;
-use crate::key_hygiene::KeyCap;
-use crate::key_policy::{KeyPolicy, PublishKeys};
-use crate::server::{Limits, PUBLIC_CONNECTION_BUDGET};
+use crate::config::keys::KeyCap;
+use crate::config::keys::{KeyPolicy, PublishKeys};
+use crate::config::limits::{Limits, PUBLIC_CONNECTION_BUDGET};
+use crate::model::base_url::BaseUrl;
 
 pub(super) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {

@@ -2,14 +2,14 @@
 //! value outside 1970–9999 as written instead of clamping it.
 //!
 //! A token's `exp` is whatever its author wrote: `u64::MAX`, `1e300`, `-1`. Every
-//! conversion here saturates; printing goes through `crate::timestamp`, so no value can
+//! conversion here saturates; printing goes through `crate::model::timestamp`, so no value can
 //! panic the doctor.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::timestamp::{self, MAX_UNIX_SECONDS};
+use crate::model::timestamp::{self, MAX_UNIX_SECONDS};
 
 /// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
 const LAST_PRINTABLE: i64 = MAX_UNIX_SECONDS as i64;

@@ -390,12 +390,12 @@ async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serve
 /// Counts the requests that reach it.
 struct Counting(Arc<std::sync::atomic::AtomicUsize>);
 
-impl jwks_edge::server::Handler for Counting {
+impl jwks_edge::edge::connection::Handler for Counting {
     fn handle(
         &self,
         _: http::Request<hyper::body::Incoming>,
-        _: jwks_edge::server::ConnInfo,
-    ) -> impl std::future::Future<Output = http::Response<jwks_edge::response::Body>> + Send {
+        _: jwks_edge::edge::connection::ConnInfo,
+    ) -> impl std::future::Future<Output = http::Response<jwks_edge::edge::response::Body>> + Send {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async { http::Response::new(Default::default()) }
     }
@@ -403,8 +403,8 @@ impl jwks_edge::server::Handler for Counting {
 
 #[tokio::test]
 async fn a_validation_handshake_gets_the_challenge_certificate_and_no_request_through() {
-    use jwks_edge::acme::Challenges;
-    use jwks_edge::certs::{CertResolver, CertSet};
+    use jwks_edge::tls::challenges::Challenges;
+    use jwks_edge::tls::resolver::{CertResolver, CertSet};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let digest = [7u8; 32];
@@ -416,18 +416,18 @@ async fn a_validation_handshake_gets_the_challenge_certificate_and_no_request_th
     let resolver = Arc::new(CertResolver::with_challenges(CertSet::single(key), challenges));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let endpoint = jwks_edge::server::Endpoint {
+    let endpoint = jwks_edge::edge::server::Endpoint {
         name: "https",
         listener,
         tls: Some(tokio_rustls::TlsAcceptor::from(
             jwks_edge::tls::server_config(resolver, true).unwrap(),
         )),
-        limits: jwks_edge::server::Limits::default(),
-        metrics: jwks_edge::metrics::Metrics::new(Vec::new()).listener("https"),
+        limits: jwks_edge::config::limits::Limits::default(),
+        metrics: jwks_edge::telemetry::metrics::Metrics::new(Vec::new()).listener("https"),
     };
     let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jwks_edge::server::serve(
+    let server = tokio::spawn(jwks_edge::edge::server::serve(
         endpoint,
         Arc::new(Counting(requests.clone())),
         async {

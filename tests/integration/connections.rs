@@ -150,7 +150,7 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
     // admitted connection (README, "Connection and memory budget").
     tokio::time::sleep(Duration::from_millis(500)).await; // let the writes stall
     let rss = rss_kib(serve.pid());
-    let per_connection = (jwks_edge::server::CONNECTION_COST_BYTES / 1024) as u64;
+    let per_connection = (jwks_edge::config::limits::CONNECTION_COST_BYTES / 1024) as u64;
     eprintln!(
         "RSS {baseline} KiB -> {rss} KiB with 150 slow readers: {:.1} KiB each",
         rss.saturating_sub(baseline) as f64 / 150.0

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use jwks_edge::cache::routes::{normalize_host, Route, Router};
+use jwks_edge::cache::store::DocumentStore;
 use jwks_edge::config::{Config, Issuer};
-use jwks_edge::document::{CachePolicy, DocKind, Document};
-use jwks_edge::rewrite::{map_jwks_uri, rewrite_discovery};
-use jwks_edge::routes::{normalize_host, Route, Router};
-use jwks_edge::store::{DocId, DocumentStore};
-use jwks_edge::validate::check_jwks;
+use jwks_edge::model::document::{CachePolicy, DocKind, Document};
+use jwks_edge::model::DocId;
+use jwks_edge::upstream::checks::check_jwks;
+use jwks_edge::upstream::rewrite::{map_jwks_uri, rewrite_discovery};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

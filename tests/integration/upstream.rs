@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use jwks_edge::certs::{CertResolver, CertSet};
 use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::tls::resolver::{CertResolver, CertSet};
 use jwks_edge::tls::{certified_key_from_pem, provider};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;

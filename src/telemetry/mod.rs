@@ -1,0 +1,5 @@
+//! What the process tells about itself while it runs: the metric registry every layer
+//! counts into, and the batched log sink every log line goes through.
+
+pub mod log_sink;
+pub mod metrics;

@@ -1,0 +1,191 @@
+//! `Fetcher`: one bounded GET to an upstream, returning the body or a typed reason.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use std::path::PathBuf;
+
+use http::header::HeaderValue;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::upstream::checks::ValidationError;
+use crate::upstream::rotation::Unpublishable;
+
+const USER_AGENT: &str = concat!("jwks-edge/", env!("CARGO_PKG_VERSION"));
+
+/// Why a fetch produced nothing usable. Every variant leaves the last good copy in place.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid upstream URL {0:?}")]
+    Url(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed")]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("answered HTTP {status}{}", location.as_deref().map(|l| format!(", redirect to {l:?} not followed")).unwrap_or_default())]
+    Status {
+        status: StatusCode,
+        location: Option<String>,
+    },
+    #[error("body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("body could not be read")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("invalid document")]
+    Invalid(#[source] ValidationError),
+    /// A valid key set that leaves nothing to publish (every key withdrawn).
+    #[error("key set not published")]
+    Unpublishable(#[source] Unpublishable),
+    /// The discovery document names a key set path that belongs to another issuer's
+    /// routes; it is refused like an invalid document.
+    #[error("{0}")]
+    RouteConflict(String),
+    #[error("cannot read the bearer token from {path:?}")]
+    Token {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FetchError {
+    /// A short stable label for metrics and logs (one of `metrics::OUTCOMES`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FetchError::Url(_) => "bad_url",
+            FetchError::Timeout(_) => "timeout",
+            // Refused, reset or failed TLS: the connection never carried an answer.
+            FetchError::Connect(_) => "refused",
+            FetchError::Status { .. } => "status",
+            FetchError::TooLarge { .. } => "too_large",
+            FetchError::Body(_) => "body",
+            FetchError::Invalid(_) | FetchError::Unpublishable(Unpublishable::NotAKeySet) => "invalid",
+            FetchError::Unpublishable(Unpublishable::AllWithdrawn | Unpublishable::NoSigningKeyLeft) => "withdrawn",
+            FetchError::Token { .. } => "token",
+            FetchError::RouteConflict(_) => "route_conflict",
+        }
+    }
+}
+
+/// What an upstream needs besides TLS trust: credentials and a chosen `Host`.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamAccess {
+    /// Re-read before every fetch: Kubernetes rotates service-account tokens on disk.
+    pub bearer_token_file: Option<PathBuf>,
+    pub host: Option<HeaderValue>,
+}
+
+/// A pooled HTTP(S) client with the proxy's bounds. Cheap to clone.
+///
+/// Only what the proxy chooses is sent upstream: `GET`, `Accept`, `User-Agent`, `Host`
+/// (the URL's, or `upstream_host`) and the configured bearer token. Nothing from a client
+/// request ever reaches a `Fetcher`.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    timeout: Duration,
+    max_bytes: usize,
+    access: UpstreamAccess,
+}
+
+impl Fetcher {
+    /// `timeout` bounds the whole exchange, connect included; `max_bytes` the body.
+    pub fn new(tls: rustls::ClientConfig, timeout: Duration, max_bytes: usize, access: UpstreamAccess) -> Fetcher {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
+            .build(https);
+        Fetcher {
+            client,
+            timeout,
+            max_bytes,
+            access,
+        }
+    }
+
+    /// GETs `url` and returns the body of a 200 answer.
+    pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+        tokio::time::timeout(self.timeout, async {
+            let request = self.request(url).await?;
+            self.exchange(request).await
+        })
+        .await
+        .map_err(|_| FetchError::Timeout(self.timeout))?
+    }
+
+    async fn request(&self, url: &str) -> Result<Request<Empty<Bytes>>, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+        let mut request = Request::get(uri)
+            .header(header::ACCEPT, "application/json, application/jwk-set+json")
+            .header(header::USER_AGENT, USER_AGENT)
+            .body(Empty::new())
+            .map_err(|_| FetchError::Url(url.to_owned()))?;
+        if let Some(host) = &self.access.host {
+            request.headers_mut().insert(header::HOST, host.clone());
+        }
+        if let Some(path) = &self.access.bearer_token_file {
+            let token = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|source| FetchError::Token {
+                    path: path.clone(),
+                    source,
+                })?;
+            let value = HeaderValue::try_from(format!("Bearer {}", token.trim())).map_err(|_| FetchError::Token {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the token is not a valid header value"),
+            })?;
+            let mut value = value;
+            value.set_sensitive(true);
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        Ok(request)
+    }
+
+    async fn exchange(&self, request: Request<Empty<Bytes>>) -> Result<Bytes, FetchError> {
+        let response = self.client.request(request).await.map_err(FetchError::Connect)?;
+        if response.status() != StatusCode::OK {
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Err(FetchError::Status {
+                status: response.status(),
+                location,
+            });
+        }
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_bytes as u64) {
+            return Err(FetchError::TooLarge { limit: self.max_bytes });
+        }
+        let body = Limited::new(response.into_body(), self.max_bytes)
+            .collect()
+            .await
+            .map_err(|err| {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    FetchError::TooLarge { limit: self.max_bytes }
+                } else {
+                    FetchError::Body(err)
+                }
+            })?;
+        Ok(body.to_bytes())
+    }
+}
