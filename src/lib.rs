@@ -1,34 +1,30 @@
 //! jwks-edge publishes the OpenID Connect discovery document and key set of self-hosted
 //! identity providers to cloud relying parties, from memory, under a hard deadline.
 //!
-//! A request's path through the modules:
+//! The modules are layers, listed top to bottom; a module uses only the layers below it, and no
+//! two files import each other, however indirectly (`tests/architecture.rs` checks both):
 //!
 //! ```text
-//! server   accept (tcp; address_limit per client) -> tls (rustls; certs::CertResolver picks by
-//!          SNI, reloads) -> connection (hyper auto conn under header/idle/send deadlines)
-//!   -> service::Proxy   routes::Router(host, path) -> DocId
-//!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
-//!   -> revalidate       an aging key set may poke its refresher (one compare-and-swap,
-//!                       granted at most once per cache.revalidate_after; never waits)
-//!   -> response         synthetic 4xx/5xx answers, all built in one place
-//!   -> access_log       one line per request, into log_sink (batched writes to stderr)
-//!
-//! refresh  one task per document: fetch::Fetcher -> validate -> rewrite (discovery), or
-//!          keyset::KeySetRules (key_hygiene, key_policy, prepublished) -> rotation::KeyRetention
-//!          (key set: withdrawn keys out, removed keys kept a while) -> store.put, health
-//!          record, key_board::KeyBoard, snapshot to disk; on its period, on a failure's
-//!          backoff, or early when poked by revalidate
-//! admin    /healthz, /readyz (store + health::HealthBoard + key_board), /metrics
-//!          (metrics::Metrics), POST /admin/refresh and /admin/drop-retained, on the admin listener
-//! acme     [server.tls.acme]: orders and renews certificates into certs::CertResolver,
-//!          answering TLS-ALPN-01 in the resolver or HTTP-01 in service::Proxy
-//! files    snapshot and ACME files: private directories, atomic writes, no links followed
-//! timestamp every time read, converted or formatted: checked and clamped, never a panic
-//! app      builds all of the above from config::Config and runs it on given listeners
-//! fd_limit `serve` start-up: RLIMIT_NOFILE raised and checked against the connection limits
-//! doctor   `jwks-edge doctor`: the relying party's checks, from outside
-//! fake_idp a fault-injecting IdP for the demo, the tests and the benches
+//! doctor     `jwks-edge doctor`: the relying party's checks, from outside
+//! fake_idp   a fault-injecting IdP for the demo, the tests and the benches
+//! app        builds everything below from config::Config and runs it on given listeners
+//! ops        the admin listener: /healthz, /readyz, /metrics, refresh and drop-retained
+//! edge       accept loop and connection budgets -> one connection under its deadlines
+//!            -> Proxy: route lookup -> store -> pre-rendered document (or a rejection),
+//!            access log
+//! upstream   one refresher per document: fetch -> checks -> rewrite (discovery), or
+//!            keyset rules -> rotation (key set) -> store, routes, health, key board,
+//!            snapshot; on its period, on a failure's backoff, or when revalidate pokes it
+//! tls        PEM material, the SNI resolver (reloads), server and client configs, the
+//!            challenge answers, and acme/, which renews certificates into the resolver
+//! cache      what is kept between fetches: store, routing table, health, key board,
+//!            refresh-ahead gate, snapshots and private files on disk
+//! telemetry  the metric registry every layer counts into; the batched log sink
+//! config     the file's settings, validated, with connection limits and key settings
+//! model      shared data: DocId, Document, JwksTarget, key records, BaseUrl, timestamps
 //! ```
+//!
+//! The crate root holds only `error_chain`, which every layer may use.
 #![forbid(unsafe_code)]
 
 pub mod app;
