@@ -11,6 +11,7 @@ mod keys;
 mod net;
 mod numeric_date;
 mod report;
+mod resolver;
 mod token;
 mod transport;
 
@@ -20,13 +21,15 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
-pub use address::{is_private, ResolveOverride};
+pub use address::is_private;
 pub use report::{Check, Report, Status};
+pub use resolver::ResolveOverride;
 
-use address::{AddressPolicy, Resolver, RouteError};
+use address::AddressPolicy;
 use documents::{check_discovery, check_jwks};
 use net::{FetchError, Net};
 use report::sts;
+use resolver::{Resolver, RouteError};
 use serde_json::Value;
 use transport::{check_reachable, check_tls, check_url};
 

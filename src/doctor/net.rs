@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 
-use super::address::{Resolver, RouteError};
+use super::resolver::{Resolver, RouteError};
 
 /// Largest document the doctor reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;

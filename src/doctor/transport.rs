@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use http::Uri;
 
-use super::address::RouteError;
 use super::net::{self, host_of, port_of, Net};
 use super::numeric_date::{days_until, unix};
 use super::report::{sts, Report};
+use super::resolver::RouteError;
 
 /// Checks the issuer URL; returns it when the doctor can fetch from it (http or https:
 /// a plain-http issuer fails `url.https` but is still examined, so that one run shows
