@@ -6,7 +6,9 @@
 //! rather than trusted to each caller: nothing connects without a `Resolver::route`.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::address::AddressPolicy;
@@ -19,26 +21,74 @@ pub struct ResolveOverride {
     pub addr: IpAddr,
 }
 
+/// Why a `--resolve` value is not `HOST:PORT:ADDR`; the command line prints it after the
+/// value. The parse errors of the port and address are left out: the quoted part is the
+/// whole story.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveOverrideError {
+    #[error("expected HOST:PORT:ADDR")]
+    Shape,
+    #[error("{0:?} is not a port")]
+    Port(String),
+    #[error("{0:?} is not an IP address")]
+    Addr(String),
+}
+
 impl std::str::FromStr for ResolveOverride {
-    type Err = String;
+    type Err = ResolveOverrideError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (host, rest) = s.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
-        let (port, addr) = rest.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
+        let (host, rest) = s.split_once(':').ok_or(ResolveOverrideError::Shape)?;
+        let (port, addr) = rest.split_once(':').ok_or(ResolveOverrideError::Shape)?;
         let addr = addr.trim_start_matches('[').trim_end_matches(']');
         Ok(ResolveOverride {
             host: host.to_ascii_lowercase(),
-            port: port.parse().map_err(|_| format!("{port:?} is not a port"))?,
-            addr: addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?,
+            port: port.parse().map_err(|_| ResolveOverrideError::Port(port.to_owned()))?,
+            addr: addr.parse().map_err(|_| ResolveOverrideError::Addr(addr.to_owned()))?,
         })
     }
 }
 
+/// Why a host has no addresses. Cloned, because a failure is pinned like an answer.
+///
+/// Each message is the whole line the report prints, its cause's text included; the
+/// cause is kept as `source` too, for code that wants the value. The report prints the
+/// message alone, never the chain.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot resolve {host}: {source}")]
+    Lookup {
+        host: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("resolving {host} took longer than {after:?}")]
+    Timeout { host: String, after: Duration },
+    #[error("{host} has no address")]
+    NoAddress { host: String },
+}
+
+/// `io::Error` is not comparable: two lookup failures are equal when their hosts and
+/// error kinds are.
+impl PartialEq for ResolveError {
+    fn eq(&self, other: &Self) -> bool {
+        use ResolveError::*;
+        match (self, other) {
+            (Lookup { host: a, source: x }, Lookup { host: b, source: y }) => a == b && x.kind() == y.kind(),
+            (Timeout { host: a, after: x }, Timeout { host: b, after: y }) => a == b && x == y,
+            (NoAddress { host: a }, NoAddress { host: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ResolveError {}
+
 /// A connection the doctor will not make, or a name it cannot resolve.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("{0}")]
-    Resolve(String),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
     #[error("refused to connect to {host} at {addr} ({class}) without --allow-private")]
     Refused {
         host: String,
@@ -66,7 +116,7 @@ pub struct Resolver {
     /// Every DNS answer (or failure) so far, by host. Written on a host's first lookup,
     /// read by every later one; the lock is held across that lookup so that two callers
     /// cannot both resolve.
-    pinned: tokio::sync::Mutex<HashMap<String, Result<Vec<IpAddr>, String>>>,
+    pinned: tokio::sync::Mutex<HashMap<String, Result<Vec<IpAddr>, ResolveError>>>,
 }
 
 fn bare(host: &str) -> String {
@@ -98,7 +148,7 @@ impl Resolver {
 
     /// The addresses of `host:port`: an override, the literal address, or the pinned DNS
     /// answer (looked up now if this is the host's first use).
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError> {
         let host = bare(host);
         if let Some(o) = self.overrides.iter().find(|o| o.host == host && o.port == port) {
             return Ok(vec![o.addr]);
@@ -115,14 +165,24 @@ impl Resolver {
         answer
     }
 
-    async fn look_up(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
+    async fn look_up(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, ResolveError> {
         let addrs: Vec<IpAddr> = match &self.lookup {
             Lookup::System => {
                 let lookup = tokio::net::lookup_host((host, port));
                 match tokio::time::timeout(self.timeout, lookup).await {
                     Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-                    Ok(Err(err)) => return Err(format!("cannot resolve {host}: {err}")),
-                    Err(_) => return Err(format!("resolving {host} took longer than {:?}", self.timeout)),
+                    Ok(Err(err)) => {
+                        return Err(ResolveError::Lookup {
+                            host: host.to_owned(),
+                            source: Arc::new(err),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(ResolveError::Timeout {
+                            host: host.to_owned(),
+                            after: self.timeout,
+                        })
+                    }
                 }
             }
             #[cfg(test)]
@@ -139,7 +199,7 @@ impl Resolver {
             }
         }
         if unique.is_empty() {
-            Err(format!("{host} has no address"))
+            Err(ResolveError::NoAddress { host: host.to_owned() })
         } else {
             Ok(unique)
         }
@@ -148,7 +208,7 @@ impl Resolver {
     /// Where a connection to `host:port` goes: the first of its (pinned) addresses that
     /// the policy allows. Deterministic, so every connection to a host goes to one address.
     pub async fn route(&self, host: &str, port: u16) -> Result<SocketAddr, RouteError> {
-        let addrs = self.resolve(host, port).await.map_err(RouteError::Resolve)?;
+        let addrs = self.resolve(host, port).await?;
         match addrs.iter().find(|a| self.policy.refusal(**a).is_none()) {
             Some(addr) => Ok(SocketAddr::new(*addr, port)),
             None => Err(RouteError::Refused {
@@ -176,6 +236,32 @@ mod tests {
         assert_eq!(o.addr, ip("::1"));
         assert!("a:b:c".parse::<ResolveOverride>().is_err());
         assert!("a:443".parse::<ResolveOverride>().is_err());
+    }
+
+    #[test]
+    fn a_bad_resolve_override_says_which_part_is_wrong() {
+        let err = |s: &str| s.parse::<ResolveOverride>().unwrap_err();
+        assert_eq!(err("a:443"), ResolveOverrideError::Shape);
+        assert_eq!(err("a:b:c"), ResolveOverrideError::Port("b".into()));
+        assert_eq!(err("a:443:[c]").to_string(), r#""c" is not an IP address"#);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_pinned_like_an_answer() {
+        let resolver = Resolver::scripted(
+            vec![Vec::new(), vec![ip("127.0.0.1")]],
+            AddressPolicy {
+                allow_private: true,
+                ..AddressPolicy::default()
+            },
+        );
+        let gone = ResolveError::NoAddress {
+            host: "gone.test".into(),
+        };
+        assert_eq!(resolver.resolve("gone.test", 443).await, Err(gone.clone()));
+        let err = resolver.route("Gone.Test", 443).await.unwrap_err();
+        assert_eq!(err.to_string(), "gone.test has no address");
+        assert_eq!(err, RouteError::Resolve(gone));
     }
 
     #[tokio::test]

@@ -87,7 +87,12 @@ pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, w
     let addrs = match net.resolver.resolve(host, port).await {
         Ok(addrs) => addrs,
         Err(reason) => {
-            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            report.fail(
+                id_dns,
+                reason.to_string(),
+                "publish a DNS record for the host",
+                sts::UNREACHABLE,
+            );
             return false;
         }
     };
@@ -146,7 +151,12 @@ pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, w
             false
         }
         Err(RouteError::Resolve(reason)) => {
-            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            report.fail(
+                id_dns,
+                reason.to_string(),
+                "publish a DNS record for the host",
+                sts::UNREACHABLE,
+            );
             false
         }
     }
