@@ -154,8 +154,8 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
         Ok(fetched) => fetched,
         Err(err) => {
             let id = match &err {
-                FetchError::Tls(_) => "tls.handshake",
                 FetchError::Route(RouteError::Refused { .. }) => "dns.public",
+                FetchError::ServerName(_) | FetchError::Tls(_) => "tls.handshake",
                 _ => "discovery.fetch",
             };
             report.fail(
