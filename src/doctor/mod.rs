@@ -14,6 +14,7 @@ mod report;
 mod resolver;
 mod token;
 mod transport;
+mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,34 +54,6 @@ pub struct Options {
     pub jwks_fetches: usize,
 }
 
-fn roots(ca_file: Option<&PathBuf>) -> Result<rustls::RootCertStore, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("--ca-file {} holds no certificate", path.display()));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-        }
-    }
-    Ok(roots)
-}
-
 /// Runs every check and returns the report.
 pub async fn run(options: Options) -> Report {
     let mut report = Report {
@@ -111,10 +84,15 @@ pub async fn run(options: Options) -> Report {
 
 /// DNS, TLS, discovery and key set; returns the published keys when they could be read.
 async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: SystemTime) -> Option<Vec<Value>> {
-    let roots = match roots(options.ca_file.as_ref()) {
+    let roots = match trust::roots(options.ca_file.as_deref()) {
         Ok(roots) => roots,
         Err(reason) => {
-            report.fail("tls.roots", reason, "pass a readable PEM bundle", sts::UNREACHABLE);
+            report.fail(
+                "tls.roots",
+                reason.to_string(),
+                "pass a readable PEM bundle",
+                sts::UNREACHABLE,
+            );
             skip_rest(report, "no trusted roots");
             return None;
         }
