@@ -173,21 +173,24 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
 }
 
 /// Why a signature was not found good.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unverified {
     /// The doctor cannot check this algorithm (so it says nothing about the token).
+    #[error("the doctor cannot check this algorithm")]
     Unsupported,
-    /// The key is unusable for it, or the signature does not verify: the reason.
-    Invalid(String),
+    /// The key lacks a field the algorithm needs, or its value is not base64url.
+    #[error("the key has no valid `{0}`")]
+    InvalidKeyField(&'static str),
+    /// ring's error says nothing more than this.
+    #[error("the signature does not verify with this key")]
+    Mismatch,
 }
 
 /// Verifies a JWS signature with a JWK.
 pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) -> Result<(), Unverified> {
     use ring::signature;
-    let field = |name: &'static str| {
-        b64(jwk.get(name)).ok_or_else(|| Unverified::Invalid(format!("the key has no valid `{name}`")))
-    };
-    let mismatch = |_| Unverified::Invalid("the signature does not verify with this key".to_owned());
+    let field = |name: &'static str| b64(jwk.get(name)).ok_or(Unverified::InvalidKeyField(name));
+    let mismatch = |_| Unverified::Mismatch;
     match alg {
         "RS256" | "RS384" | "RS512" => {
             let (n, e) = (field("n")?, field("e")?);
@@ -227,6 +230,25 @@ pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unverified_signature_says_why() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key())});
+        let signature = pair.sign(b"signed");
+        assert_eq!(verify("EdDSA", &jwk, b"signed", signature.as_ref()), Ok(()));
+        assert_eq!(
+            verify("EdDSA", &jwk, b"altered", signature.as_ref()),
+            Err(Unverified::Mismatch)
+        );
+        let no_n = serde_json::json!({"kty": "RSA", "e": "AQAB"});
+        let err = verify("RS256", &no_n, b"signed", b"sig").unwrap_err();
+        assert_eq!(err, Unverified::InvalidKeyField("n"));
+        assert_eq!(err.to_string(), "the key has no valid `n`");
+        assert_eq!(verify("HS256", &jwk, b"signed", b"sig"), Err(Unverified::Unsupported));
+    }
 
     #[test]
     fn modulus_bits_ignore_leading_zeros() {

@@ -149,9 +149,9 @@ pub fn check_token(
                         quote(alg)
                     ),
                 ),
-                Err(Unverified::Invalid(reason)) => report.fail(
+                Err(reason @ (Unverified::InvalidKeyField(_) | Unverified::Mismatch)) => report.fail(
                     "token.signature",
-                    reason,
+                    reason.to_string(),
                     "the token was altered, or signed by a key other than the one published under its kid",
                     sts::NOT_VALIDATED,
                 ),
