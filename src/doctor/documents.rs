@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::escape::quote;
 use super::net::{Fetched, Net};
 use super::report::{sts, Report};
-use super::transport::check_reachable;
+use super::transport::{check_reachable, Host};
 use super::{keys, Options};
 
 /// Discovery or key set latency over this is a warning (STS gives up near 5 s).
@@ -188,7 +188,7 @@ pub(super) async fn check_jwks(
 ) -> Option<Vec<Value>> {
     // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
-    if !same_host && !check_reachable(report, net, jwks_uri, "jwks").await {
+    if !same_host && !check_reachable(report, net, jwks_uri, Host::KeySet).await {
         report.skip("jwks.fetch", "the key set's host is not reachable");
         return None;
     }

@@ -32,7 +32,7 @@ use net::{FetchError, Net};
 use report::sts;
 use resolver::{Resolver, RouteError};
 use serde_json::Value;
-use transport::{check_reachable, check_tls, check_url};
+use transport::{check_reachable, check_tls, check_url, Host};
 
 /// Everything the command line passes in.
 #[derive(Clone, Debug)]
@@ -124,7 +124,7 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
             return None;
         }
     };
-    if !check_reachable(report, &net, url, "dns").await {
+    if !check_reachable(report, &net, url, Host::Issuer).await {
         skip_rest(report, "the issuer's host cannot be reached");
         return None;
     }

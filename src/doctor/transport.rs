@@ -74,16 +74,29 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
     Some(url)
 }
 
+/// Whose host `check_reachable` checks: its checks' ids and wording follow.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Host {
+    Issuer,
+    KeySet,
+}
+
+impl Host {
+    /// The ids of the resolution and address checks, and how messages name the host.
+    fn checks(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Host::Issuer => ("dns.resolve", "dns.public", "the issuer's host"),
+            Host::KeySet => ("jwks.dns", "jwks.public", "jwks_uri's host"),
+        }
+    }
+}
+
 /// Resolves the URL's host (pinning it), reports its addresses and whether they are
 /// public; returns whether the doctor may connect to it.
-pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, what: &'static str) -> bool {
+pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, of: Host) -> bool {
     let host = host_of(url);
     let port = port_of(url);
-    let (id_dns, id_public, whose) = if what == "dns" {
-        ("dns.resolve", "dns.public", "the issuer's host")
-    } else {
-        ("jwks.dns", "jwks.public", "jwks_uri's host")
-    };
+    let (id_dns, id_public, whose) = of.checks();
     let addrs = match net.resolver.resolve(host, port).await {
         Ok(addrs) => addrs,
         Err(reason) => {
