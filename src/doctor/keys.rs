@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::escape::quote;
-use super::report::{sts, Report};
+use super::report::{Report, Sts};
 
 /// Signature algorithms AWS STS accepts for web identity tokens.
 pub const STS_ALGS: [&str; 6] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"];
@@ -34,7 +34,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                     "jwks.json",
                     "the key set has no `keys` array",
                     "serve a JWK Set: {\"keys\": [...]}",
-                    sts::UNREACHABLE,
+                    Sts::Unreachable,
                 );
                 return None;
             }
@@ -44,7 +44,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                 "jwks.json",
                 "the key set is not a JSON object",
                 "serve the IdP's JWK Set, not an HTML page or an error",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             return None;
         }
@@ -68,21 +68,21 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.count",
             "the key set is empty",
             "the IdP has no signing key published; check its key configuration",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else if rsa > 100 || ec > 100 {
         report.fail(
             "jwks.count",
             format!("{rsa} RSA and {ec} EC keys: STS accepts at most 100 of each"),
             "remove retired keys from the IdP's key set",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
     } else if rsa + ec == 0 {
         report.fail(
             "jwks.count",
             format!("{} keys: {families}; none RSA or EC", keys.len()),
             "STS verifies RSA and EC keys only; publish one",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else {
         report.pass("jwks.count", format!("{} keys: {families}", keys.len()));
@@ -102,14 +102,14 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.kid",
             format!("duplicate kid: {}", duplicates.join(", ")),
             "give every key a distinct kid",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else if missing > 0 {
         report.warn(
             "jwks.kid",
             format!("{missing} key(s) without kid"),
             "publish a kid for every key, so tokens can name theirs",
-            Some(sts::NOT_VALIDATED),
+            Some(Sts::NotValidated),
         );
     } else if !keys.is_empty() {
         report.pass("jwks.kid", "every key has a distinct kid");
@@ -137,7 +137,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                 "jwks.rsa_size",
                 format!("RSA keys under 2048 bits: {}", short.join(", ")),
                 "rotate to RSA keys of 2048 bits or more",
-                sts::NOT_VALIDATED,
+                Sts::NotValidated,
             );
         }
     }
@@ -155,7 +155,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.alg",
             format!("algorithms STS does not accept: {}", odd.join(", ")),
             "sign tokens with RS256/384/512 or ES256/384/512",
-            Some(sts::NOT_VALIDATED),
+            Some(Sts::NotValidated),
         );
     }
 

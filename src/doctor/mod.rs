@@ -23,13 +23,12 @@ use std::time::{Duration, SystemTime};
 use http::Uri;
 
 pub use address::is_private;
-pub use report::{Check, Report, Status};
+pub use report::{Check, Report, Status, Sts};
 pub use resolver::ResolveOverride;
 
 use address::AddressPolicy;
 use documents::{check_discovery, check_jwks};
 use net::{FetchError, Net};
-use report::sts;
 use resolver::{Resolver, RouteError};
 use serde_json::Value;
 use transport::{check_reachable, check_tls, check_url, Host};
@@ -91,7 +90,7 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
                 "tls.roots",
                 reason.to_string(),
                 "pass a readable PEM bundle",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             skip_rest(report, "no trusted roots");
             return None;
@@ -118,7 +117,7 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
                 "url.form",
                 "cannot build the discovery URL",
                 "check the issuer URL",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             skip_rest(report, "the issuer URL is not usable");
             return None;
@@ -140,7 +139,7 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
                 id,
                 err.to_string(),
                 "make the issuer answer HTTPS on this address",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             skip_rest(report, "the discovery document could not be fetched");
             return None;
