@@ -1,7 +1,44 @@
 //! Which addresses a relying party on the internet can reach, and which the doctor may
 //! connect to.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Why a relying party on the internet cannot reach an address: its class, as the report
+/// and a refusal name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonPublic {
+    Loopback,
+    /// RFC 1918.
+    Private,
+    /// RFC 6598.
+    Shared,
+    LinkLocal,
+    UniqueLocal,
+    Unspecified,
+    /// Broadcast, multicast, reserved.
+    NotUnicast,
+}
+
+impl NonPublic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonPublic::Loopback => "loopback",
+            NonPublic::Private => "private, RFC 1918",
+            NonPublic::Shared => "shared address space, RFC 6598",
+            NonPublic::LinkLocal => "link-local",
+            NonPublic::UniqueLocal => "unique-local",
+            NonPublic::Unspecified => "unspecified",
+            NonPublic::NotUnicast => "not unicast",
+        }
+    }
+}
+
+impl fmt::Display for NonPublic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Why a relying party on the internet cannot reach `ip`, or `None` for a public address.
 ///
@@ -9,50 +46,50 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// tailnet-internal, and cloud metadata services live there (Alibaba's 100.100.100.200).
 /// IPv4 embedded in IPv6 (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64
 /// `64:ff9b::a.b.c.d`) is judged by its IPv4 address.
-pub fn class(ip: IpAddr) -> Option<&'static str> {
+pub fn class(ip: IpAddr) -> Option<NonPublic> {
     match ip {
         IpAddr::V4(v4) => class_v4(v4),
         IpAddr::V6(v6) => class_v6(v6),
     }
 }
 
-fn class_v4(v4: Ipv4Addr) -> Option<&'static str> {
+fn class_v4(v4: Ipv4Addr) -> Option<NonPublic> {
     let [a, b, ..] = v4.octets();
     if v4.is_loopback() {
-        Some("loopback")
+        Some(NonPublic::Loopback)
     } else if v4.is_private() {
-        Some("private, RFC 1918")
+        Some(NonPublic::Private)
     } else if a == 100 && (64..128).contains(&b) {
-        Some("shared address space, RFC 6598")
+        Some(NonPublic::Shared)
     } else if v4.is_link_local() {
-        Some("link-local")
+        Some(NonPublic::LinkLocal)
     } else if a == 0 {
         // 0.0.0.0 reaches this very host on Linux.
-        Some("unspecified")
+        Some(NonPublic::Unspecified)
     } else if v4.is_broadcast() || v4.is_multicast() || a >= 240 {
-        Some("not unicast")
+        Some(NonPublic::NotUnicast)
     } else {
         None
     }
 }
 
-fn class_v6(v6: Ipv6Addr) -> Option<&'static str> {
+fn class_v6(v6: Ipv6Addr) -> Option<NonPublic> {
     let segments = v6.segments();
     let embedded = |s: [u16; 8]| Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if v6.is_loopback() {
-        Some("loopback")
+        Some(NonPublic::Loopback)
     } else if v6.is_unspecified() {
-        Some("unspecified")
+        Some(NonPublic::Unspecified)
     } else if let Some(v4) = v6.to_ipv4_mapped() {
         class_v4(v4)
     } else if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         class_v4(embedded(segments))
     } else if (segments[0] & 0xfe00) == 0xfc00 {
-        Some("unique-local")
+        Some(NonPublic::UniqueLocal)
     } else if (segments[0] & 0xffc0) == 0xfe80 || (segments[0] & 0xffc0) == 0xfec0 {
-        Some("link-local")
+        Some(NonPublic::LinkLocal)
     } else if v6.is_multicast() {
-        Some("not unicast")
+        Some(NonPublic::NotUnicast)
     } else {
         None
     }
@@ -77,7 +114,7 @@ pub struct AddressPolicy {
 
 impl AddressPolicy {
     /// `class`, except for the addresses assumed public.
-    pub fn class(&self, ip: IpAddr) -> Option<&'static str> {
+    pub fn class(&self, ip: IpAddr) -> Option<NonPublic> {
         if self.assume_public.contains(&ip) {
             None
         } else {
@@ -86,7 +123,7 @@ impl AddressPolicy {
     }
 
     /// The class that forbids connecting to `ip`, if any.
-    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+    pub fn refusal(&self, ip: IpAddr) -> Option<NonPublic> {
         if self.allow_private {
             None
         } else {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::address::AddressPolicy;
+use super::address::{AddressPolicy, NonPublic};
 
 /// `HOST:PORT:ADDR`, as curl's `--resolve`.
 #[derive(Clone, Debug)]
@@ -93,7 +93,7 @@ pub enum RouteError {
     Refused {
         host: String,
         addr: IpAddr,
-        class: &'static str,
+        class: NonPublic,
     },
 }
 
@@ -209,14 +209,22 @@ impl Resolver {
     /// the policy allows. Deterministic, so every connection to a host goes to one address.
     pub async fn route(&self, host: &str, port: u16) -> Result<SocketAddr, RouteError> {
         let addrs = self.resolve(host, port).await?;
-        match addrs.iter().find(|a| self.policy.refusal(**a).is_none()) {
-            Some(addr) => Ok(SocketAddr::new(*addr, port)),
-            None => Err(RouteError::Refused {
-                host: bare(host),
-                addr: addrs[0],
-                class: self.policy.refusal(addrs[0]).unwrap_or("refused"),
-            }),
+        let mut first_refused = None;
+        for addr in addrs {
+            match self.policy.refusal(addr) {
+                None => return Ok(SocketAddr::new(addr, port)),
+                Some(class) => {
+                    first_refused.get_or_insert((addr, class));
+                }
+            }
         }
+        // `resolve` never answers an empty list; were it to, there is no address to name.
+        let (addr, class) = first_refused.ok_or_else(|| ResolveError::NoAddress { host: bare(host) })?;
+        Err(RouteError::Refused {
+            host: bare(host),
+            addr,
+            class,
+        })
     }
 }
 
@@ -301,7 +309,7 @@ mod tests {
             Err(RouteError::Refused {
                 host: "internal.test".into(),
                 addr: ip("10.0.0.1"),
-                class: "private, RFC 1918",
+                class: NonPublic::Private,
             })
         );
         assert_eq!(
