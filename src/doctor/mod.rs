@@ -3,6 +3,17 @@
 //! `run` walks what a relying party does — URL, DNS, TLS, discovery, key set, token —
 //! and records each step in a `Report`. A failed check stops only the checks that need
 //! its result: one run shows every problem it can see.
+//!
+//! ```text
+//! checks     transport (URL, DNS, TLS)   documents   keys   token
+//! network    net (GET, TLS probe) ─> resolver (pinned, policed) ─> address (classes)
+//!            trust (roots)
+//! output     report (Check, Status, Sts) ─> escape     numeric_date (times)
+//! ```
+//!
+//! Failures are typed where they happen (`RouteError`, `FetchError`, `Untrusted`,
+//! `RootsError`, `Unverified`) and become a check's message through their `Display`
+//! alone; code that decides on a failure matches its variant, never its text.
 
 mod address;
 mod documents;
