@@ -1,33 +1,42 @@
-//! Where the doctor may connect: each host resolved once and pinned, non-public addresses refused.
-//!
-//! The doctor is pointed at URLs it does not control, and follows a `jwks_uri` that a
-//! remote document chose. So the address policy is enforced here, below every check,
-//! rather than trusted to each caller: nothing connects without a `Resolver::route`.
+//! Which addresses a relying party on the internet can reach, and which the doctor may
+//! connect to.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// `HOST:PORT:ADDR`, as curl's `--resolve`.
-#[derive(Clone, Debug)]
-pub struct ResolveOverride {
-    pub host: String,
-    pub port: u16,
-    pub addr: IpAddr,
+/// Why a relying party on the internet cannot reach an address: its class, as the report
+/// and a refusal name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonPublic {
+    Loopback,
+    /// RFC 1918.
+    Private,
+    /// RFC 6598.
+    Shared,
+    LinkLocal,
+    UniqueLocal,
+    Unspecified,
+    /// Broadcast, multicast, reserved.
+    NotUnicast,
 }
 
-impl std::str::FromStr for ResolveOverride {
-    type Err = String;
+impl NonPublic {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NonPublic::Loopback => "loopback",
+            NonPublic::Private => "private, RFC 1918",
+            NonPublic::Shared => "shared address space, RFC 6598",
+            NonPublic::LinkLocal => "link-local",
+            NonPublic::UniqueLocal => "unique-local",
+            NonPublic::Unspecified => "unspecified",
+            NonPublic::NotUnicast => "not unicast",
+        }
+    }
+}
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (host, rest) = s.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
-        let (port, addr) = rest.split_once(':').ok_or("expected HOST:PORT:ADDR")?;
-        let addr = addr.trim_start_matches('[').trim_end_matches(']');
-        Ok(ResolveOverride {
-            host: host.to_ascii_lowercase(),
-            port: port.parse().map_err(|_| format!("{port:?} is not a port"))?,
-            addr: addr.parse().map_err(|_| format!("{addr:?} is not an IP address"))?,
-        })
+impl fmt::Display for NonPublic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -37,50 +46,50 @@ impl std::str::FromStr for ResolveOverride {
 /// tailnet-internal, and cloud metadata services live there (Alibaba's 100.100.100.200).
 /// IPv4 embedded in IPv6 (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64
 /// `64:ff9b::a.b.c.d`) is judged by its IPv4 address.
-pub fn class(ip: IpAddr) -> Option<&'static str> {
+pub fn class(ip: IpAddr) -> Option<NonPublic> {
     match ip {
         IpAddr::V4(v4) => class_v4(v4),
         IpAddr::V6(v6) => class_v6(v6),
     }
 }
 
-fn class_v4(v4: Ipv4Addr) -> Option<&'static str> {
+fn class_v4(v4: Ipv4Addr) -> Option<NonPublic> {
     let [a, b, ..] = v4.octets();
     if v4.is_loopback() {
-        Some("loopback")
+        Some(NonPublic::Loopback)
     } else if v4.is_private() {
-        Some("private, RFC 1918")
+        Some(NonPublic::Private)
     } else if a == 100 && (64..128).contains(&b) {
-        Some("shared address space, RFC 6598")
+        Some(NonPublic::Shared)
     } else if v4.is_link_local() {
-        Some("link-local")
+        Some(NonPublic::LinkLocal)
     } else if a == 0 {
         // 0.0.0.0 reaches this very host on Linux.
-        Some("unspecified")
+        Some(NonPublic::Unspecified)
     } else if v4.is_broadcast() || v4.is_multicast() || a >= 240 {
-        Some("not unicast")
+        Some(NonPublic::NotUnicast)
     } else {
         None
     }
 }
 
-fn class_v6(v6: Ipv6Addr) -> Option<&'static str> {
+fn class_v6(v6: Ipv6Addr) -> Option<NonPublic> {
     let segments = v6.segments();
     let embedded = |s: [u16; 8]| Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if v6.is_loopback() {
-        Some("loopback")
+        Some(NonPublic::Loopback)
     } else if v6.is_unspecified() {
-        Some("unspecified")
+        Some(NonPublic::Unspecified)
     } else if let Some(v4) = v6.to_ipv4_mapped() {
         class_v4(v4)
     } else if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         class_v4(embedded(segments))
     } else if (segments[0] & 0xfe00) == 0xfc00 {
-        Some("unique-local")
+        Some(NonPublic::UniqueLocal)
     } else if (segments[0] & 0xffc0) == 0xfe80 || (segments[0] & 0xffc0) == 0xfec0 {
-        Some("link-local")
+        Some(NonPublic::LinkLocal)
     } else if v6.is_multicast() {
-        Some("not unicast")
+        Some(NonPublic::NotUnicast)
     } else {
         None
     }
@@ -105,7 +114,7 @@ pub struct AddressPolicy {
 
 impl AddressPolicy {
     /// `class`, except for the addresses assumed public.
-    pub fn class(&self, ip: IpAddr) -> Option<&'static str> {
+    pub fn class(&self, ip: IpAddr) -> Option<NonPublic> {
         if self.assume_public.contains(&ip) {
             None
         } else {
@@ -114,137 +123,11 @@ impl AddressPolicy {
     }
 
     /// The class that forbids connecting to `ip`, if any.
-    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+    pub fn refusal(&self, ip: IpAddr) -> Option<NonPublic> {
         if self.allow_private {
             None
         } else {
             self.class(ip)
-        }
-    }
-}
-
-/// A connection the doctor will not make, or a name it cannot resolve.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RouteError {
-    #[error("{0}")]
-    Resolve(String),
-    #[error("refused to connect to {host} at {addr} ({class}) without --allow-private")]
-    Refused {
-        host: String,
-        addr: IpAddr,
-        class: &'static str,
-    },
-}
-
-/// How a host name becomes addresses.
-enum Lookup {
-    System,
-    /// Successive answers, one per lookup: a name server that changes its mind.
-    #[cfg(test)]
-    Scripted(std::sync::Mutex<std::collections::VecDeque<Vec<IpAddr>>>),
-}
-
-/// Resolves each host once; every later connection to it uses the pinned answer, so a
-/// name server cannot send the second connection (the same-host key set, a TLS probe)
-/// somewhere the first did not go.
-pub struct Resolver {
-    overrides: Vec<ResolveOverride>,
-    policy: AddressPolicy,
-    timeout: Duration,
-    lookup: Lookup,
-    /// Every DNS answer (or failure) so far, by host. Written on a host's first lookup,
-    /// read by every later one; the lock is held across that lookup so that two callers
-    /// cannot both resolve.
-    pinned: tokio::sync::Mutex<HashMap<String, Result<Vec<IpAddr>, String>>>,
-}
-
-fn bare(host: &str) -> String {
-    host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
-}
-
-impl Resolver {
-    pub fn new(overrides: Vec<ResolveOverride>, policy: AddressPolicy, timeout: Duration) -> Resolver {
-        Resolver {
-            overrides,
-            policy,
-            timeout,
-            lookup: Lookup::System,
-            pinned: tokio::sync::Mutex::new(HashMap::new()),
-        }
-    }
-
-    #[cfg(test)]
-    pub(super) fn scripted(answers: Vec<Vec<IpAddr>>, policy: AddressPolicy) -> Resolver {
-        Resolver {
-            lookup: Lookup::Scripted(std::sync::Mutex::new(answers.into())),
-            ..Resolver::new(Vec::new(), policy, Duration::from_secs(1))
-        }
-    }
-
-    pub fn policy(&self) -> &AddressPolicy {
-        &self.policy
-    }
-
-    /// The addresses of `host:port`: an override, the literal address, or the pinned DNS
-    /// answer (looked up now if this is the host's first use).
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
-        let host = bare(host);
-        if let Some(o) = self.overrides.iter().find(|o| o.host == host && o.port == port) {
-            return Ok(vec![o.addr]);
-        }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![ip]);
-        }
-        let mut pinned = self.pinned.lock().await;
-        if let Some(answer) = pinned.get(&host) {
-            return answer.clone();
-        }
-        let answer = self.look_up(&host, port).await;
-        pinned.insert(host, answer.clone());
-        answer
-    }
-
-    async fn look_up(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
-        let addrs: Vec<IpAddr> = match &self.lookup {
-            Lookup::System => {
-                let lookup = tokio::net::lookup_host((host, port));
-                match tokio::time::timeout(self.timeout, lookup).await {
-                    Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
-                    Ok(Err(err)) => return Err(format!("cannot resolve {host}: {err}")),
-                    Err(_) => return Err(format!("resolving {host} took longer than {:?}", self.timeout)),
-                }
-            }
-            #[cfg(test)]
-            Lookup::Scripted(answers) => answers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-                .unwrap_or_default(),
-        };
-        let mut unique = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            if !unique.contains(&addr) {
-                unique.push(addr);
-            }
-        }
-        if unique.is_empty() {
-            Err(format!("{host} has no address"))
-        } else {
-            Ok(unique)
-        }
-    }
-
-    /// Where a connection to `host:port` goes: the first of its (pinned) addresses that
-    /// the policy allows. Deterministic, so every connection to a host goes to one address.
-    pub async fn route(&self, host: &str, port: u16) -> Result<SocketAddr, RouteError> {
-        let addrs = self.resolve(host, port).await.map_err(RouteError::Resolve)?;
-        match addrs.iter().find(|a| self.policy.refusal(**a).is_none()) {
-            Some(addr) => Ok(SocketAddr::new(*addr, port)),
-            None => Err(RouteError::Refused {
-                host: bare(host),
-                addr: addrs[0],
-                class: self.policy.refusal(addrs[0]).unwrap_or("refused"),
-            }),
         }
     }
 }
@@ -298,66 +181,5 @@ mod tests {
         ] {
             assert!(!is_private(ip(addr)), "{addr}");
         }
-    }
-
-    #[test]
-    fn resolve_overrides_parse() {
-        let o: ResolveOverride = "Auth.Example.com:443:127.0.0.1".parse().unwrap();
-        assert_eq!((o.host.as_str(), o.port), ("auth.example.com", 443));
-        let o: ResolveOverride = "a:8443:[::1]".parse().unwrap();
-        assert_eq!(o.addr, ip("::1"));
-        assert!("a:b:c".parse::<ResolveOverride>().is_err());
-        assert!("a:443".parse::<ResolveOverride>().is_err());
-    }
-
-    #[tokio::test]
-    async fn a_host_is_looked_up_once_and_its_answer_kept() {
-        let resolver = Resolver::scripted(
-            vec![vec![ip("127.0.0.1")], vec![ip("127.0.0.2")]],
-            AddressPolicy {
-                allow_private: true,
-                ..AddressPolicy::default()
-            },
-        );
-        for _ in 0..3 {
-            assert_eq!(
-                resolver.route("Idp.Test", 443).await.unwrap(),
-                "127.0.0.1:443".parse().unwrap()
-            );
-        }
-        // Another port of the same host: still the first answer.
-        assert_eq!(resolver.resolve("idp.test", 8443).await.unwrap(), vec![ip("127.0.0.1")]);
-    }
-
-    #[tokio::test]
-    async fn private_addresses_are_refused_and_public_ones_preferred() {
-        let policy = AddressPolicy {
-            allow_private: false,
-            assume_public: vec![ip("127.0.0.9")],
-        };
-        let resolver = Resolver::scripted(
-            vec![
-                vec![ip("10.0.0.1"), ip("::ffff:192.168.0.1")],
-                vec![ip("10.0.0.1"), ip("127.0.0.9")],
-            ],
-            policy,
-        );
-        assert_eq!(
-            resolver.route("internal.test", 443).await,
-            Err(RouteError::Refused {
-                host: "internal.test".into(),
-                addr: ip("10.0.0.1"),
-                class: "private, RFC 1918",
-            })
-        );
-        assert_eq!(
-            resolver.route("mixed.test", 443).await.unwrap(),
-            "127.0.0.9:443".parse().unwrap()
-        );
-        let err = resolver.route("169.254.169.254", 80).await.unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "refused to connect to 169.254.169.254 at 169.254.169.254 (link-local) without --allow-private"
-        );
     }
 }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::escape::quote;
 use super::net::{Fetched, Net};
-use super::report::{sts, Report};
-use super::transport::check_reachable;
+use super::report::{Report, Sts};
+use super::transport::{check_reachable, Host};
 use super::{keys, Options};
 
 /// Discovery or key set latency over this is a warning (STS gives up near 5 s).
@@ -50,14 +50,14 @@ fn check_latency(report: &mut Report, id: &'static str, elapsed: Duration) {
             id,
             format!("took {elapsed:?}; STS gives up near 5 s"),
             "serve the document from a cache in front of the IdP (jwks-edge)",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
     } else if elapsed > SLOW {
         report.warn(
             id,
             format!("took {elapsed:?}"),
             "serve the document from memory; STS gives up near 5 s",
-            Some(sts::UNREACHABLE),
+            Some(Sts::Unreachable),
         );
     } else {
         report.pass(id, format!("answered in {} ms", elapsed.as_millis()));
@@ -70,7 +70,7 @@ fn check_caching(report: &mut Report, id: &'static str, headers: &HeaderMap) {
             id,
             format!("{problem}: relying parties re-fetch for every token"),
             "serve with Cache-Control: public, max-age=… (jwks-edge rewrites the IdP's headers)",
-            Some(sts::THROTTLED),
+            Some(Sts::Throttled),
         ),
         None => report.pass(id, "cacheable (no no-cache, no-store, max-age=0 or Pragma)"),
     }
@@ -84,7 +84,7 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
             "discovery.status",
             format!("answered {}", fetched.status),
             "serve the discovery document with 200 at <issuer>/.well-known/openid-configuration",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
         return None;
     }
@@ -97,7 +97,7 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
                 "discovery.json",
                 "the body is not a JSON object",
                 "serve the IdP's discovery document, not an HTML page",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             return None;
         }
@@ -113,13 +113,13 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
                 quote(issuer)
             ),
             "make the IdP's issuer (GitLab external_url, Keycloak frontend URL, --service-account-issuer) equal the public URL",
-            sts::NO_PROVIDER,
+            Sts::NoProvider,
         ),
         None => report.fail(
             "discovery.issuer",
             "the document has no issuer",
             "serve a complete discovery document",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         ),
     }
     let missing: Vec<&str> = [
@@ -148,7 +148,7 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
                 "discovery.jwks_uri",
                 "the document has no jwks_uri",
                 "serve a discovery document that names its key set",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             return None;
         }
@@ -158,7 +158,7 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
             "discovery.jwks_uri",
             format!("jwks_uri {} is not a URL", quote(jwks_uri)),
             "serve a discovery document whose jwks_uri is the key set's public https URL",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
         return None;
     };
@@ -172,7 +172,7 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
                 "discovery.jwks_uri",
                 format!("jwks_uri {} is not an https URL", quote(jwks_uri)),
                 "rewrite jwks_uri to the public URL (jwks-edge does this)",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             (scheme == Some("http") && has_host).then_some(uri)
         }
@@ -188,7 +188,7 @@ pub(super) async fn check_jwks(
 ) -> Option<Vec<Value>> {
     // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
-    if !same_host && !check_reachable(report, net, jwks_uri, "jwks").await {
+    if !same_host && !check_reachable(report, net, jwks_uri, Host::KeySet).await {
         report.skip("jwks.fetch", "the key set's host is not reachable");
         return None;
     }
@@ -201,7 +201,7 @@ pub(super) async fn check_jwks(
                     "jwks.fetch",
                     reason.to_string(),
                     "make jwks_uri answer quickly over HTTPS",
-                    sts::UNREACHABLE,
+                    Sts::Unreachable,
                 );
                 return None;
             }
@@ -214,7 +214,7 @@ pub(super) async fn check_jwks(
                 "jwks.tls",
                 format!("the key set's certificate is not trusted: {reason}"),
                 "serve jwks_uri with a certificate from a public CA",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
         }
     }
@@ -223,7 +223,7 @@ pub(super) async fn check_jwks(
             "jwks.status",
             format!("answered {}", bad.status),
             "serve the key set with 200 at jwks_uri",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
         return None;
     }
@@ -256,7 +256,7 @@ pub(super) async fn check_jwks(
             "jwks.consistency",
             "successive fetches returned different key sets (replicas out of sync?)",
             "make every replica serve the same keys; publish new keys before signing with them",
-            Some(sts::NOT_VALIDATED),
+            Some(Sts::NotValidated),
         );
     }
     keys

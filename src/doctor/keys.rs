@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::escape::quote;
-use super::report::{sts, Report};
+use super::report::{Report, Sts};
 
 /// Signature algorithms AWS STS accepts for web identity tokens.
 pub const STS_ALGS: [&str; 6] = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"];
@@ -34,7 +34,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                     "jwks.json",
                     "the key set has no `keys` array",
                     "serve a JWK Set: {\"keys\": [...]}",
-                    sts::UNREACHABLE,
+                    Sts::Unreachable,
                 );
                 return None;
             }
@@ -44,7 +44,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                 "jwks.json",
                 "the key set is not a JSON object",
                 "serve the IdP's JWK Set, not an HTML page or an error",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             return None;
         }
@@ -68,21 +68,21 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.count",
             "the key set is empty",
             "the IdP has no signing key published; check its key configuration",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else if rsa > 100 || ec > 100 {
         report.fail(
             "jwks.count",
             format!("{rsa} RSA and {ec} EC keys: STS accepts at most 100 of each"),
             "remove retired keys from the IdP's key set",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
     } else if rsa + ec == 0 {
         report.fail(
             "jwks.count",
             format!("{} keys: {families}; none RSA or EC", keys.len()),
             "STS verifies RSA and EC keys only; publish one",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else {
         report.pass("jwks.count", format!("{} keys: {families}", keys.len()));
@@ -102,14 +102,14 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.kid",
             format!("duplicate kid: {}", duplicates.join(", ")),
             "give every key a distinct kid",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else if missing > 0 {
         report.warn(
             "jwks.kid",
             format!("{missing} key(s) without kid"),
             "publish a kid for every key, so tokens can name theirs",
-            Some(sts::NOT_VALIDATED),
+            Some(Sts::NotValidated),
         );
     } else if !keys.is_empty() {
         report.pass("jwks.kid", "every key has a distinct kid");
@@ -137,7 +137,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
                 "jwks.rsa_size",
                 format!("RSA keys under 2048 bits: {}", short.join(", ")),
                 "rotate to RSA keys of 2048 bits or more",
-                sts::NOT_VALIDATED,
+                Sts::NotValidated,
             );
         }
     }
@@ -155,7 +155,7 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
             "jwks.alg",
             format!("algorithms STS does not accept: {}", odd.join(", ")),
             "sign tokens with RS256/384/512 or ES256/384/512",
-            Some(sts::NOT_VALIDATED),
+            Some(Sts::NotValidated),
         );
     }
 
@@ -173,21 +173,24 @@ pub fn check_key_set(report: &mut Report, body: &[u8]) -> Option<Vec<Value>> {
 }
 
 /// Why a signature was not found good.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unverified {
     /// The doctor cannot check this algorithm (so it says nothing about the token).
+    #[error("the doctor cannot check this algorithm")]
     Unsupported,
-    /// The key is unusable for it, or the signature does not verify: the reason.
-    Invalid(String),
+    /// The key lacks a field the algorithm needs, or its value is not base64url.
+    #[error("the key has no valid `{0}`")]
+    InvalidKeyField(&'static str),
+    /// ring's error says nothing more than this.
+    #[error("the signature does not verify with this key")]
+    Mismatch,
 }
 
 /// Verifies a JWS signature with a JWK.
 pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) -> Result<(), Unverified> {
     use ring::signature;
-    let field = |name: &'static str| {
-        b64(jwk.get(name)).ok_or_else(|| Unverified::Invalid(format!("the key has no valid `{name}`")))
-    };
-    let mismatch = |_| Unverified::Invalid("the signature does not verify with this key".to_owned());
+    let field = |name: &'static str| b64(jwk.get(name)).ok_or(Unverified::InvalidKeyField(name));
+    let mismatch = |_| Unverified::Mismatch;
     match alg {
         "RS256" | "RS384" | "RS512" => {
             let (n, e) = (field("n")?, field("e")?);
@@ -227,6 +230,25 @@ pub fn verify(alg: &str, jwk: &Value, signing_input: &[u8], signature: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unverified_signature_says_why() {
+        use ring::signature::{Ed25519KeyPair, KeyPair};
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key())});
+        let signature = pair.sign(b"signed");
+        assert_eq!(verify("EdDSA", &jwk, b"signed", signature.as_ref()), Ok(()));
+        assert_eq!(
+            verify("EdDSA", &jwk, b"altered", signature.as_ref()),
+            Err(Unverified::Mismatch)
+        );
+        let no_n = serde_json::json!({"kty": "RSA", "e": "AQAB"});
+        let err = verify("RS256", &no_n, b"signed", b"sig").unwrap_err();
+        assert_eq!(err, Unverified::InvalidKeyField("n"));
+        assert_eq!(err.to_string(), "the key has no valid `n`");
+        assert_eq!(verify("HS256", &jwk, b"signed", b"sig"), Err(Unverified::Unsupported));
+    }
 
     #[test]
     fn modulus_bits_ignore_leading_zeros() {

@@ -3,6 +3,17 @@
 //! `run` walks what a relying party does — URL, DNS, TLS, discovery, key set, token —
 //! and records each step in a `Report`. A failed check stops only the checks that need
 //! its result: one run shows every problem it can see.
+//!
+//! ```text
+//! checks     transport (URL, DNS, TLS)   documents   keys   token
+//! network    net (GET, TLS probe) ─> resolver (pinned, policed) ─> address (classes)
+//!            trust (roots)
+//! output     report (Check, Status, Sts) ─> escape     numeric_date (times)
+//! ```
+//!
+//! Failures are typed where they happen (`RouteError`, `FetchError`, `Untrusted`,
+//! `RootsError`, `Unverified`) and become a check's message through their `Display`
+//! alone; code that decides on a failure matches its variant, never its text.
 
 mod address;
 mod documents;
@@ -11,8 +22,10 @@ mod keys;
 mod net;
 mod numeric_date;
 mod report;
+mod resolver;
 mod token;
 mod transport;
+mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,15 +33,16 @@ use std::time::{Duration, SystemTime};
 
 use http::Uri;
 
-pub use address::{is_private, ResolveOverride};
-pub use report::{Check, Report, Status};
+pub use address::is_private;
+pub use report::{Check, Report, Status, Sts};
+pub use resolver::ResolveOverride;
 
-use address::{AddressPolicy, Resolver, RouteError};
+use address::AddressPolicy;
 use documents::{check_discovery, check_jwks};
 use net::{FetchError, Net};
-use report::sts;
+use resolver::{Resolver, RouteError};
 use serde_json::Value;
-use transport::{check_reachable, check_tls, check_url};
+use transport::{check_reachable, check_tls, check_url, Host};
 
 /// Everything the command line passes in.
 #[derive(Clone, Debug)]
@@ -48,34 +62,6 @@ pub struct Options {
     pub assume_public: Vec<std::net::IpAddr>,
     /// How many times the key set is fetched, to catch replicas that disagree.
     pub jwks_fetches: usize,
-}
-
-fn roots(ca_file: Option<&PathBuf>) -> Result<rustls::RootCertStore, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read --ca-file {}: {e}", path.display()))?;
-            if certs.is_empty() {
-                return Err(format!("--ca-file {} holds no certificate", path.display()));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("--ca-file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            }
-        }
-    }
-    Ok(roots)
 }
 
 /// Runs every check and returns the report.
@@ -108,10 +94,15 @@ pub async fn run(options: Options) -> Report {
 
 /// DNS, TLS, discovery and key set; returns the published keys when they could be read.
 async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: SystemTime) -> Option<Vec<Value>> {
-    let roots = match roots(options.ca_file.as_ref()) {
+    let roots = match trust::roots(options.ca_file.as_deref()) {
         Ok(roots) => roots,
         Err(reason) => {
-            report.fail("tls.roots", reason, "pass a readable PEM bundle", sts::UNREACHABLE);
+            report.fail(
+                "tls.roots",
+                reason.to_string(),
+                "pass a readable PEM bundle",
+                Sts::Unreachable,
+            );
             skip_rest(report, "no trusted roots");
             return None;
         }
@@ -137,13 +128,13 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
                 "url.form",
                 "cannot build the discovery URL",
                 "check the issuer URL",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             skip_rest(report, "the issuer URL is not usable");
             return None;
         }
     };
-    if !check_reachable(report, &net, url, "dns").await {
+    if !check_reachable(report, &net, url, Host::Issuer).await {
         skip_rest(report, "the issuer's host cannot be reached");
         return None;
     }
@@ -151,15 +142,15 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
         Ok(fetched) => fetched,
         Err(err) => {
             let id = match &err {
-                FetchError::Tls(_) => "tls.handshake",
                 FetchError::Route(RouteError::Refused { .. }) => "dns.public",
+                FetchError::ServerName(_) | FetchError::Tls(_) => "tls.handshake",
                 _ => "discovery.fetch",
             };
             report.fail(
                 id,
                 err.to_string(),
                 "make the issuer answer HTTPS on this address",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             skip_rest(report, "the discovery document could not be fetched");
             return None;

@@ -1,5 +1,7 @@
 //! The doctor's connections: one GET or one TLS probe, always through the `Resolver`.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,11 +11,11 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, InvalidDnsNameError, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 
-use super::address::{Resolver, RouteError};
+use super::resolver::{Resolver, RouteError};
 
 /// Largest document the doctor reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -24,8 +26,19 @@ pub struct TlsFacts {
     /// The chain as served, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// Whether it validates against the trusted roots for the host name.
-    pub verified: Result<(), String>,
+    pub verified: Result<(), Untrusted>,
     pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// Why the served chain is not trusted for the host name.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Untrusted {
+    /// The verifier's verdict, in rustls's words.
+    #[error(transparent)]
+    Rejected(rustls::Error),
+    /// The handshake ended without the verifier being shown a certificate.
+    #[error("no certificate")]
+    NoCertificate,
 }
 
 /// Accepts any certificate but records the chain and the real verifier's verdict, so the
@@ -50,7 +63,7 @@ impl ServerCertVerifier for RecordingVerifier {
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
             .map(|_| ())
-            .map_err(|e| e.to_string());
+            .map_err(Untrusted::Rejected);
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(TlsFacts {
@@ -103,14 +116,38 @@ pub struct Fetched {
 }
 
 /// Why a GET has no answer, by the phase that failed.
+///
+/// Each message is the whole line the report prints, its cause's text included; the
+/// cause is kept as `source` too. The report prints the message alone, never the chain:
+/// hyper's errors keep their own cause out of their text, and the report says only what
+/// it always said.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error(transparent)]
     Route(#[from] RouteError),
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The host is not a name rustls can verify a certificate for.
     #[error("TLS handshake failed: {0}")]
-    Tls(String),
+    ServerName(#[source] InvalidDnsNameError),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] io::Error),
     #[error("{0}")]
-    Http(String),
+    Request(#[source] http::Error),
+    #[error("{0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("request failed: {0}")]
+    Send(#[source] hyper::Error),
+    #[error("reading the body failed: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
 }
 
 /// The port a URL names, or its scheme's default.
@@ -132,14 +169,14 @@ impl Net {
         &self,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> (Arc<rustls::ClientConfig>, Arc<RecordingVerifier>) {
-        let inner = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), crate::tls::provider())
+        let inner = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), crate::tls::material::provider())
             .build()
             .expect("a root store with the provider's algorithms builds");
         let verifier = Arc::new(RecordingVerifier {
             inner,
             seen: Mutex::new(None),
         });
-        let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::material::provider())
             .with_protocol_versions(versions)
             .expect("the ring provider supports TLS 1.2 and 1.3")
             .dangerous()
@@ -154,7 +191,7 @@ impl Net {
         let addr = self.resolver.route(host_of(url), port_of(url)).await?;
         TcpStream::connect(addr)
             .await
-            .map_err(|e| FetchError::Http(format!("cannot connect to {addr}: {e}")))
+            .map_err(|source| FetchError::Connect { addr, source })
     }
 
     /// Whether a handshake limited to `version` succeeds (to list what the server offers).
@@ -175,9 +212,7 @@ impl Net {
     pub async fn get(&self, url: &Uri) -> Result<Fetched, FetchError> {
         let started = tokio::time::Instant::now();
         let attempt = async {
-            let host = url
-                .host()
-                .ok_or_else(|| FetchError::Http("the URL has no host".into()))?;
+            let host = url.host().ok_or(FetchError::NoHost)?;
             let tcp = self.connect(url).await?;
             let request = Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
                 .header(http::header::HOST, url.authority().map_or(host, |a| a.as_str()))
@@ -187,14 +222,14 @@ impl Net {
                 )
                 .header(http::header::ACCEPT, "application/json")
                 .body(Empty::<Bytes>::new())
-                .map_err(|e| FetchError::Http(e.to_string()))?;
+                .map_err(FetchError::Request)?;
             let (response, tls) = if url.scheme_str() == Some("https") {
                 let (config, verifier) = self.tls_config(&[&rustls::version::TLS13, &rustls::version::TLS12]);
-                let name = ServerName::try_from(host_of(url).to_owned()).map_err(|e| FetchError::Tls(e.to_string()))?;
+                let name = ServerName::try_from(host_of(url).to_owned()).map_err(FetchError::ServerName)?;
                 let stream = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| FetchError::Tls(e.to_string()))?;
+                    .map_err(FetchError::Tls)?;
                 let version = stream.get_ref().1.protocol_version();
                 let mut facts = verifier
                     .seen
@@ -203,7 +238,7 @@ impl Net {
                     .take()
                     .unwrap_or(TlsFacts {
                         chain: Vec::new(),
-                        verified: Err("no certificate".into()),
+                        verified: Err(Untrusted::NoCertificate),
                         version: None,
                     });
                 facts.version = version;
@@ -215,7 +250,7 @@ impl Net {
             let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| FetchError::Http(format!("reading the body failed: {e}")))?
+                .map_err(FetchError::Body)?
                 .to_bytes();
             Ok::<_, FetchError>(Fetched {
                 status: parts.status,
@@ -227,10 +262,7 @@ impl Net {
         };
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(FetchError::Http(format!(
-                "no complete answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
         }
     }
 }
@@ -244,12 +276,9 @@ where
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| FetchError::Http(e.to_string()))?;
+        .map_err(FetchError::Handshake)?;
     tokio::spawn(conn);
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| FetchError::Http(format!("request failed: {e}")))
+    sender.send_request(request).await.map_err(FetchError::Send)
 }
 
 #[cfg(test)]
@@ -257,7 +286,6 @@ mod tests {
     use super::*;
     use crate::doctor::address::AddressPolicy;
     use crate::fake_idp::{FakeIdp, Resource};
-    use std::net::SocketAddr;
 
     /// Two fake IdPs on one port: 127.0.0.1 and 127.0.0.2 (bounded retries for the port).
     async fn twins() -> (FakeIdp, FakeIdp) {
@@ -303,6 +331,36 @@ mod tests {
         }
         assert_eq!(first.hits("/doc"), 3);
         assert_eq!(second.total_hits(), 0, "a later connection followed a new DNS answer");
+    }
+
+    #[tokio::test]
+    async fn a_failed_get_names_the_phase_that_failed() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        // Accepted by the kernel, never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain = FakeIdp::serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).unwrap();
+        let loopback = || vec!["127.0.0.1".parse().unwrap()];
+        let net = Net {
+            timeout: Duration::from_millis(500),
+            ..net(vec![loopback(), loopback(), loopback()], true)
+        };
+        let get = |host: &str, port: u16| {
+            let url: Uri = format!("https://{host}:{port}/doc").parse().unwrap();
+            let net = net.clone();
+            async move { net.get(&url).await.unwrap_err() }
+        };
+
+        let err = get("closed.test", closed_port).await;
+        assert!(matches!(err, FetchError::Connect { .. }), "{err}");
+        assert!(err.to_string().starts_with("cannot connect to 127.0.0.1:"), "{err}");
+        let err = get("silent.test", silent.local_addr().unwrap().port()).await;
+        assert!(matches!(err, FetchError::Timeout(_)), "{err}");
+        assert_eq!(err.to_string(), "no complete answer within 500ms");
+        let err = get("plain.test", plain.addr().port()).await;
+        assert!(matches!(err, FetchError::Tls(_)), "{err}");
+        assert!(err.to_string().starts_with("TLS handshake failed: "), "{err}");
     }
 
     #[tokio::test]

@@ -44,17 +44,33 @@ impl Status {
     }
 }
 
-/// What AWS STS answers when a check of this kind fails.
-pub mod sts {
-    pub const UNREACHABLE: &str =
-        "InvalidIdentityToken: Couldn't retrieve verification key from your identity provider";
-    pub const NO_PROVIDER: &str = "InvalidIdentityToken: No OpenIDConnect provider found in your account for <iss>";
-    pub const AUDIENCE: &str = "InvalidIdentityToken: Incorrect token audience";
-    pub const EXPIRED: &str = "ExpiredTokenException: Token expired";
-    pub const NOT_VALIDATED: &str =
-        "InvalidIdentityToken: The web identity token that was passed could not be validated by AWS";
-    pub const THROTTLED: &str =
-        "IDPCommunicationError / InvalidIdentityToken under load (STS re-fetches and is throttled)";
+/// What AWS STS answers when a check of this kind fails: the relying party's error, as
+/// both renderings print it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sts {
+    Unreachable,
+    NoProvider,
+    Audience,
+    Expired,
+    NotValidated,
+    Throttled,
+}
+
+impl Sts {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sts::Unreachable => "InvalidIdentityToken: Couldn't retrieve verification key from your identity provider",
+            Sts::NoProvider => "InvalidIdentityToken: No OpenIDConnect provider found in your account for <iss>",
+            Sts::Audience => "InvalidIdentityToken: Incorrect token audience",
+            Sts::Expired => "ExpiredTokenException: Token expired",
+            Sts::NotValidated => {
+                "InvalidIdentityToken: The web identity token that was passed could not be validated by AWS"
+            }
+            Sts::Throttled => {
+                "IDPCommunicationError / InvalidIdentityToken under load (STS re-fetches and is throttled)"
+            }
+        }
+    }
 }
 
 /// One check's outcome.
@@ -66,7 +82,7 @@ pub struct Check {
     /// How to fix it (for warnings and failures).
     pub fix: Option<String>,
     /// The relying party's error this failure causes.
-    pub sts_error: Option<&'static str>,
+    pub sts_error: Option<Sts>,
 }
 
 /// Every check, in the order they ran.
@@ -81,17 +97,11 @@ impl Report {
         self.push(id, Status::Pass, message.into(), None, None);
     }
 
-    pub fn warn(
-        &mut self,
-        id: &'static str,
-        message: impl Into<String>,
-        fix: impl Into<String>,
-        sts: Option<&'static str>,
-    ) {
+    pub fn warn(&mut self, id: &'static str, message: impl Into<String>, fix: impl Into<String>, sts: Option<Sts>) {
         self.push(id, Status::Warn, message.into(), Some(fix.into()), sts);
     }
 
-    pub fn fail(&mut self, id: &'static str, message: impl Into<String>, fix: impl Into<String>, sts: &'static str) {
+    pub fn fail(&mut self, id: &'static str, message: impl Into<String>, fix: impl Into<String>, sts: Sts) {
         self.push(id, Status::Fail, message.into(), Some(fix.into()), Some(sts));
     }
 
@@ -99,14 +109,7 @@ impl Report {
         self.push(id, Status::Skip, message.into(), None, None);
     }
 
-    fn push(
-        &mut self,
-        id: &'static str,
-        status: Status,
-        message: String,
-        fix: Option<String>,
-        sts: Option<&'static str>,
-    ) {
+    fn push(&mut self, id: &'static str, status: Status, message: String, fix: Option<String>, sts: Option<Sts>) {
         self.checks.push(Check {
             id,
             status,
@@ -160,7 +163,7 @@ impl Report {
             if matches!(check.status, Status::Warn | Status::Fail) {
                 let pad = " ".repeat(width + 4);
                 if let Some(sts) = check.sts_error {
-                    out.push_str(&format!("{pad}relying party: {sts}\n"));
+                    out.push_str(&format!("{pad}relying party: {}\n", sts.as_str()));
                 }
                 if let Some(fix) = &check.fix {
                     out.push_str(&format!("{pad}fix: {}\n", escape::text(fix)));
@@ -188,7 +191,7 @@ impl Report {
                     "status": c.status.as_str(),
                     "message": c.message,
                     "fix": c.fix,
-                    "sts_error": c.sts_error,
+                    "sts_error": c.sts_error.map(Sts::as_str),
                 })
             })
             .collect();
@@ -216,7 +219,7 @@ mod tests {
             "tls.chain",
             "the certificate is not trusted: CN=\x1b[2J\u{9b}31m\u{202e}moc.elpmaxe\r",
             "fix\x1b[0m",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
         let text = report.render(false);
         assert!(!text.chars().any(|c| c != '\n' && escape::dangerous(c)), "{text:?}");

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::escape::quote;
 use super::keys::{verify, Unverified, STS_ALGS};
 use super::numeric_date::{numeric_date, rfc3339, unix, NumericDate};
-use super::report::{sts, Report};
+use super::report::{Report, Sts};
 
 /// AWS allows this much clock skew on `exp`, `nbf` and `iat`.
 const SKEW: Duration = Duration::from_secs(300);
@@ -41,7 +41,7 @@ pub fn check_token(
             "token.decode",
             "not a compact JWS (three base64url parts: header, claims, signature)",
             "pass the raw ID token, not a file with quotes or a prefix",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
         return;
     };
@@ -58,14 +58,14 @@ pub fn check_token(
             "token.alg",
             "alg \"EdDSA\" (Ed25519) is not accepted by AWS STS, whatever the key set holds",
             "have the IdP sign these tokens with RS256 or ES256 (STS verifies RSA and EC signatures only)",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     } else {
         report.fail(
             "token.alg",
             format!("alg {} is not accepted by STS", quote(alg)),
             "sign with RS256/384/512 or ES256/384/512",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     }
 
@@ -79,13 +79,13 @@ pub fn check_token(
                 quote(issuer)
             ),
             "register the provider with exactly the token's iss, or fix the IdP's issuer",
-            sts::NO_PROVIDER,
+            Sts::NoProvider,
         ),
         None => report.fail(
             "token.iss",
             "the token has no iss",
             "the IdP must set iss",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         ),
     }
 
@@ -105,7 +105,7 @@ pub fn check_token(
                     "token.kid",
                     format!("kid {} is not in the published key set", quote(kid)),
                     "the key was rotated out or not yet published: refresh the proxy's copy or keep removed keys longer (cache.keep_removed_keys)",
-                    sts::NOT_VALIDATED,
+                    Sts::NotValidated,
                 );
                 None
             }
@@ -124,7 +124,7 @@ pub fn check_token(
                 "token.kid",
                 "the token names no kid and the key set has several keys",
                 "have the IdP set kid in the token header",
-                sts::NOT_VALIDATED,
+                Sts::NotValidated,
             );
             None
         }
@@ -149,11 +149,11 @@ pub fn check_token(
                         quote(alg)
                     ),
                 ),
-                Err(Unverified::Invalid(reason)) => report.fail(
+                Err(reason @ (Unverified::InvalidKeyField(_) | Unverified::Mismatch)) => report.fail(
                     "token.signature",
-                    reason,
+                    reason.to_string(),
                     "the token was altered, or signed by a key other than the one published under its kid",
-                    sts::NOT_VALIDATED,
+                    Sts::NotValidated,
                 ),
             }
         }
@@ -172,7 +172,7 @@ pub fn check_token(
             "token.aud",
             "the token has no aud",
             "request the token for the audience registered with the provider",
-            sts::AUDIENCE,
+            Sts::Audience,
         );
     } else if audiences.is_empty() {
         report.warn(
@@ -188,7 +188,7 @@ pub fn check_token(
             "token.aud",
             format!("aud {} is none of {}", quote_all(&aud), quote_all(audiences)),
             "add the token's aud to the provider's client IDs, or request the token for a registered audience",
-            sts::AUDIENCE,
+            Sts::Audience,
         );
     }
 
@@ -199,7 +199,7 @@ pub fn check_token(
             "token.sub",
             "the token has no sub",
             "the IdP must set sub",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         );
     }
 }
@@ -226,20 +226,20 @@ fn check_times(report: &mut Report, claims: &Value, now: i64) {
             "token.exp",
             format!("expired at {}", rfc3339(exp)),
             "get a fresh token; check the clock of the machine that requested it",
-            sts::EXPIRED,
+            Sts::Expired,
         ),
         NumericDate::Seconds(exp) => report.pass("token.exp", format!("valid until {}", rfc3339(exp))),
         NumericDate::Absent => report.fail(
             "token.exp",
             "the token has no exp",
             "the IdP must set exp",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         ),
         NumericDate::Invalid => report.fail(
             "token.exp",
             format!("exp is {}, not a number of seconds", shown(&claims["exp"])),
             "the IdP must set exp to a NumericDate (seconds since the epoch)",
-            sts::NOT_VALIDATED,
+            Sts::NotValidated,
         ),
     }
     for (id, claim) in [("token.nbf", "nbf"), ("token.iat", "iat")] {
@@ -248,14 +248,14 @@ fn check_times(report: &mut Report, claims: &Value, now: i64) {
                 id,
                 format!("{claim} is {}, in the future beyond 5 minutes of skew", rfc3339(t)),
                 "fix the IdP's clock (NTP)",
-                sts::NOT_VALIDATED,
+                Sts::NotValidated,
             ),
             NumericDate::Seconds(t) => report.pass(id, format!("{claim} {}", rfc3339(t))),
             NumericDate::Invalid => report.fail(
                 id,
                 format!("{claim} is {}, not a number of seconds", shown(&claims[claim])),
                 "the IdP must write NumericDate claims as seconds since the epoch",
-                sts::NOT_VALIDATED,
+                Sts::NotValidated,
             ),
             NumericDate::Absent if claim == "iat" => {
                 report.warn(id, "the token has no iat", "the IdP should set iat", None)

@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use http::Uri;
 
-use super::address::RouteError;
 use super::net::{self, host_of, port_of, Net};
 use super::numeric_date::{days_until, unix};
-use super::report::{sts, Report};
+use super::report::{Report, Sts};
+use super::resolver::RouteError;
 
 /// Checks the issuer URL; returns it when the doctor can fetch from it (http or https:
 /// a plain-http issuer fails `url.https` but is still examined, so that one run shows
@@ -20,7 +20,7 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
                 "url.form",
                 format!("{issuer:?} is not an absolute URL"),
                 "pass the issuer exactly as tokens carry it in `iss`, such as https://gitlab.example.com",
-                sts::NO_PROVIDER,
+                Sts::NoProvider,
             );
             return None;
         }
@@ -32,7 +32,7 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
                 "url.https",
                 format!("the scheme is {}", scheme.unwrap_or_default()),
                 "relying parties only accept https issuers: publish it over HTTPS (jwks-edge terminates TLS)",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             if scheme != Some("http") {
                 return None;
@@ -44,21 +44,21 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
             "url.form",
             "the issuer URL has a query or fragment",
             "an issuer is scheme, host and path only",
-            sts::NO_PROVIDER,
+            Sts::NoProvider,
         );
     } else if url.path().len() > 1 && issuer.ends_with('/') {
         report.warn(
             "url.form",
             "the issuer URL ends with a slash; issuers are compared exactly",
             "make sure tokens carry the slash too, or drop it everywhere",
-            Some(sts::NO_PROVIDER),
+            Some(Sts::NoProvider),
         );
     } else if issuer.ends_with('/') {
         report.warn(
             "url.form",
             "the issuer URL ends with a slash; issuers are compared exactly",
             "use the URL without the trailing slash, as tokens usually carry it",
-            Some(sts::NO_PROVIDER),
+            Some(Sts::NoProvider),
         );
     } else {
         report.pass("url.form", "no query, fragment or trailing slash");
@@ -68,26 +68,44 @@ pub(super) fn check_url(report: &mut Report, issuer: &str) -> Option<Uri> {
             "url.port",
             "the URL has a port",
             "AWS does not accept a port in an identity provider URL: serve it on 443",
-            Some(sts::NO_PROVIDER),
+            Some(Sts::NoProvider),
         );
     }
     Some(url)
 }
 
+/// Whose host `check_reachable` checks: its checks' ids and wording follow.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Host {
+    Issuer,
+    KeySet,
+}
+
+impl Host {
+    /// The ids of the resolution and address checks, and how messages name the host.
+    fn checks(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Host::Issuer => ("dns.resolve", "dns.public", "the issuer's host"),
+            Host::KeySet => ("jwks.dns", "jwks.public", "jwks_uri's host"),
+        }
+    }
+}
+
 /// Resolves the URL's host (pinning it), reports its addresses and whether they are
 /// public; returns whether the doctor may connect to it.
-pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, what: &'static str) -> bool {
+pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, of: Host) -> bool {
     let host = host_of(url);
     let port = port_of(url);
-    let (id_dns, id_public, whose) = if what == "dns" {
-        ("dns.resolve", "dns.public", "the issuer's host")
-    } else {
-        ("jwks.dns", "jwks.public", "jwks_uri's host")
-    };
+    let (id_dns, id_public, whose) = of.checks();
     let addrs = match net.resolver.resolve(host, port).await {
         Ok(addrs) => addrs,
         Err(reason) => {
-            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            report.fail(
+                id_dns,
+                reason.to_string(),
+                "publish a DNS record for the host",
+                Sts::Unreachable,
+            );
             return false;
         }
     };
@@ -122,7 +140,7 @@ pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, w
                     used.ip()
                 ),
                 "a relying party may be given a non-public address: publish only public ones",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             true
         }
@@ -141,12 +159,17 @@ pub(super) async fn check_reachable(report: &mut Report, net: &Net, url: &Uri, w
                 ),
                 "publish it on a public address (jwks-edge at the edge); to check a private \
                  deployment from inside its network, pass --allow-private",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
             false
         }
         Err(RouteError::Resolve(reason)) => {
-            report.fail(id_dns, reason, "publish a DNS record for the host", sts::UNREACHABLE);
+            report.fail(
+                id_dns,
+                reason.to_string(),
+                "publish a DNS record for the host",
+                Sts::Unreachable,
+            );
             false
         }
     }
@@ -176,7 +199,7 @@ pub(super) async fn check_tls(
             "tls.chain",
             format!("the certificate is not trusted: {reason}"),
             "serve the full chain of a certificate from a public CA, valid for this host",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         ),
     }
     let leaf = facts.chain.first().and_then(|c| {
@@ -192,7 +215,7 @@ pub(super) async fn check_tls(
                 "tls.expiry",
                 format!("the certificate expired {} day(s) ago", days.saturating_neg()),
                 "renew the certificate",
-                sts::UNREACHABLE,
+                Sts::Unreachable,
             );
         } else if days < 14 {
             report.warn(
@@ -217,7 +240,7 @@ pub(super) async fn check_tls(
             "tls.versions",
             "neither TLS 1.3 nor TLS 1.2 is offered",
             "enable TLS 1.2 or 1.3",
-            sts::UNREACHABLE,
+            Sts::Unreachable,
         );
     } else {
         report.pass("tls.versions", format!("offers {}", versions.join(" and ")));
