@@ -1,0 +1,24 @@
+//! Builders for the integration tests, one job per module:
+//!
+//! - `certificates`: a test CA, the leaves it issues, server certificate files;
+//! - `idp`: fake IdPs shaped like GitLab, Keycloak and Kubernetes, and the fixtures;
+//! - `proxy`: a proxy running in this process on ephemeral loopback ports;
+//! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
+//! - `waiting`: bounded waits that poll until a check holds.
+
+mod certificates;
+mod client;
+mod idp;
+mod proxy;
+mod waiting;
+
+use std::time::Duration;
+
+pub use certificates::*;
+pub use client::*;
+pub use idp::*;
+pub use proxy::*;
+pub use waiting::*;
+
+/// Every network wait in the tests is bounded by this.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
