@@ -91,18 +91,17 @@ async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Va
 /// Waits (bounded) until every ACME certificate of the proxy is in `state`; the failure
 /// shows what `/readyz` said last.
 async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
-    let start = tokio::time::Instant::now();
-    loop {
-        let (_, certs) = acme_certificates(admin).await;
-        if certs.iter().all(|c| c["state"] == state) {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "certificates not {state} after {limit:?}: {certs:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Wait::up_to(limit)
+        .every(Duration::from_millis(50))
+        .until(&format!("every certificate to be {state}"), async || {
+            let (_, certs) = acme_certificates(admin).await;
+            if certs.iter().all(|c| c["state"] == state) {
+                Ok(())
+            } else {
+                Err(format!("{certs:#?}"))
+            }
+        })
+        .await
 }
 
 /// Waits (bounded) until `/readyz` says 200: documents fetched and certificates valid.
@@ -165,19 +164,20 @@ impl Setup {
 /// machine the other tests share.
 async fn until_renewed(admin: SocketAddr, limit: Duration) {
     let (_, before) = acme_certificates(admin).await;
-    let start = tokio::time::Instant::now();
-    loop {
-        let (_, now) = acme_certificates(admin).await;
-        let renewed = now
-            .iter()
-            .zip(&before)
-            .all(|(now, before)| before["not_after"].is_string() && time(now, "not_after") > time(before, "not_after"));
-        if renewed {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not renewed within {limit:?}: {now:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Wait::up_to(limit)
+        .every(Duration::from_millis(200))
+        .until("every certificate to be renewed", async || {
+            let (_, now) = acme_certificates(admin).await;
+            let renewed = now.iter().zip(&before).all(|(now, before)| {
+                before["not_after"].is_string() && time(now, "not_after") > time(before, "not_after")
+            });
+            if renewed {
+                Ok(())
+            } else {
+                Err(format!("{now:#?}"))
+            }
+        })
+        .await
 }
 
 /// Serves both documents of both issuers over HTTPS with the certificate for each name;

@@ -4,6 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::Wait;
+
 const BIN: &str = env!("CARGO_BIN_EXE_jwks-edge");
 
 /// Runs the binary to completion: exit code, stdout, stderr. A command that should end
@@ -184,11 +186,9 @@ fn demo_starts_and_its_printed_commands_work() {
     };
     // The refreshers fetch at start-up; wait until readiness says so.
     let readyz = &commands[5];
-    let start = Instant::now();
-    while !sh(readyz).contains("\"ready\":true") {
-        assert!(start.elapsed() < Duration::from_secs(20), "demo never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Wait::up_to(Duration::from_secs(20))
+        .every(Duration::from_millis(100))
+        .until_blocking("the demo to be ready", || sh(readyz).contains("\"ready\":true"));
     let idp = sh(&commands[0]);
     assert!(idp.contains("pragma: no-cache") && idp.contains("set-cookie"), "{idp}");
     let discovery = sh(&commands[1]);

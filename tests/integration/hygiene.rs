@@ -46,18 +46,16 @@ fn kids(set: &Value) -> Vec<String> {
 /// Waits until the first issuer's key set refresh records an error containing `reason`,
 /// and returns the whole recorded error.
 async fn refused_with(admin: SocketAddr, reason: &str) -> String {
-    let last_error = || async {
+    eventually(Duration::from_secs(10), reason, async || {
         let (_, body) = readyz(admin).await;
-        body["issuers"][0]["jwks"]["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    eventually(Duration::from_secs(10), reason, || async {
-        last_error().await.contains(reason)
+        let error = body["issuers"][0]["jwks"]["last_error"].as_str().unwrap_or_default();
+        if error.contains(reason) {
+            Ok(error.to_owned())
+        } else {
+            Err(format!("last error {error:?}"))
+        }
     })
-    .await;
-    last_error().await
+    .await
 }
 
 /// A base64url string that looks like a 2048-bit modulus; no real key is needed for the

@@ -195,7 +195,7 @@ async fn json_logs_parse_and_carry_the_access_log() {
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
     until_served(addr, GITLAB, "/oauth/discovery/keys").await;
-    let access = eventually_line(&serve, |event| event["target"] == "jwks_edge::access").await;
+    let access = logged_event(&serve, |event| event["target"] == "jwks_edge::access").await;
     assert_eq!(access["level"], "INFO");
     let fields = &access["fields"];
     assert_eq!(fields["method"], "GET");
@@ -213,22 +213,17 @@ async fn json_logs_parse_and_carry_the_access_log() {
 }
 
 /// The first logged JSON event that satisfies `matches` (bounded wait).
-async fn eventually_line(serve: &Serve, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let found = serve
+async fn logged_event(serve: &Serve, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    eventually(Duration::from_secs(10), "a matching log line", async || {
+        serve
             .log
             .lock()
             .unwrap()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|e| matches(e));
-        if let Some(event) = found {
-            return event;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no matching log line");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .find(|e| matches(e))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -247,7 +242,7 @@ async fn the_access_log_can_be_switched_off() {
     // Stop the process: everything it logged is flushed by the time it says "stopped".
     serve.signal("TERM");
     assert_eq!(serve.exit_status(Duration::from_secs(15)).await.code(), Some(0));
-    eventually_line(&serve, |event| event["fields"]["message"] == "stopped").await;
+    logged_event(&serve, |event| event["fields"]["message"] == "stopped").await;
     let log = serve.log.lock().unwrap().clone();
     assert!(
         log.iter().any(|l| l.contains("key set mapped")),
@@ -289,7 +284,7 @@ async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported
     assert_eq!(document["issuer"], backend.as_str(), "issuer is never rewritten");
     assert_eq!(document["token_endpoint"], "https://auth.example.com/realms/prod/token");
 
-    let error = eventually_line(&serve, |event| event["level"] == "ERROR").await;
+    let error = logged_event(&serve, |event| event["level"] == "ERROR").await;
     let fields = &error["fields"];
     assert_eq!(fields["upstream_issuer"], backend.as_str(), "{error}");
     assert_eq!(fields["public_url"], "https://auth.example.com/realms/prod", "{error}");

@@ -194,19 +194,19 @@ async fn a_learned_key_set_path_cannot_take_another_issuers_route() {
         "/.well-known/openid-configuration",
         discovery(&format!("{}{realm_keys}", root.base_url())),
     );
-    let error = eventually_error(proxy.admin, 0, "is already the key set path of issuer \"prod\"").await;
+    let error = discovery_error(proxy.admin, 0, "is already the key set path of issuer \"prod\"").await;
     assert!(error.contains(realm_keys), "{error}");
     // Then the realm's discovery path, then a path under the realm's public URL.
     root.put(
         "/.well-known/openid-configuration",
         discovery("https://elsewhere.internal/realms/prod/.well-known/openid-configuration"),
     );
-    eventually_error(proxy.admin, 0, "is the discovery path of issuer \"prod\"").await;
+    discovery_error(proxy.admin, 0, "is the discovery path of issuer \"prod\"").await;
     root.put(
         "/.well-known/openid-configuration",
         discovery("https://10.96.0.1/realms/prod/keys"),
     );
-    let error = eventually_error(proxy.admin, 0, "lies under the public URL of issuer \"prod\"").await;
+    let error = discovery_error(proxy.admin, 0, "lies under the public URL of issuer \"prod\"").await;
     assert!(error.contains("/realms/prod/keys"), "{error}");
 
     let reply = get(addr, &Transport::Plain, "auth.example.com", realm_keys).await;
@@ -237,22 +237,23 @@ async fn a_learned_key_set_path_cannot_take_another_issuers_route() {
 }
 
 /// Waits (bounded) until issuer `index`'s discovery error contains `expected`.
-async fn eventually_error(admin: SocketAddr, index: usize, expected: &str) -> String {
-    let started = tokio::time::Instant::now();
-    loop {
-        let (_, body) = readyz(admin).await;
-        let error = body["issuers"][index]["discovery"]["last_error"]
-            .as_str()
-            .unwrap_or_default();
-        if error.contains(expected) {
-            return error.to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no error {expected:?} recorded: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn discovery_error(admin: SocketAddr, index: usize, expected: &str) -> String {
+    eventually(
+        Duration::from_secs(10),
+        &format!("the error {expected:?}"),
+        async || {
+            let (_, body) = readyz(admin).await;
+            let error = body["issuers"][index]["discovery"]["last_error"]
+                .as_str()
+                .unwrap_or_default();
+            if error.contains(expected) {
+                Ok(error.to_owned())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -272,7 +273,7 @@ async fn a_learned_key_set_path_cannot_take_a_configured_one() {
         issuer("https://oidc.example.com", &second.base_url(), "name = \"b\"")
     );
     let proxy = RunningProxy::start(&issuers, "", "refresh = \"1s\"", None).await;
-    let error = eventually_error(proxy.admin, 1, "is already the key set path of issuer \"a\"").await;
+    let error = discovery_error(proxy.admin, 1, "is already the key set path of issuer \"a\"").await;
     assert!(error.contains("/openid/v1/jwks"), "{error}");
     until_served(proxy.plain.unwrap(), "oidc.example.com", "/openid/v1/jwks").await;
     assert_eq!(readyz_for(proxy.admin, "b").await.0, StatusCode::SERVICE_UNAVAILABLE);

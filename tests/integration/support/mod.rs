@@ -4,7 +4,7 @@
 //! - `idp`: fake IdPs shaped like GitLab, Keycloak and Kubernetes, and the fixtures;
 //! - `proxy`: a proxy running in this process on ephemeral loopback ports;
 //! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
-//! - `waiting`: bounded waits that poll until a check holds.
+//! - `waiting`: bounded waits that poll a check and return what it waited for;
 
 mod certificates;
 mod client;
