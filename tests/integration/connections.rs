@@ -434,33 +434,35 @@ async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connect
          [[issuer]]\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:9\"\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -Sn 256 && ulimit -Hn 1024 && exec \"$0\" serve --config \"$1\"",
-        ])
-        .arg(env!("CARGO_BIN_EXE_jwks-edge"))
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildProcess::spawn(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                "ulimit -Sn 256 && ulimit -Hn 1024 && exec \"$0\" serve --config \"$1\"",
+            ])
+            .arg(env!("CARGO_BIN_EXE_jwks-edge"))
+            .arg(&config)
+            .stderr(std::process::Stdio::null()),
+    );
     let pid = child.id();
-    let mut soft = None;
-    let started = Instant::now();
-    while started.elapsed() < IO_TIMEOUT && soft != Some(1024) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
-            .ok()
-            .and_then(|l| {
-                l.lines()
-                    .find(|l| l.starts_with("Max open files"))
-                    .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()))
-            });
-        assert!(child.try_wait().unwrap().is_none(), "serve exited");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(soft, Some(1024), "the soft limit was raised to the hard limit");
+    Wait::up_to(IO_TIMEOUT)
+        .every(Duration::from_millis(50))
+        .until("the soft limit to be raised to the hard limit", async || {
+            let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+                .ok()
+                .and_then(|l| {
+                    l.lines()
+                        .find(|l| l.starts_with("Max open files"))
+                        .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()))
+                });
+            assert!(child.try_wait().unwrap().is_none(), "serve exited");
+            if soft == Some(1024) {
+                Ok(())
+            } else {
+                Err(format!("soft limit {soft:?}"))
+            }
+        })
+        .await;
 }
 
 #[tokio::test]

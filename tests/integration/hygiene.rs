@@ -364,24 +364,18 @@ async fn a_bad_pre_published_file_stops_the_start_with_a_clear_error() {
     assert!(!stderr.contains(SECRET), "{stderr}");
 
     // `serve` refuses to start: exit 2, the same message, no secret.
-    let mut serve = std::process::Command::new(bin)
-        .args(["serve", "--config", config_path.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = serve.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            panic!("serve started despite a bad pre-published key file");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut serve = ChildProcess::spawn(
+        std::process::Command::new(bin)
+            .args(["serve", "--config", config_path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let status = serve
+        .exit_within(
+            Duration::from_secs(20),
+            "serve to refuse to start with a bad pre-published key file",
+        )
+        .await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(2), "{stderr}");

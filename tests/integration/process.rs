@@ -2,13 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use http::StatusCode;
 use jwks_edge::fake_idp::Fault;
-use tokio::time::Instant;
 
 use crate::support::*;
 
@@ -17,7 +16,7 @@ const GITLAB: &str = "gitlab.example.com";
 /// A `jwks-edge serve` child process, killed when dropped, with the addresses its
 /// listeners logged.
 pub(crate) struct Serve {
-    child: Child,
+    child: ChildProcess,
     listeners: Vec<(String, SocketAddr)>,
     /// Every log line so far.
     pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -35,13 +34,13 @@ impl Serve {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
-            .args(args)
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = ChildProcess::spawn(
+            Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+                .args(args)
+                .args(["serve", "--config", path.to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -105,21 +104,7 @@ impl Serve {
 
     /// Waits (bounded) for the process to exit.
     pub(crate) async fn exit_status(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < within, "serve did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.exit_within(within, "serve to exit").await
     }
 }
 

@@ -5,8 +5,10 @@
 //! - `proxy`: a proxy running in this process on ephemeral loopback ports;
 //! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
 //! - `waiting`: bounded waits that poll a check and return what it waited for;
+//! - `child`: child processes, waited for with a bound and killed when the test ends.
 
 mod certificates;
+mod child;
 mod client;
 mod idp;
 mod proxy;
@@ -15,6 +17,7 @@ mod waiting;
 use std::time::Duration;
 
 pub use certificates::*;
+pub use child::*;
 pub use client::*;
 pub use idp::*;
 pub use proxy::*;
