@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use jwks_edge::app::Listeners;
-use jwks_edge::config::Config;
 use jwks_edge::fake_idp::FakeIdp;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -129,33 +127,22 @@ impl Setup {
 
     /// A proxy on `https` and `plain` ordering from `pebble`, with `[server.tls.acme]`
     /// lines `acme`.
-    async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> RunningProxy {
+    async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> Proxy {
         let ca = format!("directory_ca = {:?}\n{acme}", pebble.directory_ca);
         self.start_with(https, plain, &pebble.directory, &ca).await
     }
 
-    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> RunningProxy {
-        let text = format!(
-            "[server]\nlisten = \"{}\"\nlisten_plain = \"{}\"\n\
-             [server.tls.acme]\ndirectory = {directory:?}\ncontact = [\"ops@example.com\"]\n\
-             cache_dir = {:?}\n{acme}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}{}",
-            https.local_addr().unwrap(),
-            plain.local_addr().unwrap(),
-            self.cache.path(),
-            issuer(&format!("https://{GITLAB}"), &self.gitlab.base_url(), ""),
-            issuer(
-                &format!("https://{AUTH}/realms/a"),
-                &format!("{}/realms/a", self.keycloak.base_url()),
-                ""
-            ),
-        );
-        let config = Config::from_toml(&text, Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let listeners = Listeners {
-            https: Some(https),
-            plain: Some(plain),
-            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        };
-        RunningProxy::run(config, listeners).await
+    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> Proxy {
+        let cache_dir = self.cache.path();
+        let acme =
+            format!("directory = {directory:?}\ncontact = [\"ops@example.com\"]\ncache_dir = {cache_dir:?}\n{acme}");
+        Proxy::builder()
+            .on_listeners(https, plain)
+            .toml("server.tls.acme", &acme)
+            .issuer(Issuer::gitlab(&self.gitlab))
+            .issuer(Issuer::keycloak(&self.keycloak, "a"))
+            .start()
+            .await
     }
 }
 

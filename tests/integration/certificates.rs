@@ -66,7 +66,7 @@ async fn every_key_type_and_encoding_serves() {
     for (i, (what, issued)) in cases.iter().enumerate() {
         let first_line = issued.key_pem.lines().next().unwrap();
         let (cert, key) = issued.write(dir.path(), &format!("case{i}"));
-        let proxy = start_with_files(&idp, &cert, &key, "").await;
+        let proxy = serving_files(&idp, &cert, &key).start().await;
         let mut conn = Conn::open(proxy.https.unwrap(), &tls(&ca, GITLAB)).await;
         assert_eq!(conn.peer_cert.as_ref(), Some(&issued.leaf()), "{what}");
         let status = conn.get(GITLAB, "/.well-known/openid-configuration").await.status;
@@ -74,15 +74,9 @@ async fn every_key_type_and_encoding_serves() {
     }
 }
 
-async fn start_with_files(idp: &jwks_edge::fake_idp::FakeIdp, cert: &Path, key: &Path, extra: &str) -> RunningProxy {
-    let server = format!("listen = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n{extra}");
-    RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        &server,
-        "",
-        None,
-    )
-    .await
+/// A proxy for GitLab serving HTTPS with the certificate chain and key in these files.
+fn serving_files(idp: &jwks_edge::fake_idp::FakeIdp, cert: &Path, key: &Path) -> ProxyBuilder {
+    Proxy::builder().issuer(Issuer::gitlab(idp)).tls_files(cert, key)
 }
 
 /// Replaces a file the way operators and cert-manager do: write aside, then rename.
@@ -103,7 +97,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
     let dir = tempfile::tempdir().unwrap();
     let first = ca.issue(&[GITLAB]);
     let (cert, key) = first.write(dir.path(), "server");
-    let proxy = start_with_files(&idp, &cert, &key, "reload_interval = \"100ms\"").await;
+    let proxy = serving_files(&idp, &cert, &key).reload_interval("100ms").start().await;
     let addr = proxy.https.unwrap();
     let mut old_conn = Conn::open(addr, &tls(&ca, GITLAB)).await;
     assert_eq!(old_conn.peer_cert.as_ref(), Some(&first.leaf()));
@@ -179,8 +173,10 @@ async fn sni_selects_among_several_certificates() {
     let auth = ca.issue(&[AUTH, "*.auth.example.com"]);
     let (cert, key) = gitlab.write(dir.path(), "gitlab");
     let (auth_cert, auth_key) = auth.write(dir.path(), "auth");
-    let extra = format!("[[server.tls.certs]]\ncert = {auth_cert:?}\nkey = {auth_key:?}\n");
-    let proxy = start_with_files(&idp, &cert, &key, &extra).await;
+    let proxy = serving_files(&idp, &cert, &key)
+        .sni_certificate(&auth_cert, &auth_key)
+        .start()
+        .await;
     let addr = proxy.https.unwrap();
     assert_eq!(served_cert(addr, &ca, GITLAB).await, gitlab.leaf());
     assert_eq!(served_cert(addr, &ca, AUTH).await, auth.leaf());
@@ -197,7 +193,7 @@ async fn tls_sessions_are_resumed() {
     let ca = TestCa::new("jwks-edge test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.issue(&[GITLAB]).write(dir.path(), "server");
-    let proxy = start_with_files(&idp, &cert, &key, "").await;
+    let proxy = serving_files(&idp, &cert, &key).start().await;
     let addr = proxy.https.unwrap();
     for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
         let mut roots = rustls::RootCertStore::empty();

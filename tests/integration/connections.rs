@@ -21,13 +21,9 @@ const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// The README's planning figures: a baseline and a worst-case cost per connection.
 const BASELINE_BUDGET_KIB: u64 = 16 * 1024;
 
-async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, String) {
+async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, Issuer) {
     let idp = keycloak_idp("prod").await;
-    let issuer = issuer(
-        "https://auth.example.com/realms/prod",
-        &format!("{}/realms/prod", idp.base_url()),
-        "",
-    );
+    let issuer = Issuer::keycloak(&idp, "prod");
     (idp, issuer)
 }
 
@@ -171,7 +167,12 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
 #[tokio::test]
 async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_timeout() {
     let (_idp, issuer) = keycloak().await;
-    let proxy = RunningProxy::start(&issuer, "header_timeout = \"1s\"\nidle_timeout = \"3s\"", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .header_timeout("1s")
+        .idle_timeout("3s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, HOST, KEYS).await;
 
@@ -322,13 +323,13 @@ async fn idle_until_goaway(mut io: impl AsyncRead + AsyncWrite + Unpin, https: b
 async fn idle_http2_connections_get_a_goaway() {
     let (_idp, issuer) = keycloak().await;
     let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
-    let proxy = RunningProxy::start(
-        &issuer,
-        "header_timeout = \"1s\"\nidle_timeout = \"1s\"",
-        "",
-        Some(certs.clone()),
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .header_timeout("1s")
+        .idle_timeout("1s")
+        .tls(certs.clone())
+        .start()
+        .await;
     let plain = proxy.plain.unwrap();
     until_served(plain, HOST, KEYS).await;
 
@@ -366,7 +367,12 @@ async fn idle_http2_connections_get_a_goaway() {
 #[tokio::test]
 async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     let (_idp, issuer) = keycloak().await;
-    let proxy = RunningProxy::start(&issuer, "send_timeout = \"1s\"\nidle_timeout = \"30s\"", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .send_timeout("1s")
+        .idle_timeout("30s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, HOST, KEYS).await;
     let open = "jwks_edge_open_connections{listener=\"plain\"}";
@@ -471,7 +477,12 @@ async fn a_client_is_served_while_others_hold_the_address_limit() {
     // address beyond it are closed before the handshake.
     let (_idp, issuer) = keycloak().await;
     let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
-    let proxy = RunningProxy::start(&issuer, "max_connections_per_address = 3", "", Some(certs.clone())).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .max_connections_per_address(3)
+        .tls(certs.clone())
+        .start()
+        .await;
     let https = proxy.https.unwrap();
     until_served(proxy.plain.unwrap(), HOST, KEYS).await;
     let transport = Transport::Tls {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::fake_idp::{Fault, Resource};
 use tokio::time::Instant;
 
 use crate::support::*;
@@ -14,10 +14,6 @@ const DISCOVERY: &str = "/.well-known/openid-configuration";
 const KEYS: &str = "/oauth/discovery/keys";
 /// A request served from memory must never take this long (it takes microseconds).
 const NEVER_WAITS: Duration = Duration::from_millis(500);
-
-fn gitlab_issuer(idp: &FakeIdp) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), "")
-}
 
 /// Failures recorded so far for both documents of the first issuer.
 async fn failures(admin: std::net::SocketAddr) -> (u64, u64) {
@@ -42,13 +38,12 @@ async fn warm(addr: std::net::SocketAddr) -> (Bytes, Bytes) {
 /// `reason` is part of the key set's recorded error, proving which check caught the fault.
 async fn warm_cache_survives(fault: Fault, name: &str, reason: &str) {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let (good_discovery, good_keys) = warm(addr).await;
     let before = failures(proxy.admin).await;
@@ -110,13 +105,13 @@ warm_fault_tests! {
 async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_recovers() {
     let idp = gitlab_idp().await;
     idp.set_fault(Fault::Hang);
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "deadline = \"1s\"",
-        "refresh = \"2s\"\nfetch_timeout = \"2s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .deadline("1s")
+        .refresh("2s")
+        .fetch_timeout("2s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20 {
@@ -155,13 +150,13 @@ async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_rec
 #[tokio::test]
 async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"\nstale_if_error = \"4s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .stale_if_error("4s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let (_, good_keys) = warm(addr).await;
     assert_eq!(readyz(proxy.admin).await.1["status"], "fresh");
@@ -195,9 +190,9 @@ async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() 
 #[tokio::test]
 async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("state_dir = {:?}", state.path());
     let idp = gitlab_idp().await;
-    let first = RunningProxy::start(&gitlab_issuer(&idp), "", &cache, None).await;
+    let snapshotting = || Proxy::builder().issuer(Issuer::gitlab(&idp)).state_dir(state.path());
+    let first = snapshotting().start().await;
     let (good_discovery, good_keys) = warm(first.plain.unwrap()).await;
     // Final names only: a snapshot being written is a temporary file until its rename.
     eventually(Duration::from_secs(5), "two snapshots", || async {
@@ -211,7 +206,7 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     first.shutdown().await;
 
     idp.set_fault(Fault::Refuse);
-    let second = RunningProxy::start(&gitlab_issuer(&idp), "", &cache, None).await;
+    let second = snapshotting().start().await;
     let addr = second.plain.unwrap();
     // No waiting: the snapshot is in memory before the listener accepts.
     let sent = Instant::now();
@@ -229,7 +224,7 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     for entry in std::fs::read_dir(state.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"{\"format\":1,").unwrap();
     }
-    let third = RunningProxy::start(&gitlab_issuer(&idp), "deadline = \"200ms\"", &cache, None).await;
+    let third = snapshotting().deadline("200ms").start().await;
     let addr = third.plain.unwrap();
     assert_eq!(
         get(addr, &Transport::Plain, GITLAB, DISCOVERY).await.status,
@@ -265,7 +260,11 @@ async fn published_kids(addr: std::net::SocketAddr) -> Vec<String> {
 async fn a_rotated_key_is_published_within_a_refresh_period() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["a"]));
-    let proxy = RunningProxy::start(&gitlab_issuer(&idp), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     warm(addr).await;
     assert_eq!(published_kids(addr).await, ["a"]);
@@ -287,13 +286,12 @@ async fn a_rotated_key_is_published_within_a_refresh_period() {
 async fn removed_keys_stay_published_for_keep_removed_keys() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["old", "current"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nkeep_removed_keys = \"3s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("3s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     warm(addr).await;
     idp.put(KEYS, key_set(&["current", "next"]));

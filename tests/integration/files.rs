@@ -90,7 +90,7 @@ async fn snapshots_from_the_far_future_are_served_aged_now_and_readyz_stays_well
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [cache]\nstate_dir = {state:?}\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, DISCOVERY).await;
@@ -145,7 +145,7 @@ async fn an_existing_state_dir_keeps_its_mode_and_a_writable_one_is_warned_about
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [cache]\nstate_dir = {:?}\n{}",
         state.path(),
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, DISCOVERY).await;
@@ -175,7 +175,7 @@ async fn acme_retry_records_from_the_far_future_neither_crash_the_start_nor_read
         "[server]\nlisten = \"127.0.0.1:0\"\nlisten_plain = \"127.0.0.1:0\"\n\
          [server.tls.acme]\ndirectory = {directory:?}\ncache_dir = {cache:?}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 3);
     let records = until_files(&cache, ".retry.json", 1).await;

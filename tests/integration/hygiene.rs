@@ -16,10 +16,6 @@ const KEYS: &str = "/oauth/discovery/keys";
 const AUTH: &str = "auth.example.com";
 const SECRET: &str = "c2VjcmV0LXByaXZhdGUtZXhwb25lbnQ";
 
-fn gitlab(idp: &FakeIdp, extra: &str) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), extra)
-}
-
 fn serve_keys(idp: &FakeIdp, set: &Value) {
     idp.put(KEYS, Resource::json_with_idp_headers(set.to_string()));
 }
@@ -83,7 +79,11 @@ fn rsa_keys(n: usize) -> Value {
 #[tokio::test]
 async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -108,7 +108,12 @@ async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served
     assert!(!String::from_utf8_lossy(&reply.body).contains(SECRET));
 
     // Without a good copy, the set is never published at all.
-    let cold = RunningProxy::start(&gitlab(&idp, ""), "deadline = \"300ms\"", "refresh = \"1s\"", None).await;
+    let cold = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .deadline("300ms")
+        .refresh("1s")
+        .start()
+        .await;
     refused_with(cold.admin, "holds the private member `d`").await;
     let reply = get(cold.plain.unwrap(), &Transport::Plain, GITLAB, KEYS).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -118,7 +123,11 @@ async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served
 #[tokio::test]
 async fn an_oct_only_set_is_refused() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -139,7 +148,11 @@ async fn an_oct_only_set_is_refused() {
 #[tokio::test]
 async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -161,7 +174,11 @@ async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
 
     // A relying party that takes more: the operator raises the cap.
     serve_keys(&idp, &rsa_keys(150));
-    let raised = RunningProxy::start(&gitlab(&idp, ""), "", "max_rsa_keys = 200", None).await;
+    let raised = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .max_rsa_keys(200)
+        .start()
+        .await;
     until_served(raised.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(kids(&keys(raised.plain.unwrap(), GITLAB, KEYS).await).len(), 150);
 }
@@ -170,20 +187,11 @@ async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
 async fn the_signing_only_policy_drops_keycloaks_encryption_key() {
     let prod = keycloak_idp("prod").await;
     let dev = keycloak_idp("dev").await;
-    let issuers = [
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", prod.base_url()),
-            "publish_keys = \"signing\"",
-        ),
-        issuer(
-            "https://auth.example.com/realms/dev",
-            &format!("{}/realms/dev", dev.base_url()),
-            "",
-        ),
-    ]
-    .concat();
-    let proxy = RunningProxy::start(&issuers, "", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::keycloak(&prod, "prod").publish_keys("signing"))
+        .issuer(Issuer::keycloak(&dev, "dev"))
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let certs = |realm: &str| format!("/realms/{realm}/protocol/openid-connect/certs");
     until_served(addr, AUTH, &certs("prod")).await;
@@ -223,7 +231,10 @@ async fn missing_use_and_alg_are_filled_and_existing_ones_kept() {
         {"kid": "enc", "kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "n": modulus(3), "e": "AQAB"},
     ], "x-set-member": 1});
     serve_keys(&idp, &upstream);
-    let proxy = RunningProxy::start(&gitlab(&idp, "fill_key_use = true\nfill_key_alg = true"), "", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).fill_key_use().fill_key_alg())
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let published = keys(addr, GITLAB, KEYS).await;
@@ -268,13 +279,11 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     let file = dir.path().join("next-keys.json");
     replace_file(&file, &json!({"keys": [next_key("next-1", 1)]}).to_string());
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab(&idp, &format!("prepublished_jwks_file = {file:?}")),
-        "",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).prepublished_jwks_file(&file))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let upstream = kids(&gitlab_keys());
@@ -394,17 +403,13 @@ async fn a_bad_pre_published_file_stops_the_start_with_a_clear_error() {
 #[tokio::test]
 async fn a_snapshot_read_back_at_start_goes_through_the_current_rules() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("state_dir = {:?}", state.path());
     let idp = keycloak_idp("prod").await;
-    let prod = |extra: &str| {
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", idp.base_url()),
-            extra,
-        )
-    };
     let certs = "/realms/prod/protocol/openid-connect/certs";
-    let first = RunningProxy::start(&prod(""), "", &cache, None).await;
+    let first = Proxy::builder()
+        .issuer(Issuer::keycloak(&idp, "prod"))
+        .state_dir(state.path())
+        .start()
+        .await;
     until_served(first.plain.unwrap(), AUTH, certs).await;
     eventually(Duration::from_secs(5), "two snapshots", || async {
         let entries = std::fs::read_dir(state.path()).unwrap();
@@ -419,7 +424,11 @@ async fn a_snapshot_read_back_at_start_goes_through_the_current_rules() {
     // Restarted with the signing-only policy while the IdP is down: the snapshot, which
     // holds both keys, is served without the encryption key from the first request on.
     idp.set_fault(jwks_edge::fake_idp::Fault::Refuse);
-    let second = RunningProxy::start(&prod("publish_keys = \"signing\""), "", &cache, None).await;
+    let second = Proxy::builder()
+        .issuer(Issuer::keycloak(&idp, "prod").publish_keys("signing"))
+        .state_dir(state.path())
+        .start()
+        .await;
     let published = keys(second.plain.unwrap(), AUTH, certs).await;
     let upstream: Value = serde_json::from_str(&fixture("keycloak/jwks.json")).unwrap();
     assert_eq!(published, json!({"keys": [upstream["keys"][0].clone()]}));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::fake_idp::{Fault, Resource};
 use tokio::time::Instant;
 
 use crate::operations::{metrics, post, sample};
@@ -23,10 +23,6 @@ fn key_set(kids: &[&str]) -> Resource {
         .map(|kid| format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"AA","y":"AA"}}"#))
         .collect();
     Resource::json_with_idp_headers(format!(r#"{{"keys":[{}]}}"#, keys.join(",")))
-}
-
-fn gitlab_issuer(idp: &FakeIdp, extra: &str) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), extra)
 }
 
 async fn served_kids(addr: SocketAddr) -> Vec<String> {
@@ -66,14 +62,16 @@ async fn until_snapshotted(dir: &std::path::Path) {
 #[tokio::test]
 async fn a_retained_key_s_timer_runs_across_restarts() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!(
-        "refresh = \"1s\"\nkeep_removed_keys = \"10s\"\nstate_dir = {:?}",
-        state.path()
-    );
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["old", "current"]));
-    let issuers = gitlab_issuer(&idp, "");
-    let start = || RunningProxy::start(&issuers, "", &cache, None);
+    let start = || {
+        Proxy::builder()
+            .issuer(Issuer::gitlab(&idp))
+            .refresh("1s")
+            .keep_removed_keys("10s")
+            .state_dir(state.path())
+            .start()
+    };
     let mut proxy = start().await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(served_kids(proxy.plain.unwrap()).await, ["old", "current"]);
@@ -131,12 +129,12 @@ async fn a_retained_key_s_timer_runs_across_restarts() {
 #[tokio::test]
 async fn a_withdrawn_kid_is_never_served() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("refresh = \"1s\"\nstate_dir = {:?}", state.path());
+    let snapshotting = |issuer: Issuer| Proxy::builder().issuer(issuer).refresh("1s").state_dir(state.path());
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["good", "bad"]));
 
     // Before the withdrawal: both keys published, and saved in the snapshot.
-    let first = RunningProxy::start(&gitlab_issuer(&idp, ""), "", &cache, None).await;
+    let first = snapshotting(Issuer::gitlab(&idp)).start().await;
     until_served(first.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(served_kids(first.plain.unwrap()).await, ["good", "bad"]);
     until_snapshotted(state.path()).await;
@@ -144,8 +142,9 @@ async fn a_withdrawn_kid_is_never_served() {
 
     // Withdrawn, restarted with the upstream down: not served from the snapshot either.
     idp.set_fault(Fault::Refuse);
-    let withdrawn = gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]");
-    let proxy = RunningProxy::start(&withdrawn, "", &cache, None).await;
+    let proxy = snapshotting(Issuer::gitlab(&idp).withdrawn_kids(&["bad"]))
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     assert_eq!(served_kids(addr).await, ["good"]);
     let bad = key_report(proxy.admin, "bad").await.expect("bad is reported");
@@ -201,13 +200,12 @@ async fn a_withdrawn_kid_is_never_served() {
 async fn a_set_of_withdrawn_keys_only_is_never_published() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["bad"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]"),
-        "deadline = \"300ms\"",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).withdrawn_kids(&["bad"]))
+        .deadline("300ms")
+        .refresh("1s")
+        .start()
+        .await;
     eventually(Duration::from_secs(10), "a refused key set", || async {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["failures_total"].as_u64() >= Some(1)
@@ -226,14 +224,14 @@ async fn drop_retained_removes_retained_keys_at_once() {
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let state = dir.path().join("state");
-    let proxy = RunningProxy::start_with_admin(
-        &gitlab_issuer(&idp, ""),
-        "",
-        &format!("refresh = \"1s\"\nkeep_removed_keys = \"1h\"\nstate_dir = {state:?}"),
-        &format!("token_file = {token:?}"),
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("1h")
+        .state_dir(&state)
+        .admin_token_file(&token)
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     idp.put(KEYS, key_set(&["current"]));
@@ -286,13 +284,12 @@ async fn drop_retained_removes_retained_keys_at_once() {
     // And after a restart (the snapshot was rewritten before the answer).
     proxy.shutdown().await;
     idp.set_fault(Fault::Refuse);
-    let restarted = RunningProxy::start(
-        &gitlab_issuer(&idp, ""),
-        "",
-        &format!("keep_removed_keys = \"1h\"\nstate_dir = {state:?}"),
-        None,
-    )
-    .await;
+    let restarted = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .keep_removed_keys("1h")
+        .state_dir(&state)
+        .start()
+        .await;
     assert_eq!(served_kids(restarted.plain.unwrap()).await, ["current"]);
 }
 
@@ -300,13 +297,12 @@ async fn drop_retained_removes_retained_keys_at_once() {
 async fn readyz_and_metrics_show_each_key_s_history() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["a", "b"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp, ""),
-        "",
-        "refresh = \"1s\"\nkeep_removed_keys = \"1h\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("1h")
+        .start()
+        .await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     let keys = readyz_keys(proxy.admin).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
@@ -367,7 +363,7 @@ async fn each_key_change_is_logged_once() {
     idp.put(KEYS, key_set(&["good", "bad"]));
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\nrefresh = \"1s\"\n{}",
-        gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]")
+        Issuer::gitlab(&idp).withdrawn_kids(&["bad"])
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, KEYS).await;

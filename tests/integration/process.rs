@@ -115,7 +115,7 @@ async fn sigterm_completes_requests_in_flight_then_exits_0() {
     idp.set_fault(Fault::Delay(Duration::from_millis(1500)));
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start(&config, 2);
     let addr = serve.addr("plain");
@@ -149,7 +149,7 @@ async fn sighup_reloads_the_certificate() {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\nreload_interval = \"1h\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start(&config, 2);
     let addr = serve.addr("https");
@@ -175,7 +175,7 @@ async fn json_logs_parse_and_carry_the_access_log() {
     let idp = gitlab_idp().await;
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
@@ -216,7 +216,7 @@ async fn the_access_log_can_be_switched_off() {
     let idp = gitlab_idp().await;
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
@@ -257,7 +257,7 @@ async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported
     );
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://auth.example.com/realms/prod", &backend, "name = \"prod\"")
+        Issuer::new("https://auth.example.com/realms/prod", &backend).name("prod")
     );
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let discovery = "/realms/prod/.well-known/openid-configuration";
