@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use jwks_edge::fake_idp::Fault;
 
-use crate::process::Serve;
 use crate::support::*;
 
 const GITLAB: &str = "gitlab.example.com";

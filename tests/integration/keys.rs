@@ -9,7 +9,6 @@ use jwks_edge::fake_idp::{Fault, Resource};
 use tokio::time::Instant;
 
 use crate::operations::{metrics, post, sample};
-use crate::process::Serve;
 use crate::support::*;
 
 const GITLAB: &str = "gitlab.example.com";

@@ -7,7 +7,8 @@
 //!   `Proxy::builder().issuer(Issuer::gitlab(&idp)).state_dir(dir).start().await`;
 //! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
 //! - `waiting`: bounded waits that poll a check and return what it waited for;
-//! - `child`: child processes, waited for with a bound and killed when the test ends.
+//! - `child`: child processes, waited for with a bound and killed when the test ends;
+//! - `serve`: the `jwks-edge serve` binary as a child process, and its log.
 
 mod certificates;
 mod child;
@@ -15,6 +16,7 @@ mod client;
 mod config;
 mod idp;
 mod proxy;
+mod serve;
 mod waiting;
 
 use std::time::Duration;
@@ -25,6 +27,7 @@ pub use client::*;
 pub use config::Issuer;
 pub use idp::*;
 pub use proxy::*;
+pub use serve::*;
 pub use waiting::*;
 
 /// Every network wait in the tests is bounded by this.
