@@ -104,7 +104,7 @@ async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
 
 /// Waits (bounded) until `/readyz` says 200: documents fetched and certificates valid.
 async fn until_ready(admin: SocketAddr) {
-    eventually(ISSUANCE, "the proxy to be ready", || async {
+    eventually(ISSUANCE, "the proxy to be ready", async || {
         readyz(admin).await.0 == StatusCode::OK
     })
     .await;
@@ -359,7 +359,7 @@ async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serve
     let setup = Setup::new().await;
     let proxy = setup.start_with(listen(0), listen(0), &directory, "").await;
     until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
-    eventually(ISSUANCE, "the failed order to be counted", || async {
+    eventually(ISSUANCE, "the failed order to be counted", async || {
         orders(proxy.admin, "failed").await == 1
     })
     .await;

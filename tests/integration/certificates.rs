@@ -106,7 +106,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
     let second = ca.issue(&[GITLAB]);
     replace(&key, &second.key_pem);
     replace(&cert, &second.chain_pem);
-    eventually(Duration::from_secs(10), "the new certificate", || async {
+    eventually(Duration::from_secs(10), "the new certificate", async || {
         served_cert(addr, &ca, GITLAB).await == second.leaf()
     })
     .await;
@@ -157,7 +157,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
         // Put the good pair back so the next case changes the files again.
         replace(&key, &second.key_pem);
         replace(&cert, &second.chain_pem);
-        eventually(Duration::from_secs(10), "the good pair accepted again", || async {
+        eventually(Duration::from_secs(10), "the good pair accepted again", async || {
             readyz(proxy.admin).await.1["tls"]["last_reload_error"].is_null()
         })
         .await;

@@ -118,7 +118,7 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
         admitted += usize::from(answered(stream).await);
     }
     assert_eq!(admitted, 150, "the per-address limit admits exactly 150");
-    eventually(IO_TIMEOUT, "150 open connections", || async {
+    eventually(IO_TIMEOUT, "150 open connections", async || {
         metric(admin, "jwks_edge_open_connections{listener=\"plain\"}").await == 150.0
     })
     .await;
@@ -376,7 +376,7 @@ async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     until_served(addr, HOST, KEYS).await;
     let open = "jwks_edge_open_connections{listener=\"plain\"}";
     let closed = "jwks_edge_connections_closed_total{listener=\"plain\",reason=\"send_timeout\"}";
-    eventually(IO_TIMEOUT, "no open connection", || async {
+    eventually(IO_TIMEOUT, "no open connection", async || {
         metric(proxy.admin, open).await == 0.0
     })
     .await;
@@ -384,11 +384,11 @@ async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     let mut stream = connect_from(FIRST, addr).await;
     stream.write_all(pipelined(64).as_bytes()).await.unwrap();
     let sent = Instant::now();
-    eventually(IO_TIMEOUT, "the connection to open", || async {
+    eventually(IO_TIMEOUT, "the connection to open", async || {
         metric(proxy.admin, open).await == 1.0
     })
     .await;
-    eventually(Duration::from_secs(6), "the send timeout to close it", || async {
+    eventually(Duration::from_secs(6), "the send timeout to close it", async || {
         metric(proxy.admin, open).await == 0.0
     })
     .await;
@@ -500,7 +500,7 @@ async fn a_client_is_served_while_others_hold_the_address_limit() {
     let handshake = timeout(IO_TIMEOUT, connector.connect(name, tcp)).await.unwrap();
     assert!(handshake.is_err(), "a fourth connection from 127.0.0.1 is refused");
     drop(held.pop());
-    eventually(IO_TIMEOUT, "a slot to come back", || async {
+    eventually(IO_TIMEOUT, "a slot to come back", async || {
         let tcp = TcpStream::connect(https).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"http/1.1"]));
         let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();

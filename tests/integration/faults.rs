@@ -140,7 +140,7 @@ async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_rec
     assert_eq!(body["issuers"][0]["jwks"]["state"], "missing", "{body}");
 
     idp.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "recovery without restart", || async {
+    eventually(Duration::from_secs(15), "recovery without restart", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
     })
     .await;
@@ -162,7 +162,7 @@ async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() 
     assert_eq!(readyz(proxy.admin).await.1["status"], "fresh");
     idp.set_fault(Fault::Refuse);
 
-    eventually(Duration::from_secs(10), "a stale copy", || async {
+    eventually(Duration::from_secs(10), "a stale copy", async || {
         let reply = get(addr, &Transport::Plain, GITLAB, KEYS).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.body, good_keys);
@@ -176,7 +176,7 @@ async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() 
     assert_eq!(body["status"], "stale");
     assert_eq!(body["issuers"][0]["jwks"]["state"], "stale");
 
-    eventually(Duration::from_secs(10), "expiry", || async {
+    eventually(Duration::from_secs(10), "expiry", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
@@ -195,7 +195,7 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     let first = snapshotting().start().await;
     let (good_discovery, good_keys) = warm(first.plain.unwrap()).await;
     // Final names only: a snapshot being written is a temporary file until its rename.
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         let entries = std::fs::read_dir(state.path()).unwrap();
         entries
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
@@ -231,7 +231,7 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     idp.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "recovery", || async {
+    eventually(Duration::from_secs(15), "recovery", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
     })
     .await;
@@ -270,7 +270,7 @@ async fn a_rotated_key_is_published_within_a_refresh_period() {
     assert_eq!(published_kids(addr).await, ["a"]);
     idp.put(KEYS, key_set(&["a", "b"]));
     let rotated = Instant::now();
-    eventually(Duration::from_secs(10), "the new key", || async {
+    eventually(Duration::from_secs(10), "the new key", async || {
         published_kids(addr).await == ["a", "b"]
     })
     .await;
@@ -298,10 +298,10 @@ async fn removed_keys_stay_published_for_keep_removed_keys() {
     eventually(
         Duration::from_secs(10),
         "the new key beside the removed one",
-        || async { published_kids(addr).await == ["current", "next", "old"] },
+        async || published_kids(addr).await == ["current", "next", "old"],
     )
     .await;
-    eventually(Duration::from_secs(10), "the removed key to go", || async {
+    eventually(Duration::from_secs(10), "the removed key to go", async || {
         published_kids(addr).await == ["current", "next"]
     })
     .await;

@@ -43,7 +43,7 @@ async fn until_files(dir: &Path, suffix: &str, count: usize) -> Vec<PathBuf> {
             .filter(|p| p.to_str().unwrap().ends_with(suffix))
             .collect::<Vec<_>>()
     };
-    eventually(Duration::from_secs(30), "the files to be written", || async {
+    eventually(Duration::from_secs(30), "the files to be written", async || {
         found().len() == count
     })
     .await;

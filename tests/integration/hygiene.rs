@@ -167,7 +167,7 @@ async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
 
     // Exactly at the cap is fine.
     serve_keys(&idp, &rsa_keys(100));
-    eventually(Duration::from_secs(10), "100 RSA keys published", || async {
+    eventually(Duration::from_secs(10), "100 RSA keys published", async || {
         kids(&keys(addr, GITLAB, KEYS).await).len() == 100
     })
     .await;
@@ -293,7 +293,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     // A new file: its keys replace the old ones; a kid the upstream has stays the upstream's key.
     let shadow = next_key(&upstream[0], 99);
     replace_file(&file, &json!({"keys": [next_key("next-2", 2), shadow]}).to_string());
-    eventually(Duration::from_secs(10), "the new pre-published key", || async {
+    eventually(Duration::from_secs(10), "the new pre-published key", async || {
         kids(&keys(addr, GITLAB, KEYS).await) == with(&["next-2"])
     })
     .await;
@@ -307,7 +307,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     let mut rotated = gitlab_keys();
     rotated["keys"].as_array_mut().unwrap().push(next_key("rotated", 4));
     serve_keys(&idp, &rotated);
-    eventually(Duration::from_secs(10), "the upstream's rotation", || async {
+    eventually(Duration::from_secs(10), "the upstream's rotation", async || {
         kids(&keys(addr, GITLAB, KEYS).await).contains(&"rotated".to_owned())
     })
     .await;
@@ -322,7 +322,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
 
     // Fixed: published again.
     replace_file(&file, &json!({"keys": [next_key("next-3", 3)]}).to_string());
-    eventually(Duration::from_secs(10), "the fixed file", || async {
+    eventually(Duration::from_secs(10), "the fixed file", async || {
         kids(&keys(addr, GITLAB, KEYS).await).contains(&"next-3".to_owned())
     })
     .await;
@@ -411,7 +411,7 @@ async fn a_snapshot_read_back_at_start_goes_through_the_current_rules() {
         .start()
         .await;
     until_served(first.plain.unwrap(), AUTH, certs).await;
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         let entries = std::fs::read_dir(state.path()).unwrap();
         entries
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))

@@ -48,7 +48,7 @@ async fn key_report(admin: SocketAddr, kid: &str) -> Option<serde_json::Value> {
 /// Both snapshot files are in place (final names only: a write in progress is a
 /// temporary file until its rename).
 async fn until_snapshotted(dir: &std::path::Path) {
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
@@ -77,7 +77,7 @@ async fn a_retained_key_s_timer_runs_across_restarts() {
 
     idp.put(KEYS, key_set(&["current"]));
     let removed = Instant::now();
-    eventually(Duration::from_secs(5), "the removal to be seen", || async {
+    eventually(Duration::from_secs(5), "the removal to be seen", async || {
         key_report(proxy.admin, "old")
             .await
             .is_some_and(|k| k["state"] == "retained" && k["removed_at"].is_string())
@@ -107,7 +107,7 @@ async fn a_retained_key_s_timer_runs_across_restarts() {
     eventually(
         deadline.saturating_sub(removed.elapsed()),
         "the retained key to go",
-        || async { served_kids(addr).await == ["current"] },
+        async || served_kids(addr).await == ["current"],
     )
     .await;
     let gone = removed.elapsed();
@@ -178,7 +178,7 @@ async fn a_withdrawn_kid_is_never_served() {
     // Only the withdrawn key upstream: refused like an invalid answer; the last good
     // copy (which never held it) stays.
     idp.put(KEYS, key_set(&["bad"]));
-    eventually(Duration::from_secs(10), "the refusal", || async {
+    eventually(Duration::from_secs(10), "the refusal", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["last_error"]
             .as_str()
@@ -205,7 +205,7 @@ async fn a_set_of_withdrawn_keys_only_is_never_published() {
         .refresh("1s")
         .start()
         .await;
-    eventually(Duration::from_secs(10), "a refused key set", || async {
+    eventually(Duration::from_secs(10), "a refused key set", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["failures_total"].as_u64() >= Some(1)
     })
@@ -234,7 +234,7 @@ async fn drop_retained_removes_retained_keys_at_once() {
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     idp.put(KEYS, key_set(&["current"]));
-    eventually(Duration::from_secs(10), "the retained key", || async {
+    eventually(Duration::from_secs(10), "the retained key", async || {
         served_kids(addr).await == ["current", "old"]
     })
     .await;
@@ -274,7 +274,7 @@ async fn drop_retained_removes_retained_keys_at_once() {
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["issuers"][0]["dropped"], serde_json::json!([]));
     let hits = idp.hits(KEYS);
-    eventually(Duration::from_secs(10), "another fetch", || async {
+    eventually(Duration::from_secs(10), "another fetch", async || {
         idp.hits(KEYS) > hits + 1
     })
     .await;
@@ -326,7 +326,7 @@ async fn readyz_and_metrics_show_each_key_s_history() {
     }
 
     idp.put(KEYS, key_set(&["b", "c"]));
-    eventually(Duration::from_secs(10), "a retained and a new key", || async {
+    eventually(Duration::from_secs(10), "a retained and a new key", async || {
         let keys = readyz_keys(proxy.admin).await;
         let states: Vec<_> = keys
             .iter()
@@ -343,7 +343,7 @@ async fn readyz_and_metrics_show_each_key_s_history() {
         Duration::from_secs(3600)
     );
     // b is still seen upstream fetch after fetch; its first sighting does not move.
-    eventually(Duration::from_secs(5), "b seen again", || async {
+    eventually(Duration::from_secs(5), "b seen again", async || {
         let b = key_report(proxy.admin, "b").await.unwrap();
         assert_eq!(b["first_seen"], first_seen_b);
         b["last_seen_upstream"].as_str().unwrap() > seen_b.as_str()
@@ -367,12 +367,12 @@ async fn each_key_change_is_logged_once() {
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, KEYS).await;
     idp.put(KEYS, key_set(&["good", "bad", "next"]));
-    eventually(Duration::from_secs(10), "the new key", || async {
+    eventually(Duration::from_secs(10), "the new key", async || {
         served_kids(serve.addr("plain")).await == ["good", "next"]
     })
     .await;
     let hits = idp.hits(KEYS);
-    eventually(Duration::from_secs(10), "three more fetches", || async {
+    eventually(Duration::from_secs(10), "three more fetches", async || {
         idp.hits(KEYS) >= hits + 3
     })
     .await;

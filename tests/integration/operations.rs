@@ -117,12 +117,12 @@ async fn metrics_parse_and_move_with_requests_and_failures() {
     assert!(after.keys().any(|k| k.starts_with("jwks_edge_build_info")));
 
     idp.set_fault(Fault::Status(500));
-    eventually(Duration::from_secs(10), "a counted failure", || async {
+    eventually(Duration::from_secs(10), "a counted failure", async || {
         sample(&metrics(proxy.admin).await, failed) >= 1.0
     })
     .await;
     // Served stale eventually, and counted as such.
-    eventually(Duration::from_secs(10), "a stale response", || async {
+    eventually(Duration::from_secs(10), "a stale response", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await;
         sample(
             &metrics(proxy.admin).await,
@@ -150,7 +150,7 @@ async fn certificate_expiry_and_handshake_failures_are_exported() {
         let _ = tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut buf)).await;
     }
     let failures = r#"jwks_edge_tls_handshake_failures_total{listener="https",reason="error"}"#;
-    eventually(Duration::from_secs(5), "a counted handshake failure", || async {
+    eventually(Duration::from_secs(5), "a counted handshake failure", async || {
         sample(&metrics(proxy.admin).await, failures) >= 1.0
     })
     .await;

@@ -29,7 +29,7 @@ async fn sigterm_completes_requests_in_flight_then_exits_0() {
     serve.signal("TERM");
 
     // New connections are refused soon after the signal.
-    eventually(Duration::from_secs(5), "the listener to close", || async {
+    eventually(Duration::from_secs(5), "the listener to close", async || {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
@@ -63,7 +63,7 @@ async fn sighup_reloads_the_certificate() {
     let second = ca.issue(&[GITLAB]);
     second.write(dir.path(), "server");
     serve.signal("HUP");
-    eventually(Duration::from_secs(10), "the reloaded certificate", || async {
+    eventually(Duration::from_secs(10), "the reloaded certificate", async || {
         Conn::open(addr, &transport).await.peer_cert == Some(second.leaf())
     })
     .await;

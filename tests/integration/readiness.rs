@@ -54,7 +54,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     assert_eq!(body["status"], "starting", "{body}");
 
     // After it, the process is ready for the issuer it can serve.
-    eventually(Duration::from_secs(10), "ready after the grace", || async {
+    eventually(Duration::from_secs(10), "ready after the grace", async || {
         readyz(proxy.admin).await.0 == StatusCode::OK
     })
     .await;
@@ -95,7 +95,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     );
 
     // The strict mode keeps the all-or-nothing answer.
-    eventually(Duration::from_secs(10), "strict readiness past the grace", || async {
+    eventually(Duration::from_secs(10), "strict readiness past the grace", async || {
         readyz(strict.admin).await.1["status"] == "unavailable"
     })
     .await;
@@ -103,7 +103,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
 
     // When the dead upstream comes back, both become fully ready.
     k8s.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "the second issuer recovers", || async {
+    eventually(Duration::from_secs(15), "the second issuer recovers", async || {
         readyz(proxy.admin).await.1["status"] == "fresh" && readyz(strict.admin).await.0 == StatusCode::OK
     })
     .await;
@@ -119,14 +119,14 @@ async fn an_issuer_that_expires_after_being_served_does_not_take_the_replica_out
         .stale_if_error("2s")
         .start()
         .await;
-    eventually(Duration::from_secs(10), "both issuers fresh", || async {
+    eventually(Duration::from_secs(10), "both issuers fresh", async || {
         readyz(proxy.admin).await.1["status"] == "fresh"
     })
     .await;
     assert_eq!(readyz_for(proxy.admin, K8S_NAME).await.0, StatusCode::OK);
 
     k8s.set_fault(Fault::Refuse);
-    eventually(Duration::from_secs(15), "the failing issuer to expire", || async {
+    eventually(Duration::from_secs(15), "the failing issuer to expire", async || {
         readyz_for(proxy.admin, K8S_NAME).await.1["issuers"][0]["jwks"]["state"] == "expired"
     })
     .await;

@@ -232,7 +232,7 @@ async fn a_failing_upstream_gets_no_more_than_its_backoff_and_one_fetch_per_inte
     idp.put(KEYS, key_set_with(&["after-recovery"]));
     idp.set_fault(Fault::None);
     let recovered = Instant::now();
-    eventually(Duration::from_secs(10), "the key added during the outage", || async {
+    eventually(Duration::from_secs(10), "the key added during the outage", async || {
         kids(&get(addr, &Transport::Plain, GITLAB, KEYS).await).contains(&"after-recovery".to_owned())
     })
     .await;

@@ -447,7 +447,7 @@ async fn invalid_upstream_documents_are_never_served() {
         assert!(idp.total_hits() >= 1, "{what}: the upstream was asked");
         // Once the upstream is fixed, the documents appear without a restart.
         idp.set_fault(Fault::None);
-        eventually(Duration::from_secs(10), "recovery", || async {
+        eventually(Duration::from_secs(10), "recovery", async || {
             get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
                 .await
                 .status
@@ -470,7 +470,7 @@ async fn a_bad_answer_never_replaces_a_good_copy() {
     let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await.body;
     idp.set_fault(Fault::Body(r#"{"keys":[]}"#.into()));
     let hits = idp.hits("/oauth/discovery/keys");
-    eventually(Duration::from_secs(10), "a refused refresh", || async {
+    eventually(Duration::from_secs(10), "a refused refresh", async || {
         idp.hits("/oauth/discovery/keys") > hits
     })
     .await;
@@ -485,7 +485,7 @@ async fn proxy_shuts_down_cleanly() {
     let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     let addr = proxy.plain.unwrap();
     let admin = proxy.admin;
-    eventually(Duration::from_secs(5), "readiness", || async {
+    eventually(Duration::from_secs(5), "readiness", async || {
         get(admin, &Transport::Plain, "localhost", "/readyz").await.status == StatusCode::OK
     })
     .await;

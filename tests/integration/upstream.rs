@@ -143,7 +143,7 @@ async fn the_bearer_token_is_read_again_for_every_fetch() {
     assert!(error.contains("401"), "{error}");
     // …until the file is rotated too; no restart.
     std::fs::write(&token, "token-two").unwrap();
-    eventually(Duration::from_secs(10), "fetches with the new token", || async {
+    eventually(Duration::from_secs(10), "fetches with the new token", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["last_error"].is_null() && body["issuers"][0]["discovery"]["last_error"].is_null()
     })
