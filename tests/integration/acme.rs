@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use jwks_edge::app::Listeners;
-use jwks_edge::config::Config;
 use jwks_edge::fake_idp::FakeIdp;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -91,23 +89,22 @@ async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Va
 /// Waits (bounded) until every ACME certificate of the proxy is in `state`; the failure
 /// shows what `/readyz` said last.
 async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
-    let start = tokio::time::Instant::now();
-    loop {
-        let (_, certs) = acme_certificates(admin).await;
-        if certs.iter().all(|c| c["state"] == state) {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "certificates not {state} after {limit:?}: {certs:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Wait::up_to(limit)
+        .every(Duration::from_millis(50))
+        .until(&format!("every certificate to be {state}"), async || {
+            let (_, certs) = acme_certificates(admin).await;
+            if certs.iter().all(|c| c["state"] == state) {
+                Ok(())
+            } else {
+                Err(format!("{certs:#?}"))
+            }
+        })
+        .await
 }
 
 /// Waits (bounded) until `/readyz` says 200: documents fetched and certificates valid.
 async fn until_ready(admin: SocketAddr) {
-    eventually(ISSUANCE, "the proxy to be ready", || async {
+    eventually(ISSUANCE, "the proxy to be ready", async || {
         readyz(admin).await.0 == StatusCode::OK
     })
     .await;
@@ -130,33 +127,22 @@ impl Setup {
 
     /// A proxy on `https` and `plain` ordering from `pebble`, with `[server.tls.acme]`
     /// lines `acme`.
-    async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> RunningProxy {
+    async fn start(&self, https: TcpListener, plain: TcpListener, pebble: &Pebble, acme: &str) -> Proxy {
         let ca = format!("directory_ca = {:?}\n{acme}", pebble.directory_ca);
         self.start_with(https, plain, &pebble.directory, &ca).await
     }
 
-    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> RunningProxy {
-        let text = format!(
-            "[server]\nlisten = \"{}\"\nlisten_plain = \"{}\"\n\
-             [server.tls.acme]\ndirectory = {directory:?}\ncontact = [\"ops@example.com\"]\n\
-             cache_dir = {:?}\n{acme}\n[admin]\nlisten = \"127.0.0.1:0\"\n{}{}",
-            https.local_addr().unwrap(),
-            plain.local_addr().unwrap(),
-            self.cache.path(),
-            issuer(&format!("https://{GITLAB}"), &self.gitlab.base_url(), ""),
-            issuer(
-                &format!("https://{AUTH}/realms/a"),
-                &format!("{}/realms/a", self.keycloak.base_url()),
-                ""
-            ),
-        );
-        let config = Config::from_toml(&text, Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let listeners = Listeners {
-            https: Some(https),
-            plain: Some(plain),
-            admin: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
-        };
-        RunningProxy::run(config, listeners).await
+    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> Proxy {
+        let cache_dir = self.cache.path();
+        let acme =
+            format!("directory = {directory:?}\ncontact = [\"ops@example.com\"]\ncache_dir = {cache_dir:?}\n{acme}");
+        Proxy::builder()
+            .on_listeners(https, plain)
+            .toml("server.tls.acme", &acme)
+            .issuer(Issuer::gitlab(&self.gitlab))
+            .issuer(Issuer::keycloak(&self.keycloak, "a"))
+            .start()
+            .await
     }
 }
 
@@ -165,19 +151,20 @@ impl Setup {
 /// machine the other tests share.
 async fn until_renewed(admin: SocketAddr, limit: Duration) {
     let (_, before) = acme_certificates(admin).await;
-    let start = tokio::time::Instant::now();
-    loop {
-        let (_, now) = acme_certificates(admin).await;
-        let renewed = now
-            .iter()
-            .zip(&before)
-            .all(|(now, before)| before["not_after"].is_string() && time(now, "not_after") > time(before, "not_after"));
-        if renewed {
-            return;
-        }
-        assert!(start.elapsed() < limit, "not renewed within {limit:?}: {now:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Wait::up_to(limit)
+        .every(Duration::from_millis(200))
+        .until("every certificate to be renewed", async || {
+            let (_, now) = acme_certificates(admin).await;
+            let renewed = now.iter().zip(&before).all(|(now, before)| {
+                before["not_after"].is_string() && time(now, "not_after") > time(before, "not_after")
+            });
+            if renewed {
+                Ok(())
+            } else {
+                Err(format!("{now:#?}"))
+            }
+        })
+        .await
 }
 
 /// Serves both documents of both issuers over HTTPS with the certificate for each name;
@@ -372,7 +359,7 @@ async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serve
     let setup = Setup::new().await;
     let proxy = setup.start_with(listen(0), listen(0), &directory, "").await;
     until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
-    eventually(ISSUANCE, "the failed order to be counted", || async {
+    eventually(ISSUANCE, "the failed order to be counted", async || {
         orders(proxy.admin, "failed").await == 1
     })
     .await;

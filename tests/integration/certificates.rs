@@ -66,7 +66,7 @@ async fn every_key_type_and_encoding_serves() {
     for (i, (what, issued)) in cases.iter().enumerate() {
         let first_line = issued.key_pem.lines().next().unwrap();
         let (cert, key) = issued.write(dir.path(), &format!("case{i}"));
-        let proxy = start_with_files(&idp, &cert, &key, "").await;
+        let proxy = serving_files(&idp, &cert, &key).start().await;
         let mut conn = Conn::open(proxy.https.unwrap(), &tls(&ca, GITLAB)).await;
         assert_eq!(conn.peer_cert.as_ref(), Some(&issued.leaf()), "{what}");
         let status = conn.get(GITLAB, "/.well-known/openid-configuration").await.status;
@@ -74,15 +74,9 @@ async fn every_key_type_and_encoding_serves() {
     }
 }
 
-async fn start_with_files(idp: &jwks_edge::fake_idp::FakeIdp, cert: &Path, key: &Path, extra: &str) -> RunningProxy {
-    let server = format!("listen = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\n{extra}");
-    RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        &server,
-        "",
-        None,
-    )
-    .await
+/// A proxy for GitLab serving HTTPS with the certificate chain and key in these files.
+fn serving_files(idp: &jwks_edge::fake_idp::FakeIdp, cert: &Path, key: &Path) -> ProxyBuilder {
+    Proxy::builder().issuer(Issuer::gitlab(idp)).tls_files(cert, key)
 }
 
 /// Replaces a file the way operators and cert-manager do: write aside, then rename.
@@ -103,7 +97,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
     let dir = tempfile::tempdir().unwrap();
     let first = ca.issue(&[GITLAB]);
     let (cert, key) = first.write(dir.path(), "server");
-    let proxy = start_with_files(&idp, &cert, &key, "reload_interval = \"100ms\"").await;
+    let proxy = serving_files(&idp, &cert, &key).reload_interval("100ms").start().await;
     let addr = proxy.https.unwrap();
     let mut old_conn = Conn::open(addr, &tls(&ca, GITLAB)).await;
     assert_eq!(old_conn.peer_cert.as_ref(), Some(&first.leaf()));
@@ -112,7 +106,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
     let second = ca.issue(&[GITLAB]);
     replace(&key, &second.key_pem);
     replace(&cert, &second.chain_pem);
-    eventually(Duration::from_secs(10), "the new certificate", || async {
+    eventually(Duration::from_secs(10), "the new certificate", async || {
         served_cert(addr, &ca, GITLAB).await == second.leaf()
     })
     .await;
@@ -146,21 +140,24 @@ async fn a_replaced_certificate_reaches_new_connections_and_a_broken_one_is_refu
     for (what, cert_text, key_text, reason) in broken {
         replace(&key, &key_text);
         replace(&cert, &cert_text);
-        let mut error = String::new();
-        for _ in 0..500 {
-            let (_, body) = readyz(proxy.admin).await;
-            error = body["tls"]["last_reload_error"].as_str().unwrap_or_default().to_owned();
-            if error.contains(reason) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(error.contains(reason), "{what}: expected {reason:?} in {error:?}");
+        // At most 500 checks 20 ms apart, as before; the time limit backs that up.
+        Wait::up_to(Duration::from_secs(30))
+            .at_most(500)
+            .until(&format!("{what}: {reason:?} in the reload error"), async || {
+                let (_, body) = readyz(proxy.admin).await;
+                let error = body["tls"]["last_reload_error"].as_str().unwrap_or_default();
+                if error.contains(reason) {
+                    Ok(())
+                } else {
+                    Err(format!("{error:?}"))
+                }
+            })
+            .await;
         assert_eq!(served_cert(addr, &ca, GITLAB).await, second.leaf(), "{what}");
         // Put the good pair back so the next case changes the files again.
         replace(&key, &second.key_pem);
         replace(&cert, &second.chain_pem);
-        eventually(Duration::from_secs(10), "the good pair accepted again", || async {
+        eventually(Duration::from_secs(10), "the good pair accepted again", async || {
             readyz(proxy.admin).await.1["tls"]["last_reload_error"].is_null()
         })
         .await;
@@ -176,8 +173,10 @@ async fn sni_selects_among_several_certificates() {
     let auth = ca.issue(&[AUTH, "*.auth.example.com"]);
     let (cert, key) = gitlab.write(dir.path(), "gitlab");
     let (auth_cert, auth_key) = auth.write(dir.path(), "auth");
-    let extra = format!("[[server.tls.certs]]\ncert = {auth_cert:?}\nkey = {auth_key:?}\n");
-    let proxy = start_with_files(&idp, &cert, &key, &extra).await;
+    let proxy = serving_files(&idp, &cert, &key)
+        .sni_certificate(&auth_cert, &auth_key)
+        .start()
+        .await;
     let addr = proxy.https.unwrap();
     assert_eq!(served_cert(addr, &ca, GITLAB).await, gitlab.leaf());
     assert_eq!(served_cert(addr, &ca, AUTH).await, auth.leaf());
@@ -194,7 +193,7 @@ async fn tls_sessions_are_resumed() {
     let ca = TestCa::new("jwks-edge test CA");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = ca.issue(&[GITLAB]).write(dir.path(), "server");
-    let proxy = start_with_files(&idp, &cert, &key, "").await;
+    let proxy = serving_files(&idp, &cert, &key).start().await;
     let addr = proxy.https.unwrap();
     for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
         let mut roots = rustls::RootCertStore::empty();

@@ -1,8 +1,10 @@
 //! The binary: `check-config` exit codes and messages, and `demo` end to end.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::{ChildProcess, Wait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_jwks-edge");
 
@@ -10,14 +12,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_jwks-edge");
 /// but does not (a `serve` that starts instead of refusing) is killed after 20 s.
 fn run(args: &[&str]) -> (i32, String, String) {
     use std::io::Read;
-    let mut child = Reaper(
+    let mut child = ChildProcess::spawn(
         Command::new(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -26,16 +26,9 @@ fn run(args: &[&str]) -> (i32, String, String) {
             text
         })
     };
-    let stdout = drain(Box::new(child.0.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "jwks-edge {args:?} still running after 20 s");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = child.exit_within_blocking(Duration::from_secs(20), &format!("jwks-edge {args:?} to exit"));
     (
         status.code().unwrap_or(-1),
         stdout.join().unwrap(),
@@ -125,16 +118,6 @@ fn check_config_refuses_a_bearer_token_for_a_plain_http_upstream() {
     assert!(stdout.contains("upstream_bearer_token_over_http = true"), "{stdout}");
 }
 
-/// Kills the child process when the test ends, however it ends.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn curl_available() -> bool {
     Command::new("curl")
         .arg("--version")
@@ -144,14 +127,13 @@ fn curl_available() -> bool {
 
 #[test]
 fn demo_starts_and_its_printed_commands_work() {
-    let child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Reaper(child);
-    let stdout = child.0.stdout.take().unwrap();
+    let mut child = ChildProcess::spawn(
+        Command::new(BIN)
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -184,11 +166,9 @@ fn demo_starts_and_its_printed_commands_work() {
     };
     // The refreshers fetch at start-up; wait until readiness says so.
     let readyz = &commands[5];
-    let start = Instant::now();
-    while !sh(readyz).contains("\"ready\":true") {
-        assert!(start.elapsed() < Duration::from_secs(20), "demo never became ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    Wait::up_to(Duration::from_secs(20))
+        .every(Duration::from_millis(100))
+        .until_blocking("the demo to be ready", || sh(readyz).contains("\"ready\":true"));
     let idp = sh(&commands[0]);
     assert!(idp.contains("pragma: no-cache") && idp.contains("set-cookie"), "{idp}");
     let discovery = sh(&commands[1]);

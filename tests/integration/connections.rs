@@ -10,7 +10,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
-use crate::process::Serve;
 use crate::support::*;
 
 const HOST: &str = "auth.example.com";
@@ -21,13 +20,9 @@ const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// The README's planning figures: a baseline and a worst-case cost per connection.
 const BASELINE_BUDGET_KIB: u64 = 16 * 1024;
 
-async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, String) {
+async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, Issuer) {
     let idp = keycloak_idp("prod").await;
-    let issuer = issuer(
-        "https://auth.example.com/realms/prod",
-        &format!("{}/realms/prod", idp.base_url()),
-        "",
-    );
+    let issuer = Issuer::keycloak(&idp, "prod");
     (idp, issuer)
 }
 
@@ -123,7 +118,7 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
         admitted += usize::from(answered(stream).await);
     }
     assert_eq!(admitted, 150, "the per-address limit admits exactly 150");
-    eventually(IO_TIMEOUT, "150 open connections", || async {
+    eventually(IO_TIMEOUT, "150 open connections", async || {
         metric(admin, "jwks_edge_open_connections{listener=\"plain\"}").await == 150.0
     })
     .await;
@@ -171,7 +166,12 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
 #[tokio::test]
 async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_timeout() {
     let (_idp, issuer) = keycloak().await;
-    let proxy = RunningProxy::start(&issuer, "header_timeout = \"1s\"\nidle_timeout = \"3s\"", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .header_timeout("1s")
+        .idle_timeout("3s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, HOST, KEYS).await;
 
@@ -322,13 +322,13 @@ async fn idle_until_goaway(mut io: impl AsyncRead + AsyncWrite + Unpin, https: b
 async fn idle_http2_connections_get_a_goaway() {
     let (_idp, issuer) = keycloak().await;
     let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
-    let proxy = RunningProxy::start(
-        &issuer,
-        "header_timeout = \"1s\"\nidle_timeout = \"1s\"",
-        "",
-        Some(certs.clone()),
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .header_timeout("1s")
+        .idle_timeout("1s")
+        .tls(certs.clone())
+        .start()
+        .await;
     let plain = proxy.plain.unwrap();
     until_served(plain, HOST, KEYS).await;
 
@@ -366,12 +366,17 @@ async fn idle_http2_connections_get_a_goaway() {
 #[tokio::test]
 async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     let (_idp, issuer) = keycloak().await;
-    let proxy = RunningProxy::start(&issuer, "send_timeout = \"1s\"\nidle_timeout = \"30s\"", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .send_timeout("1s")
+        .idle_timeout("30s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, HOST, KEYS).await;
     let open = "jwks_edge_open_connections{listener=\"plain\"}";
     let closed = "jwks_edge_connections_closed_total{listener=\"plain\",reason=\"send_timeout\"}";
-    eventually(IO_TIMEOUT, "no open connection", || async {
+    eventually(IO_TIMEOUT, "no open connection", async || {
         metric(proxy.admin, open).await == 0.0
     })
     .await;
@@ -379,11 +384,11 @@ async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     let mut stream = connect_from(FIRST, addr).await;
     stream.write_all(pipelined(64).as_bytes()).await.unwrap();
     let sent = Instant::now();
-    eventually(IO_TIMEOUT, "the connection to open", || async {
+    eventually(IO_TIMEOUT, "the connection to open", async || {
         metric(proxy.admin, open).await == 1.0
     })
     .await;
-    eventually(Duration::from_secs(6), "the send timeout to close it", || async {
+    eventually(Duration::from_secs(6), "the send timeout to close it", async || {
         metric(proxy.admin, open).await == 0.0
     })
     .await;
@@ -434,33 +439,35 @@ async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connect
          [[issuer]]\npublic_url = \"https://a.example.com\"\nupstream = \"http://127.0.0.1:9\"\n",
     )
     .unwrap();
-    let mut child = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -Sn 256 && ulimit -Hn 1024 && exec \"$0\" serve --config \"$1\"",
-        ])
-        .arg(env!("CARGO_BIN_EXE_jwks-edge"))
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildProcess::spawn(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                "ulimit -Sn 256 && ulimit -Hn 1024 && exec \"$0\" serve --config \"$1\"",
+            ])
+            .arg(env!("CARGO_BIN_EXE_jwks-edge"))
+            .arg(&config)
+            .stderr(std::process::Stdio::null()),
+    );
     let pid = child.id();
-    let mut soft = None;
-    let started = Instant::now();
-    while started.elapsed() < IO_TIMEOUT && soft != Some(1024) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
-            .ok()
-            .and_then(|l| {
-                l.lines()
-                    .find(|l| l.starts_with("Max open files"))
-                    .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()))
-            });
-        assert!(child.try_wait().unwrap().is_none(), "serve exited");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(soft, Some(1024), "the soft limit was raised to the hard limit");
+    Wait::up_to(IO_TIMEOUT)
+        .every(Duration::from_millis(50))
+        .until("the soft limit to be raised to the hard limit", async || {
+            let soft = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+                .ok()
+                .and_then(|l| {
+                    l.lines()
+                        .find(|l| l.starts_with("Max open files"))
+                        .and_then(|l| l.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()))
+                });
+            assert!(child.try_wait().unwrap().is_none(), "serve exited");
+            if soft == Some(1024) {
+                Ok(())
+            } else {
+                Err(format!("soft limit {soft:?}"))
+            }
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -469,7 +476,12 @@ async fn a_client_is_served_while_others_hold_the_address_limit() {
     // address beyond it are closed before the handshake.
     let (_idp, issuer) = keycloak().await;
     let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
-    let proxy = RunningProxy::start(&issuer, "max_connections_per_address = 3", "", Some(certs.clone())).await;
+    let proxy = Proxy::builder()
+        .issuer(issuer)
+        .max_connections_per_address(3)
+        .tls(certs.clone())
+        .start()
+        .await;
     let https = proxy.https.unwrap();
     until_served(proxy.plain.unwrap(), HOST, KEYS).await;
     let transport = Transport::Tls {
@@ -488,7 +500,7 @@ async fn a_client_is_served_while_others_hold_the_address_limit() {
     let handshake = timeout(IO_TIMEOUT, connector.connect(name, tcp)).await.unwrap();
     assert!(handshake.is_err(), "a fourth connection from 127.0.0.1 is refused");
     drop(held.pop());
-    eventually(IO_TIMEOUT, "a slot to come back", || async {
+    eventually(IO_TIMEOUT, "a slot to come back", async || {
         let tcp = TcpStream::connect(https).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"http/1.1"]));
         let name = rustls_pki_types::ServerName::try_from(HOST).unwrap();

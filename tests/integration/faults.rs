@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::fake_idp::{Fault, Resource};
 use tokio::time::Instant;
 
 use crate::support::*;
@@ -14,10 +14,6 @@ const DISCOVERY: &str = "/.well-known/openid-configuration";
 const KEYS: &str = "/oauth/discovery/keys";
 /// A request served from memory must never take this long (it takes microseconds).
 const NEVER_WAITS: Duration = Duration::from_millis(500);
-
-fn gitlab_issuer(idp: &FakeIdp) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), "")
-}
 
 /// Failures recorded so far for both documents of the first issuer.
 async fn failures(admin: std::net::SocketAddr) -> (u64, u64) {
@@ -42,41 +38,35 @@ async fn warm(addr: std::net::SocketAddr) -> (Bytes, Bytes) {
 /// `reason` is part of the key set's recorded error, proving which check caught the fault.
 async fn warm_cache_survives(fault: Fault, name: &str, reason: &str) {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let (good_discovery, good_keys) = warm(addr).await;
     let before = failures(proxy.admin).await;
     idp.set_fault(fault);
 
     let mut conn = Conn::open(addr, &Transport::Plain).await;
-    let started = Instant::now();
     let mut worst = Duration::ZERO;
     let mut requests = 0;
-    loop {
-        for (path, good) in [(DISCOVERY, &good_discovery), (KEYS, &good_keys)] {
-            let sent = Instant::now();
-            let reply = conn.get(GITLAB, path).await;
-            worst = worst.max(sent.elapsed());
-            requests += 1;
-            assert_eq!(reply.status, StatusCode::OK, "{name}: {path}");
-            assert_eq!(&reply.body, good, "{name}: {path} changed");
-        }
-        let now = failures(proxy.admin).await;
-        if now.0 > before.0 && now.1 > before.1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{name}: no failed refresh recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    Wait::up_to(Duration::from_secs(20))
+        .every(Duration::from_millis(10))
+        .until(&format!("{name}: a failed refresh of both documents"), async || {
+            for (path, good) in [(DISCOVERY, &good_discovery), (KEYS, &good_keys)] {
+                let sent = Instant::now();
+                let reply = conn.get(GITLAB, path).await;
+                worst = worst.max(sent.elapsed());
+                requests += 1;
+                assert_eq!(reply.status, StatusCode::OK, "{name}: {path}");
+                assert_eq!(&reply.body, good, "{name}: {path} changed");
+            }
+            let now = failures(proxy.admin).await;
+            now.0 > before.0 && now.1 > before.1
+        })
+        .await;
     eprintln!("fault {name}: worst latency {worst:?} over {requests} requests");
     assert!(worst < NEVER_WAITS, "{name}: a request waited {worst:?}");
     let (status, body) = readyz(proxy.admin).await;
@@ -115,13 +105,13 @@ warm_fault_tests! {
 async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_recovers() {
     let idp = gitlab_idp().await;
     idp.set_fault(Fault::Hang);
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "deadline = \"1s\"",
-        "refresh = \"2s\"\nfetch_timeout = \"2s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .deadline("1s")
+        .refresh("2s")
+        .fetch_timeout("2s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20 {
@@ -150,7 +140,7 @@ async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_rec
     assert_eq!(body["issuers"][0]["jwks"]["state"], "missing", "{body}");
 
     idp.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "recovery without restart", || async {
+    eventually(Duration::from_secs(15), "recovery without restart", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
     })
     .await;
@@ -160,19 +150,19 @@ async fn cold_cache_with_a_hanging_upstream_answers_within_the_deadline_then_rec
 #[tokio::test]
 async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"\nstale_if_error = \"4s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .stale_if_error("4s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let (_, good_keys) = warm(addr).await;
     assert_eq!(readyz(proxy.admin).await.1["status"], "fresh");
     idp.set_fault(Fault::Refuse);
 
-    eventually(Duration::from_secs(10), "a stale copy", || async {
+    eventually(Duration::from_secs(10), "a stale copy", async || {
         let reply = get(addr, &Transport::Plain, GITLAB, KEYS).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.body, good_keys);
@@ -186,7 +176,7 @@ async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() 
     assert_eq!(body["status"], "stale");
     assert_eq!(body["issuers"][0]["jwks"]["state"], "stale");
 
-    eventually(Duration::from_secs(10), "expiry", || async {
+    eventually(Duration::from_secs(10), "expiry", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
@@ -200,12 +190,12 @@ async fn stale_copies_are_served_and_marked_until_stale_if_error_then_refused() 
 #[tokio::test]
 async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("state_dir = {:?}", state.path());
     let idp = gitlab_idp().await;
-    let first = RunningProxy::start(&gitlab_issuer(&idp), "", &cache, None).await;
+    let snapshotting = || Proxy::builder().issuer(Issuer::gitlab(&idp)).state_dir(state.path());
+    let first = snapshotting().start().await;
     let (good_discovery, good_keys) = warm(first.plain.unwrap()).await;
     // Final names only: a snapshot being written is a temporary file until its rename.
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         let entries = std::fs::read_dir(state.path()).unwrap();
         entries
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
@@ -216,7 +206,7 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     first.shutdown().await;
 
     idp.set_fault(Fault::Refuse);
-    let second = RunningProxy::start(&gitlab_issuer(&idp), "", &cache, None).await;
+    let second = snapshotting().start().await;
     let addr = second.plain.unwrap();
     // No waiting: the snapshot is in memory before the listener accepts.
     let sent = Instant::now();
@@ -234,14 +224,14 @@ async fn a_restart_with_the_upstream_down_serves_the_snapshot() {
     for entry in std::fs::read_dir(state.path()).unwrap() {
         std::fs::write(entry.unwrap().path(), b"{\"format\":1,").unwrap();
     }
-    let third = RunningProxy::start(&gitlab_issuer(&idp), "deadline = \"200ms\"", &cache, None).await;
+    let third = snapshotting().deadline("200ms").start().await;
     let addr = third.plain.unwrap();
     assert_eq!(
         get(addr, &Transport::Plain, GITLAB, DISCOVERY).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
     idp.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "recovery", || async {
+    eventually(Duration::from_secs(15), "recovery", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await.status == StatusCode::OK
     })
     .await;
@@ -270,13 +260,17 @@ async fn published_kids(addr: std::net::SocketAddr) -> Vec<String> {
 async fn a_rotated_key_is_published_within_a_refresh_period() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["a"]));
-    let proxy = RunningProxy::start(&gitlab_issuer(&idp), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     warm(addr).await;
     assert_eq!(published_kids(addr).await, ["a"]);
     idp.put(KEYS, key_set(&["a", "b"]));
     let rotated = Instant::now();
-    eventually(Duration::from_secs(10), "the new key", || async {
+    eventually(Duration::from_secs(10), "the new key", async || {
         published_kids(addr).await == ["a", "b"]
     })
     .await;
@@ -292,23 +286,22 @@ async fn a_rotated_key_is_published_within_a_refresh_period() {
 async fn removed_keys_stay_published_for_keep_removed_keys() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["old", "current"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp),
-        "",
-        "refresh = \"1s\"\nkeep_removed_keys = \"3s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("3s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     warm(addr).await;
     idp.put(KEYS, key_set(&["current", "next"]));
     eventually(
         Duration::from_secs(10),
         "the new key beside the removed one",
-        || async { published_kids(addr).await == ["current", "next", "old"] },
+        async || published_kids(addr).await == ["current", "next", "old"],
     )
     .await;
-    eventually(Duration::from_secs(10), "the removed key to go", || async {
+    eventually(Duration::from_secs(10), "the removed key to go", async || {
         published_kids(addr).await == ["current", "next"]
     })
     .await;

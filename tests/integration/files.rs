@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use jwks_edge::fake_idp::Fault;
 
-use crate::process::Serve;
 use crate::support::*;
 
 const GITLAB: &str = "gitlab.example.com";
@@ -44,7 +43,7 @@ async fn until_files(dir: &Path, suffix: &str, count: usize) -> Vec<PathBuf> {
             .filter(|p| p.to_str().unwrap().ends_with(suffix))
             .collect::<Vec<_>>()
     };
-    eventually(Duration::from_secs(30), "the files to be written", || async {
+    eventually(Duration::from_secs(30), "the files to be written", async || {
         found().len() == count
     })
     .await;
@@ -90,7 +89,7 @@ async fn snapshots_from_the_far_future_are_served_aged_now_and_readyz_stays_well
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [cache]\nstate_dir = {state:?}\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, DISCOVERY).await;
@@ -145,7 +144,7 @@ async fn an_existing_state_dir_keeps_its_mode_and_a_writable_one_is_warned_about
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          [cache]\nstate_dir = {:?}\n{}",
         state.path(),
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, DISCOVERY).await;
@@ -175,7 +174,7 @@ async fn acme_retry_records_from_the_far_future_neither_crash_the_start_nor_read
         "[server]\nlisten = \"127.0.0.1:0\"\nlisten_plain = \"127.0.0.1:0\"\n\
          [server.tls.acme]\ndirectory = {directory:?}\ncache_dir = {cache:?}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start(&config, 3);
     let records = until_files(&cache, ".retry.json", 1).await;

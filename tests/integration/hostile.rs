@@ -54,7 +54,7 @@ async fn raw(addr: SocketAddr, request: &[u8]) -> (Option<u16>, String) {
 #[tokio::test]
 async fn hostile_requests_get_a_precise_answer_and_never_reach_the_upstream() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let seen = idp.total_hits();
@@ -125,14 +125,16 @@ async fn hostile_requests_get_a_precise_answer_and_never_reach_the_upstream() {
 async fn half_open_connections_are_closed_and_do_not_starve_clients() {
     let idp = gitlab_idp().await;
     let certs = Arc::new(TestCerts::for_hosts(&[GITLAB]));
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .header_timeout("1s")
+        .tls_handshake_timeout("1s")
         // Room for 400 connections from one address: this is about timeouts, not limits.
-        "header_timeout = \"1s\"\ntls_handshake_timeout = \"1s\"\nmax_connections = 1000\nmax_connections_per_address = 1000",
-        "",
-        Some(certs.clone()),
-    )
-    .await;
+        .max_connections(1000)
+        .max_connections_per_address(1000)
+        .tls(certs.clone())
+        .start()
+        .await;
     let plain = proxy.plain.unwrap();
     let https = proxy.https.unwrap();
     until_served(plain, GITLAB, "/oauth/discovery/keys").await;
@@ -196,13 +198,11 @@ async fn half_open_connections_are_closed_and_do_not_starve_clients() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "idle_timeout = \"1s\"",
-        "",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .idle_timeout("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -16,10 +16,6 @@ const KEYS: &str = "/oauth/discovery/keys";
 const AUTH: &str = "auth.example.com";
 const SECRET: &str = "c2VjcmV0LXByaXZhdGUtZXhwb25lbnQ";
 
-fn gitlab(idp: &FakeIdp, extra: &str) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), extra)
-}
-
 fn serve_keys(idp: &FakeIdp, set: &Value) {
     idp.put(KEYS, Resource::json_with_idp_headers(set.to_string()));
 }
@@ -46,18 +42,16 @@ fn kids(set: &Value) -> Vec<String> {
 /// Waits until the first issuer's key set refresh records an error containing `reason`,
 /// and returns the whole recorded error.
 async fn refused_with(admin: SocketAddr, reason: &str) -> String {
-    let last_error = || async {
+    eventually(Duration::from_secs(10), reason, async || {
         let (_, body) = readyz(admin).await;
-        body["issuers"][0]["jwks"]["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    eventually(Duration::from_secs(10), reason, || async {
-        last_error().await.contains(reason)
+        let error = body["issuers"][0]["jwks"]["last_error"].as_str().unwrap_or_default();
+        if error.contains(reason) {
+            Ok(error.to_owned())
+        } else {
+            Err(format!("last error {error:?}"))
+        }
     })
-    .await;
-    last_error().await
+    .await
 }
 
 /// A base64url string that looks like a 2048-bit modulus; no real key is needed for the
@@ -85,7 +79,11 @@ fn rsa_keys(n: usize) -> Value {
 #[tokio::test]
 async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -110,7 +108,12 @@ async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served
     assert!(!String::from_utf8_lossy(&reply.body).contains(SECRET));
 
     // Without a good copy, the set is never published at all.
-    let cold = RunningProxy::start(&gitlab(&idp, ""), "deadline = \"300ms\"", "refresh = \"1s\"", None).await;
+    let cold = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .deadline("300ms")
+        .refresh("1s")
+        .start()
+        .await;
     refused_with(cold.admin, "holds the private member `d`").await;
     let reply = get(cold.plain.unwrap(), &Transport::Plain, GITLAB, KEYS).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -120,7 +123,11 @@ async fn a_set_with_a_private_member_is_refused_and_the_last_good_copy_is_served
 #[tokio::test]
 async fn an_oct_only_set_is_refused() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -141,7 +148,11 @@ async fn an_oct_only_set_is_refused() {
 #[tokio::test]
 async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&gitlab(&idp, ""), "", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
@@ -156,14 +167,18 @@ async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
 
     // Exactly at the cap is fine.
     serve_keys(&idp, &rsa_keys(100));
-    eventually(Duration::from_secs(10), "100 RSA keys published", || async {
+    eventually(Duration::from_secs(10), "100 RSA keys published", async || {
         kids(&keys(addr, GITLAB, KEYS).await).len() == 100
     })
     .await;
 
     // A relying party that takes more: the operator raises the cap.
     serve_keys(&idp, &rsa_keys(150));
-    let raised = RunningProxy::start(&gitlab(&idp, ""), "", "max_rsa_keys = 200", None).await;
+    let raised = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .max_rsa_keys(200)
+        .start()
+        .await;
     until_served(raised.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(kids(&keys(raised.plain.unwrap(), GITLAB, KEYS).await).len(), 150);
 }
@@ -172,20 +187,11 @@ async fn a_set_over_the_key_cap_is_refused_and_the_cap_is_configurable() {
 async fn the_signing_only_policy_drops_keycloaks_encryption_key() {
     let prod = keycloak_idp("prod").await;
     let dev = keycloak_idp("dev").await;
-    let issuers = [
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", prod.base_url()),
-            "publish_keys = \"signing\"",
-        ),
-        issuer(
-            "https://auth.example.com/realms/dev",
-            &format!("{}/realms/dev", dev.base_url()),
-            "",
-        ),
-    ]
-    .concat();
-    let proxy = RunningProxy::start(&issuers, "", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::keycloak(&prod, "prod").publish_keys("signing"))
+        .issuer(Issuer::keycloak(&dev, "dev"))
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     let certs = |realm: &str| format!("/realms/{realm}/protocol/openid-connect/certs");
     until_served(addr, AUTH, &certs("prod")).await;
@@ -225,7 +231,10 @@ async fn missing_use_and_alg_are_filled_and_existing_ones_kept() {
         {"kid": "enc", "kty": "RSA", "use": "enc", "alg": "RSA-OAEP", "n": modulus(3), "e": "AQAB"},
     ], "x-set-member": 1});
     serve_keys(&idp, &upstream);
-    let proxy = RunningProxy::start(&gitlab(&idp, "fill_key_use = true\nfill_key_alg = true"), "", "", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).fill_key_use().fill_key_alg())
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let published = keys(addr, GITLAB, KEYS).await;
@@ -270,13 +279,11 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     let file = dir.path().join("next-keys.json");
     replace_file(&file, &json!({"keys": [next_key("next-1", 1)]}).to_string());
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &gitlab(&idp, &format!("prepublished_jwks_file = {file:?}")),
-        "",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).prepublished_jwks_file(&file))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let upstream = kids(&gitlab_keys());
@@ -286,7 +293,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     // A new file: its keys replace the old ones; a kid the upstream has stays the upstream's key.
     let shadow = next_key(&upstream[0], 99);
     replace_file(&file, &json!({"keys": [next_key("next-2", 2), shadow]}).to_string());
-    eventually(Duration::from_secs(10), "the new pre-published key", || async {
+    eventually(Duration::from_secs(10), "the new pre-published key", async || {
         kids(&keys(addr, GITLAB, KEYS).await) == with(&["next-2"])
     })
     .await;
@@ -300,7 +307,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
     let mut rotated = gitlab_keys();
     rotated["keys"].as_array_mut().unwrap().push(next_key("rotated", 4));
     serve_keys(&idp, &rotated);
-    eventually(Duration::from_secs(10), "the upstream's rotation", || async {
+    eventually(Duration::from_secs(10), "the upstream's rotation", async || {
         kids(&keys(addr, GITLAB, KEYS).await).contains(&"rotated".to_owned())
     })
     .await;
@@ -315,7 +322,7 @@ async fn pre_published_keys_appear_beside_the_upstreams_and_are_reloaded_on_chan
 
     // Fixed: published again.
     replace_file(&file, &json!({"keys": [next_key("next-3", 3)]}).to_string());
-    eventually(Duration::from_secs(10), "the fixed file", || async {
+    eventually(Duration::from_secs(10), "the fixed file", async || {
         kids(&keys(addr, GITLAB, KEYS).await).contains(&"next-3".to_owned())
     })
     .await;
@@ -366,24 +373,18 @@ async fn a_bad_pre_published_file_stops_the_start_with_a_clear_error() {
     assert!(!stderr.contains(SECRET), "{stderr}");
 
     // `serve` refuses to start: exit 2, the same message, no secret.
-    let mut serve = std::process::Command::new(bin)
-        .args(["serve", "--config", config_path.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = serve.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = serve.kill();
-            let _ = serve.wait();
-            panic!("serve started despite a bad pre-published key file");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut serve = ChildProcess::spawn(
+        std::process::Command::new(bin)
+            .args(["serve", "--config", config_path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let status = serve
+        .exit_within(
+            Duration::from_secs(20),
+            "serve to refuse to start with a bad pre-published key file",
+        )
+        .await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(2), "{stderr}");
@@ -402,19 +403,15 @@ async fn a_bad_pre_published_file_stops_the_start_with_a_clear_error() {
 #[tokio::test]
 async fn a_snapshot_read_back_at_start_goes_through_the_current_rules() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("state_dir = {:?}", state.path());
     let idp = keycloak_idp("prod").await;
-    let prod = |extra: &str| {
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", idp.base_url()),
-            extra,
-        )
-    };
     let certs = "/realms/prod/protocol/openid-connect/certs";
-    let first = RunningProxy::start(&prod(""), "", &cache, None).await;
+    let first = Proxy::builder()
+        .issuer(Issuer::keycloak(&idp, "prod"))
+        .state_dir(state.path())
+        .start()
+        .await;
     until_served(first.plain.unwrap(), AUTH, certs).await;
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         let entries = std::fs::read_dir(state.path()).unwrap();
         entries
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
@@ -427,7 +424,11 @@ async fn a_snapshot_read_back_at_start_goes_through_the_current_rules() {
     // Restarted with the signing-only policy while the IdP is down: the snapshot, which
     // holds both keys, is served without the encryption key from the first request on.
     idp.set_fault(jwks_edge::fake_idp::Fault::Refuse);
-    let second = RunningProxy::start(&prod("publish_keys = \"signing\""), "", &cache, None).await;
+    let second = Proxy::builder()
+        .issuer(Issuer::keycloak(&idp, "prod").publish_keys("signing"))
+        .state_dir(state.path())
+        .start()
+        .await;
     let published = keys(second.plain.unwrap(), AUTH, certs).await;
     let upstream: Value = serde_json::from_str(&fixture("keycloak/jwks.json")).unwrap();
     assert_eq!(published, json!({"keys": [upstream["keys"][0].clone()]}));

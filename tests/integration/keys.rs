@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+use jwks_edge::fake_idp::{Fault, Resource};
 use tokio::time::Instant;
 
 use crate::operations::{metrics, post, sample};
-use crate::process::Serve;
 use crate::support::*;
 
 const GITLAB: &str = "gitlab.example.com";
@@ -23,10 +22,6 @@ fn key_set(kids: &[&str]) -> Resource {
         .map(|kid| format!(r#"{{"kty":"EC","crv":"P-256","kid":"{kid}","x":"AA","y":"AA"}}"#))
         .collect();
     Resource::json_with_idp_headers(format!(r#"{{"keys":[{}]}}"#, keys.join(",")))
-}
-
-fn gitlab_issuer(idp: &FakeIdp, extra: &str) -> String {
-    issuer("https://gitlab.example.com", &idp.base_url(), extra)
 }
 
 async fn served_kids(addr: SocketAddr) -> Vec<String> {
@@ -53,7 +48,7 @@ async fn key_report(admin: SocketAddr, kid: &str) -> Option<serde_json::Value> {
 /// Both snapshot files are in place (final names only: a write in progress is a
 /// temporary file until its rename).
 async fn until_snapshotted(dir: &std::path::Path) {
-    eventually(Duration::from_secs(5), "two snapshots", || async {
+    eventually(Duration::from_secs(5), "two snapshots", async || {
         std::fs::read_dir(dir)
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "json"))
@@ -66,21 +61,23 @@ async fn until_snapshotted(dir: &std::path::Path) {
 #[tokio::test]
 async fn a_retained_key_s_timer_runs_across_restarts() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!(
-        "refresh = \"1s\"\nkeep_removed_keys = \"10s\"\nstate_dir = {:?}",
-        state.path()
-    );
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["old", "current"]));
-    let issuers = gitlab_issuer(&idp, "");
-    let start = || RunningProxy::start(&issuers, "", &cache, None);
+    let start = || {
+        Proxy::builder()
+            .issuer(Issuer::gitlab(&idp))
+            .refresh("1s")
+            .keep_removed_keys("10s")
+            .state_dir(state.path())
+            .start()
+    };
     let mut proxy = start().await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(served_kids(proxy.plain.unwrap()).await, ["old", "current"]);
 
     idp.put(KEYS, key_set(&["current"]));
     let removed = Instant::now();
-    eventually(Duration::from_secs(5), "the removal to be seen", || async {
+    eventually(Duration::from_secs(5), "the removal to be seen", async || {
         key_report(proxy.admin, "old")
             .await
             .is_some_and(|k| k["state"] == "retained" && k["removed_at"].is_string())
@@ -110,7 +107,7 @@ async fn a_retained_key_s_timer_runs_across_restarts() {
     eventually(
         deadline.saturating_sub(removed.elapsed()),
         "the retained key to go",
-        || async { served_kids(addr).await == ["current"] },
+        async || served_kids(addr).await == ["current"],
     )
     .await;
     let gone = removed.elapsed();
@@ -131,12 +128,12 @@ async fn a_retained_key_s_timer_runs_across_restarts() {
 #[tokio::test]
 async fn a_withdrawn_kid_is_never_served() {
     let state = tempfile::tempdir().unwrap();
-    let cache = format!("refresh = \"1s\"\nstate_dir = {:?}", state.path());
+    let snapshotting = |issuer: Issuer| Proxy::builder().issuer(issuer).refresh("1s").state_dir(state.path());
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["good", "bad"]));
 
     // Before the withdrawal: both keys published, and saved in the snapshot.
-    let first = RunningProxy::start(&gitlab_issuer(&idp, ""), "", &cache, None).await;
+    let first = snapshotting(Issuer::gitlab(&idp)).start().await;
     until_served(first.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(served_kids(first.plain.unwrap()).await, ["good", "bad"]);
     until_snapshotted(state.path()).await;
@@ -144,8 +141,9 @@ async fn a_withdrawn_kid_is_never_served() {
 
     // Withdrawn, restarted with the upstream down: not served from the snapshot either.
     idp.set_fault(Fault::Refuse);
-    let withdrawn = gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]");
-    let proxy = RunningProxy::start(&withdrawn, "", &cache, None).await;
+    let proxy = snapshotting(Issuer::gitlab(&idp).withdrawn_kids(&["bad"]))
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     assert_eq!(served_kids(addr).await, ["good"]);
     let bad = key_report(proxy.admin, "bad").await.expect("bad is reported");
@@ -154,15 +152,16 @@ async fn a_withdrawn_kid_is_never_served() {
     // The upstream back, still publishing it: never served, fetch after fetch.
     idp.set_fault(Fault::None);
     let hits = idp.hits(KEYS);
-    let started = Instant::now();
-    while idp.hits(KEYS) < hits + 3 {
-        assert_eq!(served_kids(addr).await, ["good"]);
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "three refreshes within 15 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Wait::up_to(Duration::from_secs(15))
+        .every(Duration::from_millis(50))
+        .until("three refreshes", async || {
+            if idp.hits(KEYS) >= hits + 3 {
+                return true;
+            }
+            assert_eq!(served_kids(addr).await, ["good"]);
+            false
+        })
+        .await;
     let samples = metrics(proxy.admin).await;
     let rotations = |event: &str| {
         sample(
@@ -179,7 +178,7 @@ async fn a_withdrawn_kid_is_never_served() {
     // Only the withdrawn key upstream: refused like an invalid answer; the last good
     // copy (which never held it) stays.
     idp.put(KEYS, key_set(&["bad"]));
-    eventually(Duration::from_secs(10), "the refusal", || async {
+    eventually(Duration::from_secs(10), "the refusal", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["last_error"]
             .as_str()
@@ -200,14 +199,13 @@ async fn a_withdrawn_kid_is_never_served() {
 async fn a_set_of_withdrawn_keys_only_is_never_published() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["bad"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]"),
-        "deadline = \"300ms\"",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
-    eventually(Duration::from_secs(10), "a refused key set", || async {
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).withdrawn_kids(&["bad"]))
+        .deadline("300ms")
+        .refresh("1s")
+        .start()
+        .await;
+    eventually(Duration::from_secs(10), "a refused key set", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["failures_total"].as_u64() >= Some(1)
     })
@@ -225,18 +223,18 @@ async fn drop_retained_removes_retained_keys_at_once() {
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let state = dir.path().join("state");
-    let proxy = RunningProxy::start_with_admin(
-        &gitlab_issuer(&idp, ""),
-        "",
-        &format!("refresh = \"1s\"\nkeep_removed_keys = \"1h\"\nstate_dir = {state:?}"),
-        &format!("token_file = {token:?}"),
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("1h")
+        .state_dir(&state)
+        .admin_token_file(&token)
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     idp.put(KEYS, key_set(&["current"]));
-    eventually(Duration::from_secs(10), "the retained key", || async {
+    eventually(Duration::from_secs(10), "the retained key", async || {
         served_kids(addr).await == ["current", "old"]
     })
     .await;
@@ -276,7 +274,7 @@ async fn drop_retained_removes_retained_keys_at_once() {
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["issuers"][0]["dropped"], serde_json::json!([]));
     let hits = idp.hits(KEYS);
-    eventually(Duration::from_secs(10), "another fetch", || async {
+    eventually(Duration::from_secs(10), "another fetch", async || {
         idp.hits(KEYS) > hits + 1
     })
     .await;
@@ -285,13 +283,12 @@ async fn drop_retained_removes_retained_keys_at_once() {
     // And after a restart (the snapshot was rewritten before the answer).
     proxy.shutdown().await;
     idp.set_fault(Fault::Refuse);
-    let restarted = RunningProxy::start(
-        &gitlab_issuer(&idp, ""),
-        "",
-        &format!("keep_removed_keys = \"1h\"\nstate_dir = {state:?}"),
-        None,
-    )
-    .await;
+    let restarted = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .keep_removed_keys("1h")
+        .state_dir(&state)
+        .start()
+        .await;
     assert_eq!(served_kids(restarted.plain.unwrap()).await, ["current"]);
 }
 
@@ -299,13 +296,12 @@ async fn drop_retained_removes_retained_keys_at_once() {
 async fn readyz_and_metrics_show_each_key_s_history() {
     let idp = gitlab_idp().await;
     idp.put(KEYS, key_set(&["a", "b"]));
-    let proxy = RunningProxy::start(
-        &gitlab_issuer(&idp, ""),
-        "",
-        "refresh = \"1s\"\nkeep_removed_keys = \"1h\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .keep_removed_keys("1h")
+        .start()
+        .await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     let keys = readyz_keys(proxy.admin).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
@@ -330,7 +326,7 @@ async fn readyz_and_metrics_show_each_key_s_history() {
     }
 
     idp.put(KEYS, key_set(&["b", "c"]));
-    eventually(Duration::from_secs(10), "a retained and a new key", || async {
+    eventually(Duration::from_secs(10), "a retained and a new key", async || {
         let keys = readyz_keys(proxy.admin).await;
         let states: Vec<_> = keys
             .iter()
@@ -347,7 +343,7 @@ async fn readyz_and_metrics_show_each_key_s_history() {
         Duration::from_secs(3600)
     );
     // b is still seen upstream fetch after fetch; its first sighting does not move.
-    eventually(Duration::from_secs(5), "b seen again", || async {
+    eventually(Duration::from_secs(5), "b seen again", async || {
         let b = key_report(proxy.admin, "b").await.unwrap();
         assert_eq!(b["first_seen"], first_seen_b);
         b["last_seen_upstream"].as_str().unwrap() > seen_b.as_str()
@@ -366,17 +362,17 @@ async fn each_key_change_is_logged_once() {
     idp.put(KEYS, key_set(&["good", "bad"]));
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\nrefresh = \"1s\"\n{}",
-        gitlab_issuer(&idp, "withdrawn_kids = [\"bad\"]")
+        Issuer::gitlab(&idp).withdrawn_kids(&["bad"])
     );
     let serve = Serve::start(&config, 2);
     until_served(serve.addr("plain"), GITLAB, KEYS).await;
     idp.put(KEYS, key_set(&["good", "bad", "next"]));
-    eventually(Duration::from_secs(10), "the new key", || async {
+    eventually(Duration::from_secs(10), "the new key", async || {
         served_kids(serve.addr("plain")).await == ["good", "next"]
     })
     .await;
     let hits = idp.hits(KEYS);
-    eventually(Duration::from_secs(10), "three more fetches", || async {
+    eventually(Duration::from_secs(10), "three more fetches", async || {
         idp.hits(KEYS) >= hits + 3
     })
     .await;

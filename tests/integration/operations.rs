@@ -74,13 +74,12 @@ pub(crate) fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_parse_and_move_with_requests_and_failures() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), "name = \"gitlab\""),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).name("gitlab"))
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     let hits = r#"jwks_edge_requests_total{issuer="gitlab",document="jwks",status="200",cache_status="hit"}"#;
@@ -118,12 +117,12 @@ async fn metrics_parse_and_move_with_requests_and_failures() {
     assert!(after.keys().any(|k| k.starts_with("jwks_edge_build_info")));
 
     idp.set_fault(Fault::Status(500));
-    eventually(Duration::from_secs(10), "a counted failure", || async {
+    eventually(Duration::from_secs(10), "a counted failure", async || {
         sample(&metrics(proxy.admin).await, failed) >= 1.0
     })
     .await;
     // Served stale eventually, and counted as such.
-    eventually(Duration::from_secs(10), "a stale response", || async {
+    eventually(Duration::from_secs(10), "a stale response", async || {
         get(addr, &Transport::Plain, GITLAB, KEYS).await;
         sample(
             &metrics(proxy.admin).await,
@@ -137,13 +136,11 @@ async fn metrics_parse_and_move_with_requests_and_failures() {
 async fn certificate_expiry_and_handshake_failures_are_exported() {
     let idp = gitlab_idp().await;
     let certs = std::sync::Arc::new(TestCerts::for_hosts(&[GITLAB]));
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        "",
-        Some(certs.clone()),
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .tls(certs.clone())
+        .start()
+        .await;
     // A plain-text client on the TLS port fails its handshake.
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -153,7 +150,7 @@ async fn certificate_expiry_and_handshake_failures_are_exported() {
         let _ = tokio::time::timeout(IO_TIMEOUT, stream.read_to_end(&mut buf)).await;
     }
     let failures = r#"jwks_edge_tls_handshake_failures_total{listener="https",reason="error"}"#;
-    eventually(Duration::from_secs(5), "a counted handshake failure", || async {
+    eventually(Duration::from_secs(5), "a counted handshake failure", async || {
         sample(&metrics(proxy.admin).await, failures) >= 1.0
     })
     .await;
@@ -193,18 +190,13 @@ async fn admin_refresh_requires_the_token_and_fetches_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "s3cret\n").unwrap();
-    let proxy = RunningProxy::start_with_admin(
-        &[
-            issuer("https://gitlab.example.com", &idp.base_url(), "name = \"gitlab\""),
-            issuer("https://other.example.com", &idp.base_url(), "name = \"other\""),
-        ]
-        .concat(),
-        "",
-        "refresh = \"1h\"",
-        &format!("token_file = {token:?}"),
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp).name("gitlab"))
+        .issuer(Issuer::new("https://other.example.com", &idp.base_url()).name("other"))
+        .refresh("1h")
+        .admin_token_file(&token)
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
 
@@ -262,7 +254,7 @@ async fn admin_refresh_requires_the_token_and_fetches_at_once() {
 #[tokio::test]
 async fn admin_actions_are_off_without_a_token_file() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     assert_eq!(
         post(proxy.admin, "/admin/refresh", Some("anything")).await.status,
         StatusCode::NOT_FOUND

@@ -9,9 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::time::Instant;
 
-use crate::support::{get, TestCa, Transport, IO_TIMEOUT};
+use crate::support::{get, TestCa, Transport, Wait, IO_TIMEOUT};
 
 /// Pebble starts in about 0.2 s (two RSA keys for its CA); generous for a loaded machine,
 /// as for the `serve` process.
@@ -264,33 +263,29 @@ impl Pebble {
     /// Waits (bounded) until every address accepts TCP; `Err` with the logs if a process
     /// found an address taken.
     async fn until_listening(&mut self, addrs: &[SocketAddr]) -> Result<(), String> {
-        let start = Instant::now();
-        let mut polls = 0;
-        loop {
-            polls += 1;
-            let exited = self
-                .children
-                .iter_mut()
-                .find_map(|(log, child)| child.try_wait().unwrap().map(|status| (*log, status)));
-            let logs = self.logs();
-            if logs.contains(ADDR_IN_USE) {
-                return Err(logs);
-            }
-            if let Some((log, status)) = exited {
-                panic!("{log:?} process exited during start-up ({status}):\n{logs}");
-            }
-            if accepting(addrs).await {
-                return Ok(());
-            }
-            if start.elapsed() >= START_TIMEOUT || polls >= MAX_POLLS {
-                panic!(
-                    "pebble did not listen on {addrs:?} within {:?}:\n{}",
-                    start.elapsed(),
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        // Done once every address accepts (`Ok(Ok)`) or a port was taken (`Ok(Err(logs))`);
+        // until then the logs, shown if the wait runs out.
+        Wait::up_to(START_TIMEOUT)
+            .every(POLL)
+            .at_most(MAX_POLLS)
+            .until(&format!("pebble to listen on {addrs:?}"), async || {
+                let exited = self
+                    .children
+                    .iter_mut()
+                    .find_map(|(log, child)| child.try_wait().unwrap().map(|status| (*log, status)));
+                let logs = self.logs();
+                if logs.contains(ADDR_IN_USE) {
+                    return Ok(Err(logs));
+                }
+                if let Some((log, status)) = exited {
+                    panic!("{log:?} process exited during start-up ({status}):\n{logs}");
+                }
+                if accepting(addrs).await {
+                    return Ok(Ok(()));
+                }
+                Err(format!("\n{logs}"))
+            })
+            .await
     }
 
     /// challtestsrv answers an A query for any name with 127.0.0.1 (over UDP, as pebble asks),

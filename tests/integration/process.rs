@@ -1,127 +1,13 @@
 //! The `serve` process and its signals: SIGHUP reloads certificates, SIGTERM drains.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use http::StatusCode;
 use jwks_edge::fake_idp::Fault;
-use tokio::time::Instant;
 
 use crate::support::*;
 
 const GITLAB: &str = "gitlab.example.com";
-
-/// A `jwks-edge serve` child process, killed when dropped, with the addresses its
-/// listeners logged.
-pub(crate) struct Serve {
-    child: Child,
-    listeners: Vec<(String, SocketAddr)>,
-    /// Every log line so far.
-    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    _config: tempfile::TempDir,
-}
-
-impl Serve {
-    /// Starts `serve` on `config` (TOML) and waits for `expected` listeners to log.
-    pub(crate) fn start(config: &str, expected: usize) -> Serve {
-        Serve::start_with(&[], config, expected)
-    }
-
-    /// As `start`, with extra command-line arguments before `serve`.
-    fn start_with(args: &[&str], config: &str, expected: usize) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
-            .args(args)
-            .args(["serve", "--config", path.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut listeners = Vec::new();
-        let mut serve = Serve {
-            child,
-            listeners: Vec::new(),
-            log: log.clone(),
-            _config: dir,
-        };
-        while listeners.len() < expected {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("serve logs its listeners within 20 s");
-            log.lock().unwrap().push(line.clone());
-            if line.starts_with('{') {
-                let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-                let fields = &event["fields"];
-                if fields["message"] == "accepting connections" {
-                    let name = fields["listener"].as_str().unwrap().to_owned();
-                    listeners.push((name, fields["listen"].as_str().unwrap().parse().unwrap()));
-                }
-            } else if let Some(rest) = line.split("accepting connections listener=\"").nth(1) {
-                let name = rest.split('"').next().unwrap().to_owned();
-                let addr = rest.split("listen=").nth(1).unwrap().split(' ').next().unwrap();
-                listeners.push((name, addr.parse().unwrap()));
-            }
-        }
-        // Keep collecting the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            while let Ok(line) = rx.recv() {
-                log.lock().unwrap().push(line);
-            }
-        });
-        serve.listeners = listeners;
-        serve
-    }
-
-    pub(crate) fn addr(&self, name: &str) -> SocketAddr {
-        self.listeners.iter().find(|(n, _)| n == name).unwrap().1
-    }
-
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub(crate) fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the process to exit.
-    pub(crate) async fn exit_status(&mut self, within: Duration) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < within, "serve did not exit within {within:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn sigterm_completes_requests_in_flight_then_exits_0() {
@@ -130,7 +16,7 @@ async fn sigterm_completes_requests_in_flight_then_exits_0() {
     idp.set_fault(Fault::Delay(Duration::from_millis(1500)));
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start(&config, 2);
     let addr = serve.addr("plain");
@@ -143,7 +29,7 @@ async fn sigterm_completes_requests_in_flight_then_exits_0() {
     serve.signal("TERM");
 
     // New connections are refused soon after the signal.
-    eventually(Duration::from_secs(5), "the listener to close", || async {
+    eventually(Duration::from_secs(5), "the listener to close", async || {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;
@@ -164,7 +50,7 @@ async fn sighup_reloads_the_certificate() {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert = {cert:?}\nkey = {key:?}\nreload_interval = \"1h\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start(&config, 2);
     let addr = serve.addr("https");
@@ -177,7 +63,7 @@ async fn sighup_reloads_the_certificate() {
     let second = ca.issue(&[GITLAB]);
     second.write(dir.path(), "server");
     serve.signal("HUP");
-    eventually(Duration::from_secs(10), "the reloaded certificate", || async {
+    eventually(Duration::from_secs(10), "the reloaded certificate", async || {
         Conn::open(addr, &transport).await.peer_cert == Some(second.leaf())
     })
     .await;
@@ -190,12 +76,12 @@ async fn json_logs_parse_and_carry_the_access_log() {
     let idp = gitlab_idp().await;
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
     until_served(addr, GITLAB, "/oauth/discovery/keys").await;
-    let access = eventually_line(&serve, |event| event["target"] == "jwks_edge::access").await;
+    let access = serve.logged_event(|event| event["target"] == "jwks_edge::access").await;
     assert_eq!(access["level"], "INFO");
     let fields = &access["fields"];
     assert_eq!(fields["method"], "GET");
@@ -212,31 +98,12 @@ async fn json_logs_parse_and_carry_the_access_log() {
     }
 }
 
-/// The first logged JSON event that satisfies `matches` (bounded wait).
-async fn eventually_line(serve: &Serve, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let found = serve
-            .log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|e| matches(e));
-        if let Some(event) = found {
-            return event;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no matching log line");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_access_log_can_be_switched_off() {
     let idp = gitlab_idp().await;
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = false\n{}",
-        issuer("https://gitlab.example.com", &idp.base_url(), "")
+        Issuer::gitlab(&idp)
     );
     let mut serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let addr = serve.addr("plain");
@@ -247,7 +114,9 @@ async fn the_access_log_can_be_switched_off() {
     // Stop the process: everything it logged is flushed by the time it says "stopped".
     serve.signal("TERM");
     assert_eq!(serve.exit_status(Duration::from_secs(15)).await.code(), Some(0));
-    eventually_line(&serve, |event| event["fields"]["message"] == "stopped").await;
+    serve
+        .logged_event(|event| event["fields"]["message"] == "stopped")
+        .await;
     let log = serve.log.lock().unwrap().clone();
     assert!(
         log.iter().any(|l| l.contains("key set mapped")),
@@ -277,7 +146,7 @@ async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported
     );
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{}",
-        issuer("https://auth.example.com/realms/prod", &backend, "name = \"prod\"")
+        Issuer::new("https://auth.example.com/realms/prod", &backend).name("prod")
     );
     let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
     let discovery = "/realms/prod/.well-known/openid-configuration";
@@ -289,7 +158,7 @@ async fn an_issuer_named_by_its_internal_url_is_published_unchanged_and_reported
     assert_eq!(document["issuer"], backend.as_str(), "issuer is never rewritten");
     assert_eq!(document["token_endpoint"], "https://auth.example.com/realms/prod/token");
 
-    let error = eventually_line(&serve, |event| event["level"] == "ERROR").await;
+    let error = serve.logged_event(|event| event["level"] == "ERROR").await;
     let fields = &error["fields"];
     assert_eq!(fields["upstream_issuer"], backend.as_str(), "{error}");
     assert_eq!(fields["public_url"], "https://auth.example.com/realms/prod", "{error}");

@@ -14,17 +14,11 @@ const GITLAB_KEYS: &str = "/oauth/discovery/keys";
 const K8S: &str = "oidc.k8s.example.com";
 const K8S_NAME: &str = "k8s";
 
-/// A healthy GitLab-shaped issuer and a Kubernetes-shaped one named `k8s`.
-fn two_issuers(gitlab: &FakeIdp, k8s: &FakeIdp) -> String {
-    format!(
-        "{}{}",
-        issuer("https://gitlab.example.com", &gitlab.base_url(), "name = \"gitlab\""),
-        issuer(
-            "https://oidc.k8s.example.com",
-            &k8s.base_url(),
-            &format!("name = \"{K8S_NAME}\"")
-        )
-    )
+/// A proxy for a healthy GitLab-shaped issuer and a Kubernetes-shaped one named `k8s`.
+fn two_issuers(gitlab: &FakeIdp, k8s: &FakeIdp) -> ProxyBuilder {
+    Proxy::builder()
+        .issuer(Issuer::gitlab(gitlab).name("gitlab"))
+        .issuer(Issuer::kubernetes(k8s).name(K8S_NAME))
 }
 
 async fn readyz_for(admin: SocketAddr, name: &str) -> (StatusCode, serde_json::Value) {
@@ -42,17 +36,17 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     let gitlab = gitlab_idp().await;
     let k8s = kubernetes_idp().await;
     k8s.set_fault(Fault::Refuse);
-    let issuers = two_issuers(&gitlab, &k8s);
-    let proxy =
-        RunningProxy::start_with_admin(&issuers, "deadline = \"300ms\"", "", "startup_grace = \"2s\"", None).await;
-    let strict = RunningProxy::start_with_admin(
-        &issuers,
-        "deadline = \"300ms\"",
-        "",
-        "startup_grace = \"2s\"\nreadiness = \"all\"",
-        None,
-    )
-    .await;
+    let proxy = two_issuers(&gitlab, &k8s)
+        .deadline("300ms")
+        .startup_grace("2s")
+        .start()
+        .await;
+    let strict = two_issuers(&gitlab, &k8s)
+        .deadline("300ms")
+        .startup_grace("2s")
+        .readiness("all")
+        .start()
+        .await;
 
     // Within the grace, a document without any copy keeps the process "starting".
     let (status, body) = readyz(proxy.admin).await;
@@ -60,7 +54,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     assert_eq!(body["status"], "starting", "{body}");
 
     // After it, the process is ready for the issuer it can serve.
-    eventually(Duration::from_secs(10), "ready after the grace", || async {
+    eventually(Duration::from_secs(10), "ready after the grace", async || {
         readyz(proxy.admin).await.0 == StatusCode::OK
     })
     .await;
@@ -101,7 +95,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     );
 
     // The strict mode keeps the all-or-nothing answer.
-    eventually(Duration::from_secs(10), "strict readiness past the grace", || async {
+    eventually(Duration::from_secs(10), "strict readiness past the grace", async || {
         readyz(strict.admin).await.1["status"] == "unavailable"
     })
     .await;
@@ -109,7 +103,7 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
 
     // When the dead upstream comes back, both become fully ready.
     k8s.set_fault(Fault::None);
-    eventually(Duration::from_secs(15), "the second issuer recovers", || async {
+    eventually(Duration::from_secs(15), "the second issuer recovers", async || {
         readyz(proxy.admin).await.1["status"] == "fresh" && readyz(strict.admin).await.0 == StatusCode::OK
     })
     .await;
@@ -119,21 +113,20 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
 async fn an_issuer_that_expires_after_being_served_does_not_take_the_replica_out() {
     let gitlab = gitlab_idp().await;
     let k8s = kubernetes_idp().await;
-    let proxy = RunningProxy::start(
-        &two_issuers(&gitlab, &k8s),
-        "",
-        "refresh = \"1s\"\nfetch_timeout = \"1s\"\nstale_if_error = \"2s\"",
-        None,
-    )
-    .await;
-    eventually(Duration::from_secs(10), "both issuers fresh", || async {
+    let proxy = two_issuers(&gitlab, &k8s)
+        .refresh("1s")
+        .fetch_timeout("1s")
+        .stale_if_error("2s")
+        .start()
+        .await;
+    eventually(Duration::from_secs(10), "both issuers fresh", async || {
         readyz(proxy.admin).await.1["status"] == "fresh"
     })
     .await;
     assert_eq!(readyz_for(proxy.admin, K8S_NAME).await.0, StatusCode::OK);
 
     k8s.set_fault(Fault::Refuse);
-    eventually(Duration::from_secs(15), "the failing issuer to expire", || async {
+    eventually(Duration::from_secs(15), "the failing issuer to expire", async || {
         readyz_for(proxy.admin, K8S_NAME).await.1["issuers"][0]["jwks"]["state"] == "expired"
     })
     .await;
@@ -165,16 +158,13 @@ async fn a_learned_key_set_path_cannot_take_another_issuers_route() {
         discovery(&format!("{}/keys", root.base_url())),
     );
     root.put("/keys", Resource::json_with_idp_headers(fixture("gitlab/jwks.json")));
-    let issuers = format!(
-        "{}{}",
-        issuer("https://auth.example.com", &root.base_url(), "name = \"root\""),
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", realm.base_url()),
-            "name = \"prod\""
-        )
-    );
-    let proxy = RunningProxy::start(&issuers, "deadline = \"300ms\"", "refresh = \"1s\"", None).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::new("https://auth.example.com", &root.base_url()).name("root"))
+        .issuer(Issuer::keycloak(&realm, "prod").name("prod"))
+        .deadline("300ms")
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, "auth.example.com", "/keys").await;
     until_served(addr, "auth.example.com", realm_keys).await;
@@ -194,19 +184,19 @@ async fn a_learned_key_set_path_cannot_take_another_issuers_route() {
         "/.well-known/openid-configuration",
         discovery(&format!("{}{realm_keys}", root.base_url())),
     );
-    let error = eventually_error(proxy.admin, 0, "is already the key set path of issuer \"prod\"").await;
+    let error = discovery_error(proxy.admin, 0, "is already the key set path of issuer \"prod\"").await;
     assert!(error.contains(realm_keys), "{error}");
     // Then the realm's discovery path, then a path under the realm's public URL.
     root.put(
         "/.well-known/openid-configuration",
         discovery("https://elsewhere.internal/realms/prod/.well-known/openid-configuration"),
     );
-    eventually_error(proxy.admin, 0, "is the discovery path of issuer \"prod\"").await;
+    discovery_error(proxy.admin, 0, "is the discovery path of issuer \"prod\"").await;
     root.put(
         "/.well-known/openid-configuration",
         discovery("https://10.96.0.1/realms/prod/keys"),
     );
-    let error = eventually_error(proxy.admin, 0, "lies under the public URL of issuer \"prod\"").await;
+    let error = discovery_error(proxy.admin, 0, "lies under the public URL of issuer \"prod\"").await;
     assert!(error.contains("/realms/prod/keys"), "{error}");
 
     let reply = get(addr, &Transport::Plain, "auth.example.com", realm_keys).await;
@@ -237,22 +227,23 @@ async fn a_learned_key_set_path_cannot_take_another_issuers_route() {
 }
 
 /// Waits (bounded) until issuer `index`'s discovery error contains `expected`.
-async fn eventually_error(admin: SocketAddr, index: usize, expected: &str) -> String {
-    let started = tokio::time::Instant::now();
-    loop {
-        let (_, body) = readyz(admin).await;
-        let error = body["issuers"][index]["discovery"]["last_error"]
-            .as_str()
-            .unwrap_or_default();
-        if error.contains(expected) {
-            return error.to_owned();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no error {expected:?} recorded: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn discovery_error(admin: SocketAddr, index: usize, expected: &str) -> String {
+    eventually(
+        Duration::from_secs(10),
+        &format!("the error {expected:?}"),
+        async || {
+            let (_, body) = readyz(admin).await;
+            let error = body["issuers"][index]["discovery"]["last_error"]
+                .as_str()
+                .unwrap_or_default();
+            if error.contains(expected) {
+                Ok(error.to_owned())
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -262,17 +253,17 @@ async fn a_learned_key_set_path_cannot_take_a_configured_one() {
     // publish at exactly the path the root issuer "b" learns.
     let first = kubernetes_idp().await;
     let second = kubernetes_idp().await;
-    let issuers = format!(
-        "{}{}",
-        issuer(
-            "https://oidc.example.com/a",
-            &first.base_url(),
-            "name = \"a\"\npublic_jwks_path = \"/openid/v1/jwks\""
-        ),
-        issuer("https://oidc.example.com", &second.base_url(), "name = \"b\"")
-    );
-    let proxy = RunningProxy::start(&issuers, "", "refresh = \"1s\"", None).await;
-    let error = eventually_error(proxy.admin, 1, "is already the key set path of issuer \"a\"").await;
+    let proxy = Proxy::builder()
+        .issuer(
+            Issuer::new("https://oidc.example.com/a", &first.base_url())
+                .name("a")
+                .public_jwks_path("/openid/v1/jwks"),
+        )
+        .issuer(Issuer::new("https://oidc.example.com", &second.base_url()).name("b"))
+        .refresh("1s")
+        .start()
+        .await;
+    let error = discovery_error(proxy.admin, 1, "is already the key set path of issuer \"a\"").await;
     assert!(error.contains("/openid/v1/jwks"), "{error}");
     until_served(proxy.plain.unwrap(), "oidc.example.com", "/openid/v1/jwks").await;
     assert_eq!(readyz_for(proxy.admin, "b").await.0, StatusCode::SERVICE_UNAVAILABLE);
@@ -288,14 +279,12 @@ async fn quick_admin_refreshes_before_the_first_document_never_block() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "secret").unwrap();
-    let proxy = RunningProxy::start_with_admin(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        "fetch_timeout = \"1s\"",
-        &format!("token_file = {token:?}"),
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .fetch_timeout("1s")
+        .admin_token_file(&token)
+        .start()
+        .await;
     let admin = proxy.admin;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..6 {

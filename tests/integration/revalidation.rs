@@ -41,16 +41,10 @@ fn kids(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
-/// A GitLab-shaped proxy with `refresh = "60s"` (so the period plays no part in a
-/// test's span) and extra `[cache]` lines, warmed up: both documents are served.
-async fn proxy_for(idp: &FakeIdp, cache: &str) -> RunningProxy {
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        &format!("refresh = \"60s\"\n{cache}"),
-        None,
-    )
-    .await;
+/// `proxy` for a GitLab-shaped `idp` with `refresh = "60s"` (so the period plays no part
+/// in a test's span), warmed up: both documents are served.
+async fn proxy_for(idp: &FakeIdp, proxy: ProxyBuilder) -> Proxy {
+    let proxy = proxy.issuer(Issuer::gitlab(idp)).refresh("60s").start().await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, KEYS).await;
     until_served(addr, GITLAB, DISCOVERY).await;
@@ -83,7 +77,7 @@ fn revalidation_bound(elapsed: Duration) -> u64 {
 #[tokio::test]
 async fn a_key_added_upstream_is_served_within_seconds_with_a_60s_period() {
     let idp = gitlab_idp().await;
-    let proxy = proxy_for(&idp, "").await;
+    let proxy = proxy_for(&idp, Proxy::builder()).await;
     let mut conn = Conn::open(proxy.plain.unwrap(), &Transport::Plain).await;
     let mut added = Vec::new();
     let mut delays = Vec::new();
@@ -92,19 +86,17 @@ async fn a_key_added_upstream_is_served_within_seconds_with_a_60s_period() {
         idp.put(KEYS, key_set_with(&added));
         let changed = Instant::now();
         // A relying party that saw an unknown `kid`, polling once a second.
-        let mut poll = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            poll.tick().await;
-            let reply = conn.get(GITLAB, KEYS).await;
-            assert_eq!(reply.status, StatusCode::OK);
-            if kids(&reply).iter().any(|k| k == kid) {
-                break;
-            }
-            assert!(
-                changed.elapsed() < Duration::from_secs(10),
-                "{kid} not served 10 s after it was added upstream (refresh 60s)"
-            );
-        }
+        Wait::up_to(Duration::from_secs(10))
+            .every(Duration::from_secs(1))
+            .until(
+                &format!("{kid} to be served after it was added upstream (refresh 60s)"),
+                async || {
+                    let reply = conn.get(GITLAB, KEYS).await;
+                    assert_eq!(reply.status, StatusCode::OK);
+                    kids(&reply).iter().any(|k| k == kid)
+                },
+            )
+            .await;
         delays.push(changed.elapsed());
     }
     eprintln!("rotation delays with refresh 60s, revalidate_after 5s, polled once a second: {delays:?}");
@@ -121,7 +113,7 @@ async fn ten_thousand_requests_cost_at_most_one_fetch_per_interval_per_document(
     // 1000 requests 30 ms apart: ~30 s per client, all clients at once.
     const PACE: Duration = Duration::from_millis(30);
     let idp = gitlab_idp().await;
-    let proxy = proxy_for(&idp, "").await;
+    let proxy = proxy_for(&idp, Proxy::builder()).await;
     let addr = proxy.plain.unwrap();
     let before = hits(&idp);
     let started = Instant::now();
@@ -192,7 +184,7 @@ async fn traffic(addr: SocketAddr, span: Duration) -> Duration {
 #[tokio::test]
 async fn no_request_waits_for_a_slow_revalidation() {
     let idp = gitlab_idp().await;
-    let proxy = proxy_for(&idp, "").await;
+    let proxy = proxy_for(&idp, Proxy::builder()).await;
     // Slower than the deadline, within fetch_timeout (5 s): revalidations succeed, late.
     idp.set_fault(Fault::Delay(Duration::from_secs(3)));
     let before = idp.hits(KEYS);
@@ -211,7 +203,7 @@ async fn no_request_waits_for_a_slow_revalidation() {
 #[tokio::test]
 async fn a_failing_upstream_gets_no_more_than_its_backoff_and_one_fetch_per_interval() {
     let idp = gitlab_idp().await;
-    let proxy = proxy_for(&idp, "").await;
+    let proxy = proxy_for(&idp, Proxy::builder()).await;
     let addr = proxy.plain.unwrap();
     let good = get(addr, &Transport::Plain, GITLAB, KEYS).await.body;
     idp.set_fault(Fault::Status(500));
@@ -240,7 +232,7 @@ async fn a_failing_upstream_gets_no_more_than_its_backoff_and_one_fetch_per_inte
     idp.put(KEYS, key_set_with(&["after-recovery"]));
     idp.set_fault(Fault::None);
     let recovered = Instant::now();
-    eventually(Duration::from_secs(10), "the key added during the outage", || async {
+    eventually(Duration::from_secs(10), "the key added during the outage", async || {
         kids(&get(addr, &Transport::Plain, GITLAB, KEYS).await).contains(&"after-recovery".to_owned())
     })
     .await;
@@ -250,7 +242,7 @@ async fn a_failing_upstream_gets_no_more_than_its_backoff_and_one_fetch_per_inte
 #[tokio::test]
 async fn revalidate_after_0s_leaves_the_upstream_to_the_period() {
     let idp = gitlab_idp().await;
-    let proxy = proxy_for(&idp, "revalidate_after = \"0s\"").await;
+    let proxy = proxy_for(&idp, Proxy::builder().revalidate_after("0s")).await;
     let before = hits(&idp);
     idp.put(KEYS, key_set_with(&["unseen"]));
     let worst = traffic(proxy.plain.unwrap(), Duration::from_secs(7)).await;

@@ -18,7 +18,7 @@ struct Fleet {
     dev: jwks_edge::fake_idp::FakeIdp,
     k8s: jwks_edge::fake_idp::FakeIdp,
     certs: Arc<TestCerts>,
-    proxy: RunningProxy,
+    proxy: Proxy,
 }
 
 /// GitLab, two Keycloak realms on one host, and Kubernetes, behind one proxy.
@@ -28,22 +28,14 @@ async fn fleet() -> Fleet {
     let dev = keycloak_idp("dev").await;
     let k8s = kubernetes_idp().await;
     let certs = Arc::new(TestCerts::for_hosts(&[GITLAB, AUTH, K8S]));
-    let issuers = [
-        issuer("https://gitlab.example.com", &gitlab.base_url(), ""),
-        issuer(
-            "https://auth.example.com/realms/prod",
-            &format!("{}/realms/prod", prod.base_url()),
-            "",
-        ),
-        issuer(
-            "https://auth.example.com/realms/dev",
-            &format!("{}/realms/dev", dev.base_url()),
-            "",
-        ),
-        issuer("https://oidc.k8s.example.com", &k8s.base_url(), ""),
-    ]
-    .concat();
-    let proxy = RunningProxy::start(&issuers, "", "", Some(certs.clone())).await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&gitlab))
+        .issuer(Issuer::keycloak(&prod, "prod"))
+        .issuer(Issuer::keycloak(&dev, "dev"))
+        .issuer(Issuer::kubernetes(&k8s))
+        .tls(certs.clone())
+        .start()
+        .await;
     Fleet {
         gitlab,
         prod,
@@ -398,7 +390,7 @@ async fn concurrent_cold_requests_share_one_fetch() {
     // Discovery then key set, 500 ms each: the first copy arrives after about 1 s, well
     // inside the 2 s deadline and long after all 50 requests are sent.
     idp.set_fault(Fault::Delay(Duration::from_millis(500)));
-    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     let addr = proxy.plain.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..50 {
@@ -431,17 +423,11 @@ async fn invalid_upstream_documents_are_never_served() {
     for (what, fault) in cases {
         let idp = gitlab_idp().await;
         idp.set_fault(fault);
-        let proxy = RunningProxy::start(
-            &issuer(
-                "https://gitlab.example.com",
-                &idp.base_url(),
-                "public_jwks_path = \"/oauth/discovery/keys\"",
-            ),
-            "deadline = \"300ms\"",
-            "",
-            None,
-        )
-        .await;
+        let proxy = Proxy::builder()
+            .issuer(Issuer::gitlab(&idp).public_jwks_path("/oauth/discovery/keys"))
+            .deadline("300ms")
+            .start()
+            .await;
         let addr = proxy.plain.unwrap();
         for path in ["/.well-known/openid-configuration", "/oauth/discovery/keys"] {
             let started = tokio::time::Instant::now();
@@ -461,7 +447,7 @@ async fn invalid_upstream_documents_are_never_served() {
         assert!(idp.total_hits() >= 1, "{what}: the upstream was asked");
         // Once the upstream is fixed, the documents appear without a restart.
         idp.set_fault(Fault::None);
-        eventually(Duration::from_secs(10), "recovery", || async {
+        eventually(Duration::from_secs(10), "recovery", async || {
             get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys")
                 .await
                 .status
@@ -474,19 +460,17 @@ async fn invalid_upstream_documents_are_never_served() {
 #[tokio::test]
 async fn a_bad_answer_never_replaces_a_good_copy() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &issuer("https://gitlab.example.com", &idp.base_url(), ""),
-        "",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(Issuer::gitlab(&idp))
+        .refresh("1s")
+        .start()
+        .await;
     let addr = proxy.plain.unwrap();
     until_served(addr, GITLAB, "/oauth/discovery/keys").await;
     let good = get(addr, &Transport::Plain, GITLAB, "/oauth/discovery/keys").await.body;
     idp.set_fault(Fault::Body(r#"{"keys":[]}"#.into()));
     let hits = idp.hits("/oauth/discovery/keys");
-    eventually(Duration::from_secs(10), "a refused refresh", || async {
+    eventually(Duration::from_secs(10), "a refused refresh", async || {
         idp.hits("/oauth/discovery/keys") > hits
     })
     .await;
@@ -498,10 +482,10 @@ async fn a_bad_answer_never_replaces_a_good_copy() {
 #[tokio::test]
 async fn proxy_shuts_down_cleanly() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     let addr = proxy.plain.unwrap();
     let admin = proxy.admin;
-    eventually(Duration::from_secs(5), "readiness", || async {
+    eventually(Duration::from_secs(5), "readiness", async || {
         get(admin, &Transport::Plain, "localhost", "/readyz").await.status == StatusCode::OK
     })
     .await;

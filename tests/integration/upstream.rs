@@ -44,36 +44,27 @@ async fn https_idp(ca: &TestCa, client_ca: Option<&TestCa>) -> FakeIdp {
     idp
 }
 
-fn https_url(idp: &FakeIdp) -> String {
-    format!("https://{}", idp.addr())
+/// GitLab's public URL in front of `idp` over HTTPS.
+fn over_https(idp: &FakeIdp) -> Issuer {
+    Issuer::new("https://gitlab.example.com", &format!("https://{}", idp.addr()))
 }
 
-/// A proxy in front of `idp` with the extra `[[issuer]]` lines.
-async fn proxy_for(idp: &FakeIdp, extra: &str) -> RunningProxy {
-    RunningProxy::start(
-        &issuer("https://gitlab.example.com", &https_url(idp), extra),
-        "",
-        "",
-        None,
-    )
-    .await
+/// A proxy for `issuer` alone.
+async fn proxy_for(issuer: Issuer) -> Proxy {
+    Proxy::builder().issuer(issuer).start().await
 }
 
 /// The key set's (or else the discovery document's) recorded error, once there is one.
 async fn jwks_error(admin: std::net::SocketAddr) -> String {
-    let started = tokio::time::Instant::now();
-    loop {
+    eventually(Duration::from_secs(10), "an error recorded", async || {
         let (_, body) = readyz(admin).await;
         let issuer = &body["issuers"][0];
         let error = issuer["jwks"]["last_error"]
             .as_str()
             .or(issuer["discovery"]["last_error"].as_str());
-        if let Some(error) = error {
-            return error.to_owned();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no error recorded: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        error.map(str::to_owned).ok_or(body)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -84,7 +75,7 @@ async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
     let ca_file = dir.path().join("internal-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
 
-    let untrusting = proxy_for(&idp, "").await;
+    let untrusting = proxy_for(over_https(&idp)).await;
     let error = jwks_error(untrusting.admin).await;
     assert!(error.contains("certificate"), "{error}");
     assert_eq!(
@@ -94,7 +85,7 @@ async fn an_https_upstream_behind_a_private_ca_needs_upstream_ca() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    let trusting = proxy_for(&idp, &format!("upstream_ca = {ca_file:?}")).await;
+    let trusting = proxy_for(over_https(&idp).upstream_ca(&ca_file)).await;
     until_served(trusting.plain.unwrap(), GITLAB, KEYS).await;
 }
 
@@ -110,12 +101,16 @@ async fn an_upstream_requiring_mutual_tls_gets_the_client_certificate() {
         .issue_with(&["jwks-edge"], &rcgen::PKCS_ECDSA_P256_SHA256, true)
         .write(dir.path(), "client");
 
-    let anonymous = proxy_for(&idp, &format!("upstream_ca = {ca_file:?}")).await;
+    let anonymous = proxy_for(over_https(&idp).upstream_ca(&ca_file)).await;
     let error = jwks_error(anonymous.admin).await;
     assert!(error.contains("connection failed"), "{error}");
 
-    let extra = format!("upstream_ca = {ca_file:?}\nupstream_client_cert = {cert:?}\nupstream_client_key = {key:?}");
-    let authenticated = proxy_for(&idp, &extra).await;
+    let authenticated = proxy_for(
+        over_https(&idp)
+            .upstream_ca(&ca_file)
+            .upstream_client_certificate(&cert, &key),
+    )
+    .await;
     until_served(authenticated.plain.unwrap(), GITLAB, KEYS).await;
 }
 
@@ -130,17 +125,15 @@ async fn the_bearer_token_is_read_again_for_every_fetch() {
     std::fs::write(&ca_file, ca.pem()).unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "token-one\n").unwrap();
-    let proxy = RunningProxy::start(
-        &issuer(
-            "https://gitlab.example.com",
-            &https_url(&idp),
-            &format!("upstream_ca = {ca_file:?}\nupstream_bearer_token_file = {token:?}"),
-        ),
-        "",
-        "refresh = \"1s\"",
-        None,
-    )
-    .await;
+    let proxy = Proxy::builder()
+        .issuer(
+            over_https(&idp)
+                .upstream_ca(&ca_file)
+                .upstream_bearer_token_file(&token),
+        )
+        .refresh("1s")
+        .start()
+        .await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(idp.last_request_headers()["authorization"], "Bearer token-one");
 
@@ -150,7 +143,7 @@ async fn the_bearer_token_is_read_again_for_every_fetch() {
     assert!(error.contains("401"), "{error}");
     // …until the file is rotated too; no restart.
     std::fs::write(&token, "token-two").unwrap();
-    eventually(Duration::from_secs(10), "fetches with the new token", || async {
+    eventually(Duration::from_secs(10), "fetches with the new token", async || {
         let (_, body) = readyz(proxy.admin).await;
         body["issuers"][0]["jwks"]["last_error"].is_null() && body["issuers"][0]["discovery"]["last_error"].is_null()
     })
@@ -161,17 +154,7 @@ async fn the_bearer_token_is_read_again_for_every_fetch() {
 #[tokio::test]
 async fn upstream_host_is_sent_as_the_host_header() {
     let idp = gitlab_idp().await;
-    let proxy = RunningProxy::start(
-        &issuer(
-            "https://gitlab.example.com",
-            &idp.base_url(),
-            "upstream_host = \"auth.example.com\"",
-        ),
-        "",
-        "",
-        None,
-    )
-    .await;
+    let proxy = proxy_for(Issuer::gitlab(&idp).upstream_host("auth.example.com")).await;
     until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
     assert_eq!(idp.last_request_headers()["host"], "auth.example.com");
 }
@@ -180,7 +163,7 @@ async fn upstream_host_is_sent_as_the_host_header() {
 async fn redirects_are_upstream_errors_that_name_the_location() {
     let idp = gitlab_idp().await;
     idp.set_fault(Fault::Redirect("https://sso.example.com/login".into()));
-    let proxy = RunningProxy::start(&issuer("https://gitlab.example.com", &idp.base_url(), ""), "", "", None).await;
+    let proxy = Proxy::builder().issuer(Issuer::gitlab(&idp)).start().await;
     let error = jwks_error(proxy.admin).await;
     assert!(
         error.contains("302") && error.contains("https://sso.example.com/login"),

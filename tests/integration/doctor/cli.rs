@@ -99,14 +99,14 @@ async fn doctor_cli(args: Vec<String>) -> (Option<i32>, Vec<u8>, String) {
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
         use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
-            .arg("doctor")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = ChildProcess::spawn(
+            Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
+                .arg("doctor")
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let mut stdout_pipe = child.stdout.take().unwrap();
         let mut stderr_pipe = child.stderr.take().unwrap();
         let stdout = std::thread::spawn(move || {
@@ -119,18 +119,7 @@ async fn doctor_cli(args: Vec<String>) -> (Option<i32>, Vec<u8>, String) {
             let _ = stderr_pipe.read_to_string(&mut text);
             text
         });
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("jwks-edge doctor {args:?} still running after 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = child.exit_within_blocking(Duration::from_secs(30), &format!("jwks-edge doctor {args:?} to exit"));
         (status.code(), stdout.join().unwrap(), stderr.join().unwrap())
     })
     .await

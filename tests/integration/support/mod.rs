@@ -1,0 +1,34 @@
+//! Builders for the integration tests, one job per module:
+//!
+//! - `certificates`: a test CA, the leaves it issues, server certificate files;
+//! - `idp`: fake IdPs shaped like GitLab, Keycloak and Kubernetes, and the fixtures;
+//! - `config`: `[[issuer]]` tables and the other config tables, in the tests' words;
+//! - `proxy`: a proxy running in this process, built key by key, e.g.
+//!   `Proxy::builder().issuer(Issuer::gitlab(&idp)).state_dir(dir).start().await`;
+//! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
+//! - `waiting`: bounded waits that poll a check and return what it waited for;
+//! - `child`: child processes, waited for with a bound and killed when the test ends;
+//! - `serve`: the `jwks-edge serve` binary as a child process, and its log.
+
+mod certificates;
+mod child;
+mod client;
+mod config;
+mod idp;
+mod proxy;
+mod serve;
+mod waiting;
+
+use std::time::Duration;
+
+pub use certificates::*;
+pub use child::*;
+pub use client::*;
+pub use config::Issuer;
+pub use idp::*;
+pub use proxy::*;
+pub use serve::*;
+pub use waiting::*;
+
+/// Every network wait in the tests is bounded by this.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
