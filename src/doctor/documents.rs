@@ -6,10 +6,11 @@ use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use super::escape::quote;
+use super::keys;
 use super::net::{Fetched, Net};
+use super::options::Options;
 use super::report::{Report, Sts};
 use super::transport::{check_reachable, Host};
-use super::{keys, Options};
 
 /// Discovery or key set latency over this is a warning (STS gives up near 5 s).
 const SLOW: Duration = Duration::from_secs(1);

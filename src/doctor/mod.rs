@@ -21,19 +21,20 @@ mod escape;
 mod keys;
 mod net;
 mod numeric_date;
+mod options;
 mod report;
 mod resolver;
 mod token;
 mod transport;
 mod trust;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::Uri;
 
 pub use address::is_private;
+pub use options::Options;
 pub use report::{Check, Report, Status, Sts};
 pub use resolver::ResolveOverride;
 
@@ -43,26 +44,6 @@ use net::{FetchError, Net};
 use resolver::{Resolver, RouteError};
 use serde_json::Value;
 use transport::{check_reachable, check_tls, check_url, Host};
-
-/// Everything the command line passes in.
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub issuer: String,
-    /// The token's text, when one is to be checked.
-    pub token: Option<String>,
-    pub audiences: Vec<String>,
-    /// Trust only this PEM bundle instead of the system roots.
-    pub ca_file: Option<PathBuf>,
-    pub resolve: Vec<ResolveOverride>,
-    pub timeout: Duration,
-    pub allow_private: bool,
-    /// Addresses treated as public although they are not. The command line always leaves
-    /// this empty (no flag sets it): tests on loopback use it to stand one address in for
-    /// a public one, so that the refusal of the others can be seen.
-    pub assume_public: Vec<std::net::IpAddr>,
-    /// How many times the key set is fetched, to catch replicas that disagree.
-    pub jwks_fetches: usize,
-}
 
 /// Runs every check and returns the report.
 pub async fn run(options: Options) -> Report {
