@@ -1,4 +1,8 @@
-use super::*;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::error::ConfigError;
+use crate::config::settings::{AcmeChallenge, Config, Readiness, LETS_ENCRYPT};
 
 fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, Path::new("/etc/jwks-edge"))

@@ -4,15 +4,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAcme, RawAdmin, RawCache, RawIssuer, RawServer, RawTls};
-use super::{
-    invalid, Acme, AcmeChallenge, Admin, Cache, ConfigError, Issuer, Readiness, Server, ServerTls, Tls, LETS_ENCRYPT,
-    STS_TIMEOUT,
-};
+use crate::config::error::{invalid, ConfigError};
 use crate::config::keys::KeyCap;
 use crate::config::keys::{KeyPolicy, PublishKeys};
 use crate::config::limits::{Limits, PUBLIC_CONNECTION_BUDGET};
+use crate::config::raw::{RawAcme, RawAdmin, RawCache, RawIssuer, RawServer, RawTls};
+use crate::config::settings::{
+    Acme, AcmeChallenge, Admin, Cache, Issuer, Readiness, Server, ServerTls, Tls, LETS_ENCRYPT,
+};
 use crate::model::base_url::BaseUrl;
+
+/// AWS STS gives up on a discovery or key fetch after about this long.
+const STS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
     value.parse().map_err(|_| {
