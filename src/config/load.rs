@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use crate::config::collisions::validate_routes;
 use crate::config::error::{invalid, ConfigError};
 use crate::config::raw::RawConfig;
+use crate::config::sections::acme::default_acme_domains;
+use crate::config::sections::admin::validate_admin;
+use crate::config::sections::cache::validate_cache;
+use crate::config::sections::issuer::validate_issuer;
+use crate::config::sections::server::validate_server;
 use crate::config::settings::{Config, Log};
-use crate::config::validate::{default_acme_domains, validate_admin, validate_cache, validate_issuer, validate_server};
 
 impl Config {
     /// Reads and validates the file at `path`.

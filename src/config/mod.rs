@@ -7,8 +7,8 @@ pub mod keys;
 pub mod limits;
 mod load;
 mod raw;
+mod sections;
 mod settings;
-mod validate;
 
 pub use error::ConfigError;
 pub use settings::{
