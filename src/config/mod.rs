@@ -1,4 +1,8 @@
 //! Configuration: the TOML file (`raw`) validated into the typed `Config` the program runs on.
+//!
+//! `load` reads the file into `raw`, turns each section into its `settings` type in
+//! `sections`, then checks the issuers against one another (`collisions`); every refusal
+//! is an `error::ConfigError` naming the key. `display` renders the result for `check-config`.
 
 mod collisions;
 mod display;
