@@ -1,6 +1,7 @@
 //! Config-time route integrity: no two issuers on one host claim the same document path.
 
-use super::{invalid, ConfigError, Issuer};
+use crate::config::error::{invalid, ConfigError};
+use crate::config::settings::Issuer;
 
 /// Refuses a `public_jwks_path` that another issuer on the same host also publishes at,
 /// or that is another issuer's discovery path: the first match would win the route and

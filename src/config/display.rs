@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Config;
+use crate::config::settings::Config;
 
 /// Renders the effective configuration (defaults filled in) as TOML for `check-config`.
 impl fmt::Display for Config {
