@@ -2,7 +2,7 @@
 //! identity providers to cloud relying parties, from memory, under a hard deadline.
 //!
 //! The modules are layers, listed top to bottom; a module uses only the layers below it, and no
-//! two files import each other, however indirectly (`tests/architecture.rs` checks both):
+//! two files import each other, however indirectly (`tests/architecture/main.rs` checks both):
 //!
 //! ```text
 //! doctor     `jwks-edge doctor`: the relying party's checks, from outside
