@@ -12,6 +12,8 @@ mod hygiene;
 mod keys;
 mod operations;
 mod pebble;
+mod pebble_probe;
+mod prepublished;
 mod process;
 mod properties;
 mod readiness;
