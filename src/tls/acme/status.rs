@@ -1,0 +1,85 @@
+//! What `/readyz` shows of ACME: each certificate's record and state, shared with the
+//! admin listener.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use crate::config::AcmeChallenge;
+
+/// One certificate's state, as `/readyz` shows it.
+#[derive(Clone, Debug, Default)]
+pub struct CertRecord {
+    pub names: Vec<String>,
+    pub not_after: Option<SystemTime>,
+    pub renew_at: Option<SystemTime>,
+    pub last_attempt: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub next_attempt: Option<SystemTime>,
+}
+
+impl CertRecord {
+    /// `missing`/`expired` (HTTPS cannot serve these names), `valid`, `renewing` (due,
+    /// no failure yet) or `renewal_failing` (due, and the CA refused or is unreachable).
+    pub fn state(&self, now: SystemTime) -> &'static str {
+        match (self.not_after, self.renew_at) {
+            (None, _) => "missing",
+            (Some(not_after), _) if not_after <= now => "expired",
+            (_, Some(renew_at)) if renew_at <= now && self.consecutive_failures > 0 => "renewal_failing",
+            (_, Some(renew_at)) if renew_at <= now => "renewing",
+            _ => "valid",
+        }
+    }
+}
+
+/// The ACME state shared with the admin listener.
+#[derive(Debug)]
+pub struct AcmeStatus {
+    pub directory: String,
+    pub challenge: AcmeChallenge,
+    /// Written by the `AcmeManager` after each change, one record per certificate it
+    /// keeps (in its order); read by `/readyz`.
+    records: Mutex<Vec<CertRecord>>,
+}
+
+impl AcmeStatus {
+    pub(super) fn new(directory: String, challenge: AcmeChallenge, records: Vec<CertRecord>) -> AcmeStatus {
+        AcmeStatus {
+            directory,
+            challenge,
+            records: Mutex::new(records),
+        }
+    }
+
+    pub fn records(&self) -> Vec<CertRecord> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(super) fn set(&self, index: usize, record: CertRecord) {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())[index] = record;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn record_states_say_what_an_operator_must_know() {
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
+        let mut record = CertRecord::default();
+        assert_eq!(record.state(now), "missing");
+        record.not_after = Some(now + 10 * hour);
+        record.renew_at = Some(now + hour);
+        assert_eq!(record.state(now), "valid");
+        record.renew_at = Some(now - hour);
+        assert_eq!(record.state(now), "renewing");
+        record.consecutive_failures = 1;
+        assert_eq!(record.state(now), "renewal_failing");
+        record.not_after = Some(now - hour);
+        assert_eq!(record.state(now), "expired");
+    }
+}
