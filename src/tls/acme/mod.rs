@@ -18,4 +18,4 @@ mod status;
 pub use error::AcmeError;
 pub use manager::AcmeManager;
 pub use plan::{renew_at, retry_delay};
-pub use status::{AcmeStatus, CertRecord};
+pub use status::{AcmeStatus, CertRecord, CertState};

@@ -6,6 +6,38 @@ use std::time::SystemTime;
 
 use crate::config::AcmeChallenge;
 
+/// Where one certificate stands, as `/readyz` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertState {
+    /// Never obtained: HTTPS cannot serve these names.
+    Missing,
+    /// Past its `not_after`: HTTPS cannot serve these names.
+    Expired,
+    /// Served, and not yet due for renewal.
+    Valid,
+    /// Due for renewal, no failed order yet.
+    Renewing,
+    /// Due for renewal, and the CA refused or is unreachable.
+    RenewalFailing,
+}
+
+impl CertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Missing => "missing",
+            CertState::Expired => "expired",
+            CertState::Valid => "valid",
+            CertState::Renewing => "renewing",
+            CertState::RenewalFailing => "renewal_failing",
+        }
+    }
+
+    /// Whether HTTPS has a certificate it can serve for these names.
+    pub fn serves(self) -> bool {
+        !matches!(self, CertState::Missing | CertState::Expired)
+    }
+}
+
 /// One certificate's state, as `/readyz` shows it.
 #[derive(Clone, Debug, Default)]
 pub struct CertRecord {
@@ -19,15 +51,14 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
-    /// `missing`/`expired` (HTTPS cannot serve these names), `valid`, `renewing` (due,
-    /// no failure yet) or `renewal_failing` (due, and the CA refused or is unreachable).
-    pub fn state(&self, now: SystemTime) -> &'static str {
+    /// Where the certificate stands at `now`: due means `renew_at` has passed.
+    pub fn state(&self, now: SystemTime) -> CertState {
         match (self.not_after, self.renew_at) {
-            (None, _) => "missing",
-            (Some(not_after), _) if not_after <= now => "expired",
-            (_, Some(renew_at)) if renew_at <= now && self.consecutive_failures > 0 => "renewal_failing",
-            (_, Some(renew_at)) if renew_at <= now => "renewing",
-            _ => "valid",
+            (None, _) => CertState::Missing,
+            (Some(not_after), _) if not_after <= now => CertState::Expired,
+            (_, Some(renew_at)) if renew_at <= now && self.consecutive_failures > 0 => CertState::RenewalFailing,
+            (_, Some(renew_at)) if renew_at <= now => CertState::Renewing,
+            _ => CertState::Valid,
         }
     }
 }
@@ -71,15 +102,18 @@ mod tests {
         let now = SystemTime::now();
         let hour = Duration::from_secs(3600);
         let mut record = CertRecord::default();
-        assert_eq!(record.state(now), "missing");
+        assert_eq!(record.state(now).as_str(), "missing");
+        assert!(!record.state(now).serves());
         record.not_after = Some(now + 10 * hour);
         record.renew_at = Some(now + hour);
-        assert_eq!(record.state(now), "valid");
+        assert_eq!(record.state(now).as_str(), "valid");
         record.renew_at = Some(now - hour);
-        assert_eq!(record.state(now), "renewing");
+        assert_eq!(record.state(now).as_str(), "renewing");
         record.consecutive_failures = 1;
-        assert_eq!(record.state(now), "renewal_failing");
+        assert_eq!(record.state(now).as_str(), "renewal_failing");
+        assert!(record.state(now).serves());
         record.not_after = Some(now - hour);
-        assert_eq!(record.state(now), "expired");
+        assert_eq!(record.state(now).as_str(), "expired");
+        assert!(!record.state(now).serves());
     }
 }
