@@ -132,12 +132,12 @@ impl Admin {
             .iter()
             .map(|r| {
                 let state = r.state(now);
-                let valid = !matches!(state, "missing" | "expired");
+                let valid = state.serves();
                 all &= valid;
                 any |= valid;
                 json!({
                     "names": r.names,
-                    "state": state,
+                    "state": state.as_str(),
                     "not_after": rfc3339(r.not_after),
                     "renew_at": rfc3339(r.renew_at),
                     "last_attempt": rfc3339(r.last_attempt),
