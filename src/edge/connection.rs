@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -31,7 +33,6 @@ use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
 use crate::config::limits::Limits;
-use crate::edge::response::Body;
 use crate::telemetry::metrics::ConnMetrics;
 
 /// The connection a request came on.
@@ -41,6 +42,9 @@ pub struct ConnInfo {
     /// The listener's name ("https", "plain", "admin").
     pub listener: &'static str,
 }
+
+/// The body of every answer a listener sends: held whole in memory, sent at once.
+pub type Body = Full<Bytes>;
 
 /// What a listener serves: the public `Proxy` or the admin endpoints.
 pub trait Handler: Send + Sync + 'static {

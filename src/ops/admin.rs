@@ -17,8 +17,8 @@ use crate::cache::health::HealthBoard;
 use crate::cache::key_board::KeyBoard;
 use crate::cache::store::DocumentStore;
 use crate::config::{Issuer, Readiness};
-use crate::edge::connection::{ConnInfo, Handler};
-use crate::edge::response::{Body, Reject};
+use crate::edge::connection::{Body, ConnInfo, Handler};
+use crate::edge::reject::{Allow, Reject, RETRY_AFTER};
 use crate::model::document::{CachePolicy, DocKind, Freshness};
 use crate::model::DocId;
 use crate::telemetry::metrics::Metrics;
@@ -358,14 +358,13 @@ impl Admin {
     }
 
     /// Whether the request carries the admin token; `None` when admin actions are off.
-    async fn authorized<B>(&self, request: &Request<B>) -> Option<Result<(), Response<Body>>> {
+    async fn authorized<B>(&self, request: &Request<B>) -> Option<Result<(), Reject>> {
         let path = self.token_file.as_ref()?;
         let expected = match tokio::fs::read_to_string(path).await {
             Ok(token) => token.trim().to_owned(),
             Err(err) => {
                 tracing::error!(path = %path.display(), "cannot read admin.token_file: {err}");
-                let body = json!({"error": "token_unavailable", "message": "the admin token cannot be read"});
-                return Some(Err(json_response(StatusCode::INTERNAL_SERVER_ERROR, &body)));
+                return Some(Err(Reject::TokenUnavailable));
             }
         };
         let given = request
@@ -377,12 +376,7 @@ impl Admin {
         if !expected.is_empty() && same_secret(given.trim().as_bytes(), expected.as_bytes()) {
             return Some(Ok(()));
         }
-        let body = json!({"error": "unauthorized", "message": "a valid Authorization: Bearer token is required"});
-        let mut response = json_response(StatusCode::UNAUTHORIZED, &body);
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        Some(Err(response))
+        Some(Err(Reject::Unauthorized))
     }
 
     /// `POST /admin/refresh[?issuer=NAME]`: fetches now and reports each outcome. A
@@ -390,7 +384,7 @@ impl Admin {
     /// discovery document) makes the answer 503: this never waits for queue room.
     async fn refresh(&self, request: &Request<Incoming>) -> Response<Body> {
         let Some(selected) = self.selected(request) else {
-            return unknown_issuer();
+            return Reject::UnknownIssuer.response();
         };
         // Each fetch is bounded by fetch_timeout; allow for both documents in turn.
         let wait = self.policy.fetch_timeout * 2 + Duration::from_secs(1);
@@ -427,9 +421,7 @@ impl Admin {
         };
         let mut response = json_response(status, &json!({"ok": all_ok, "issuers": issuers}));
         if busy {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER);
         }
         response
     }
@@ -440,7 +432,7 @@ impl Admin {
     /// there); 503 with `Retry-After` when a refresher has requests queued.
     async fn drop_retained(&self, request: &Request<Incoming>) -> Response<Body> {
         let Some(selected) = self.selected(request) else {
-            return unknown_issuer();
+            return Reject::UnknownIssuer.response();
         };
         // The key set refresher may be in the middle of one fetch.
         let wait = self.policy.fetch_timeout + Duration::from_secs(2);
@@ -481,9 +473,7 @@ impl Admin {
         let ok = status == StatusCode::OK;
         let mut response = json_response(status, &json!({"ok": ok, "issuers": issuers}));
         if busy {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response.headers_mut().insert(header::RETRY_AFTER, RETRY_AFTER);
         }
         response
     }
@@ -503,11 +493,6 @@ impl Admin {
     fn issuer_index(&self, name: &str) -> Option<usize> {
         self.issuers.iter().position(|i| i.name == name)
     }
-}
-
-fn unknown_issuer() -> Response<Body> {
-    let body = json!({"error": "unknown_issuer", "message": "no issuer has this name"});
-    json_response(StatusCode::NOT_FOUND, &body)
 }
 
 /// The value of `name` in the URI's query, percent-decoded; `None` when absent or not
@@ -581,15 +566,11 @@ impl Handler for Admin {
             let Some(authorized) = self.authorized(&request).await else {
                 return Reject::NotFound.response();
             };
-            if let Err(response) = authorized {
-                return response;
+            if let Err(reject) = authorized {
+                return reject.response();
             }
             if request.method() != Method::POST {
-                let mut response = Reject::MethodNotAllowed.response();
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
-                return response;
+                return Reject::MethodNotAllowed(Allow::Post).response();
             }
             if path == "/admin/drop-retained" {
                 return self.drop_retained(&request).await;
@@ -597,7 +578,7 @@ impl Handler for Admin {
             return self.refresh(&request).await;
         }
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return Reject::MethodNotAllowed.response();
+            return Reject::MethodNotAllowed(Allow::GetHead).response();
         }
         match path {
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
@@ -606,7 +587,7 @@ impl Handler for Admin {
                     None => self.readiness(),
                     Some(name) => match self.issuer_index(&name) {
                         Some(index) => self.issuer_readiness(index),
-                        None => return unknown_issuer(),
+                        None => return Reject::UnknownIssuer.response(),
                     },
                 };
                 let status = if ready {
