@@ -3,9 +3,11 @@
 //! error answers of both listeners (`Reject`), and the access log.
 
 pub mod access_log;
+mod activity;
 pub mod address_limit;
 pub mod connection;
 pub mod fd_limit;
 pub mod proxy;
 pub mod reject;
 pub mod server;
+mod watched;
