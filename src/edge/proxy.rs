@@ -14,8 +14,8 @@ use crate::cache::revalidate::Revalidations;
 use crate::cache::routes::{Route, Router};
 use crate::cache::store::DocumentStore;
 use crate::edge::access_log::{AccessEntry, AccessLog};
-use crate::edge::connection::{ConnInfo, Handler};
-use crate::edge::response::{preflight, Body, Reject};
+use crate::edge::connection::{Body, ConnInfo, Handler};
+use crate::edge::reject::{Allow, Reject};
 use crate::model::document::{CachePolicy, CacheStatus, Document, Freshness};
 use crate::model::DocId;
 use crate::telemetry::metrics::Metrics;
@@ -168,7 +168,7 @@ impl Proxy {
         match *request.method() {
             Method::GET | Method::HEAD => {}
             Method::OPTIONS => return Ok(preflight()),
-            _ => return Err(Reject::MethodNotAllowed),
+            _ => return Err(Reject::MethodNotAllowed(Allow::GetHeadOptions)),
         }
         let (doc, status, now) = self.current(id, started, deadline).await?;
         outcome.cache = Some(status);
@@ -226,6 +226,23 @@ impl Proxy {
         }
         response
     }
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) on a document.
+fn preflight() -> Response<Body> {
+    let allow = Allow::GetHeadOptions.header();
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, allow.clone());
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("if-none-match, cache-control"),
+    );
+    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    response
 }
 
 /// The host a request is for: the request target's authority (HTTP/2 `:authority`,

@@ -382,7 +382,7 @@ impl jwks_edge::edge::connection::Handler for Counting {
         &self,
         _: http::Request<hyper::body::Incoming>,
         _: jwks_edge::edge::connection::ConnInfo,
-    ) -> impl std::future::Future<Output = http::Response<jwks_edge::edge::response::Body>> + Send {
+    ) -> impl std::future::Future<Output = http::Response<jwks_edge::edge::connection::Body>> + Send {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async { http::Response::new(Default::default()) }
     }

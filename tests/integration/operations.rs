@@ -215,6 +215,21 @@ async fn admin_refresh_requires_the_token_and_fetches_at_once() {
         StatusCode::UNAUTHORIZED,
         "authorization comes before the method"
     );
+    // Authorized, with the wrong method: the 405 names the one method each path is served with.
+    let mut conn = Conn::open(proxy.admin, &Transport::Plain).await;
+    for path in ["/admin/refresh", "/admin/drop-retained"] {
+        let reply = conn
+            .send(Method::GET, "localhost", path, &[("authorization", "Bearer s3cret")])
+            .await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(reply.header("allow"), Some("POST"), "{path}");
+        assert_eq!(reply.json()["error"], "method_not_allowed", "{path}");
+        assert_eq!(reply.json()["message"], "only POST is served", "{path}");
+    }
+    let post_healthz = post(proxy.admin, "/healthz", None).await;
+    assert_eq!(post_healthz.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post_healthz.header("allow"), Some("GET, HEAD"));
+    assert_eq!(post_healthz.json()["message"], "only GET and HEAD are served");
 
     // Keys rotate upstream; with a 1 h refresh period only the admin action explains a change.
     idp.put(KEYS, key_set("after"));
