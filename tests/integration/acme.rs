@@ -15,17 +15,17 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::pebble::Pebble;
 use crate::support::*;
 
-const GITLAB: &str = "gitlab.example.com";
-const AUTH: &str = "auth.example.com";
-const DISCOVERY: &str = "/.well-known/openid-configuration";
-const GITLAB_KEYS: &str = "/oauth/discovery/keys";
+pub(crate) const GITLAB: &str = "gitlab.example.com";
+pub(crate) const AUTH: &str = "auth.example.com";
+pub(crate) const DISCOVERY: &str = "/.well-known/openid-configuration";
+pub(crate) const GITLAB_KEYS: &str = "/oauth/discovery/keys";
 
 /// Issuance takes about a second here; generous for a loaded machine.
-const ISSUANCE: Duration = Duration::from_secs(60);
+pub(crate) const ISSUANCE: Duration = Duration::from_secs(60);
 
 /// A loopback listener on `port` (0: any), reusable at once after the previous one closed,
 /// so a restarted proxy is where pebble validates.
-fn listen(port: u16) -> TcpListener {
+pub(crate) fn listen(port: u16) -> TcpListener {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_reuseaddr(true).unwrap();
     socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
@@ -34,7 +34,7 @@ fn listen(port: u16) -> TcpListener {
 
 /// A client that trusts only the root pebble issues under (as a relying party trusts a
 /// public CA), offering `h2` and `http/1.1`.
-fn trusting(roots_pem: &str, sni: &str) -> Transport {
+pub(crate) fn trusting(roots_pem: &str, sni: &str) -> Transport {
     let mut roots = rustls::RootCertStore::empty();
     let root = CertificateDer::pem_slice_iter(roots_pem.as_bytes())
         .next()
@@ -54,7 +54,7 @@ fn trusting(roots_pem: &str, sni: &str) -> Transport {
 }
 
 /// The DNS names of a certificate.
-fn names(cert: &CertificateDer<'_>) -> Vec<String> {
+pub(crate) fn names(cert: &CertificateDer<'_>) -> Vec<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).unwrap();
     let san = parsed.subject_alternative_name().unwrap().unwrap();
     san.value
@@ -68,7 +68,7 @@ fn names(cert: &CertificateDer<'_>) -> Vec<String> {
 }
 
 /// The value of one `jwks_edge_acme_orders_total` series.
-async fn orders(admin: SocketAddr, outcome: &str) -> u64 {
+pub(crate) async fn orders(admin: SocketAddr, outcome: &str) -> u64 {
     let reply = get(admin, &Transport::Plain, "localhost", "/metrics").await;
     let text = String::from_utf8_lossy(&reply.body).into_owned();
     let prefix = format!("jwks_edge_acme_orders_total{{outcome=\"{outcome}\"}} ");
@@ -80,7 +80,7 @@ async fn orders(admin: SocketAddr, outcome: &str) -> u64 {
 }
 
 /// The ACME certificates `/readyz` reports.
-async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Value>) {
+pub(crate) async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Value>) {
     let (status, body) = readyz(admin).await;
     let certs = body["tls"]["acme"]["certificates"].as_array().unwrap().clone();
     (status, certs)
@@ -88,7 +88,7 @@ async fn acme_certificates(admin: SocketAddr) -> (StatusCode, Vec<serde_json::Va
 
 /// Waits (bounded) until every ACME certificate of the proxy is in `state`; the failure
 /// shows what `/readyz` said last.
-async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
+pub(crate) async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
     Wait::up_to(limit)
         .every(Duration::from_millis(50))
         .until(&format!("every certificate to be {state}"), async || {
@@ -103,21 +103,21 @@ async fn until_all(admin: SocketAddr, state: &str, limit: Duration) {
 }
 
 /// Waits (bounded) until `/readyz` says 200: documents fetched and certificates valid.
-async fn until_ready(admin: SocketAddr) {
+pub(crate) async fn until_ready(admin: SocketAddr) {
     eventually(ISSUANCE, "the proxy to be ready", async || {
         readyz(admin).await.0 == StatusCode::OK
     })
     .await;
 }
 
-struct Setup {
+pub(crate) struct Setup {
     gitlab: FakeIdp,
     keycloak: FakeIdp,
     cache: tempfile::TempDir,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         Setup {
             gitlab: gitlab_idp().await,
             keycloak: keycloak_idp("a").await,
@@ -132,7 +132,13 @@ impl Setup {
         self.start_with(https, plain, &pebble.directory, &ca).await
     }
 
-    async fn start_with(&self, https: TcpListener, plain: TcpListener, directory: &str, acme: &str) -> Proxy {
+    pub(crate) async fn start_with(
+        &self,
+        https: TcpListener,
+        plain: TcpListener,
+        directory: &str,
+        acme: &str,
+    ) -> Proxy {
         let cache_dir = self.cache.path();
         let acme =
             format!("directory = {directory:?}\ncontact = [\"ops@example.com\"]\ncache_dir = {cache_dir:?}\n{acme}");
@@ -149,7 +155,7 @@ impl Setup {
 /// Waits (bounded) until every ACME certificate has been replaced by a new one (a later
 /// `not_after` in `/readyz`), polling gently: handshakes in a tight loop would load the
 /// machine the other tests share.
-async fn until_renewed(admin: SocketAddr, limit: Duration) {
+pub(crate) async fn until_renewed(admin: SocketAddr, limit: Duration) {
     let (_, before) = acme_certificates(admin).await;
     Wait::up_to(limit)
         .every(Duration::from_millis(200))
@@ -169,7 +175,7 @@ async fn until_renewed(admin: SocketAddr, limit: Duration) {
 
 /// Serves both documents of both issuers over HTTPS with the certificate for each name;
 /// returns the leaf served for each name.
-async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'static>> {
+pub(crate) async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'static>> {
     let mut leaves = Vec::new();
     for (host, paths) in [
         (GITLAB, [DISCOVERY.to_owned(), GITLAB_KEYS.to_owned()]),
@@ -192,12 +198,12 @@ async fn serves_both(https: SocketAddr, roots: &str) -> Vec<CertificateDer<'stat
 }
 
 /// One `/readyz` time field.
-fn time(cert: &serde_json::Value, key: &str) -> std::time::SystemTime {
+pub(crate) fn time(cert: &serde_json::Value, key: &str) -> std::time::SystemTime {
     humantime::parse_rfc3339(cert[key].as_str().unwrap_or_else(|| panic!("no {key} in {cert}"))).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_fails() {
+pub(crate) async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_fails() {
     // One pebble, one proxy restarted along the way, one cache: each step starts from what
     // the previous one left, as in production.
     let https = listen(0);
@@ -318,7 +324,7 @@ async fn tls_alpn_certificates_are_obtained_reused_renewed_and_kept_when_the_ca_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
+pub(crate) async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
     let plain = listen(0);
     let unused = listen(0);
     let pebble = Pebble::start(
@@ -349,133 +355,8 @@ async fn http01_on_the_plain_listener_gets_one_certificate_for_every_name() {
     proxy.shutdown().await;
 }
 
-#[tokio::test]
-async fn without_a_certificate_https_refuses_readyz_says_missing_and_plain_serves() {
-    // No CA answers (bound, never listening: connections are refused): nothing cached,
-    // the first order fails.
-    let closed = TcpSocket::new_v4().unwrap();
-    closed.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let directory = format!("https://{}/dir", closed.local_addr().unwrap());
-    let setup = Setup::new().await;
-    let proxy = setup.start_with(listen(0), listen(0), &directory, "").await;
-    until_served(proxy.plain.unwrap(), GITLAB, DISCOVERY).await;
-    eventually(ISSUANCE, "the failed order to be counted", async || {
-        orders(proxy.admin, "failed").await == 1
-    })
-    .await;
-    let (status, certs) = acme_certificates(proxy.admin).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no certificate: not ready");
-    assert_eq!(certs.len(), 1);
-    assert_eq!(certs[0]["state"], "missing");
-    assert_eq!(certs[0]["names"], serde_json::json!([GITLAB, AUTH]));
-    assert!(certs[0]["last_error"].as_str().unwrap().contains("Connection refused"));
-    let any_cert = any_certificate(b"http/1.1");
-    assert!(try_handshake(proxy.https.unwrap(), &any_cert).await.is_err());
-    proxy.shutdown().await;
-}
-
-/// Counts the requests that reach it.
-struct Counting(Arc<std::sync::atomic::AtomicUsize>);
-
-impl jwks_edge::edge::connection::Handler for Counting {
-    fn handle(
-        &self,
-        _: http::Request<hyper::body::Incoming>,
-        _: jwks_edge::edge::connection::ConnInfo,
-    ) -> impl std::future::Future<Output = http::Response<jwks_edge::edge::connection::Body>> + Send {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async { http::Response::new(Default::default()) }
-    }
-}
-
-#[tokio::test]
-async fn a_validation_handshake_gets_the_challenge_certificate_and_no_request_through() {
-    use jwks_edge::tls::challenges::Challenges;
-    use jwks_edge::tls::resolver::{CertResolver, CertSet};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let digest = [7u8; 32];
-    let challenges = Arc::new(Challenges::default());
-    challenges.answer_tls_alpn(GITLAB, &digest).unwrap();
-    let ca = TestCa::new("jwks-edge test CA");
-    let served = ca.issue(&[GITLAB]);
-    let key = jwks_edge::tls::certified_key_from_pem(&served.chain_pem, &served.key_pem).unwrap();
-    let resolver = Arc::new(CertResolver::with_challenges(CertSet::single(key), challenges));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let endpoint = jwks_edge::edge::server::Endpoint {
-        name: "https",
-        listener,
-        tls: Some(tokio_rustls::TlsAcceptor::from(
-            jwks_edge::tls::server_config(resolver, true).unwrap(),
-        )),
-        limits: jwks_edge::config::limits::Limits::default(),
-        metrics: jwks_edge::telemetry::metrics::Metrics::new(Vec::new()).listener("https"),
-    };
-    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(jwks_edge::edge::server::serve(
-        endpoint,
-        Arc::new(Counting(requests.clone())),
-        async {
-            let _ = stopped.await;
-        },
-    ));
-
-    // RFC 8737: acme-tls/1 alone gets the self-signed certificate for the name, its
-    // critical acmeIdentifier extension holding the digest, and the connection ends
-    // with the handshake.
-    let Transport::Tls { config, sni } = any_certificate(b"acme-tls/1") else {
-        unreachable!()
-    };
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from(sni).unwrap();
-    let mut tls = tokio::time::timeout(IO_TIMEOUT, tokio_rustls::TlsConnector::from(config).connect(name, tcp))
-        .await
-        .unwrap()
-        .unwrap();
-    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
-    assert_eq!(names(&leaf), [GITLAB]);
-    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf).unwrap();
-    let acme_identifier = parsed
-        .extensions()
-        .iter()
-        .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
-        .expect("an acmeIdentifier extension");
-    assert!(acme_identifier.critical);
-    assert_eq!(acme_identifier.value, [&[0x04, 0x20][..], &digest].concat());
-    let _ = tls
-        .write_all(b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: gitlab.example.com\r\n\r\n")
-        .await;
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(IO_TIMEOUT, tls.read_to_end(&mut rest)).await;
-    assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "closed, nothing answered: {read:?} {rest:?}"
-    );
-
-    // Offered beside other protocols, acme-tls/1 is not a validation: the usual certificate.
-    let leaf = try_handshake(addr, &{
-        let Transport::Tls { config, sni } = trusting(&ca.pem(), GITLAB) else {
-            unreachable!()
-        };
-        let mut config = (*config).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"acme-tls/1".to_vec()];
-        Transport::Tls {
-            config: Arc::new(config),
-            sni,
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(leaf, served.leaf());
-    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
-    let _ = stop.send(());
-    tokio::time::timeout(IO_TIMEOUT, server).await.unwrap().unwrap();
-}
-
 /// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -489,7 +370,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// A TLS handshake alone; the server's leaf certificate when it succeeds.
-async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Result<CertificateDer<'static>> {
+pub(crate) async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Result<CertificateDer<'static>> {
     let Transport::Tls { config, sni } = transport else {
         unreachable!()
     };
@@ -508,7 +389,7 @@ async fn try_handshake(addr: SocketAddr, transport: &Transport) -> std::io::Resu
 
 /// A client for `GITLAB` offering only `alpn` that accepts any certificate: it asks only
 /// whether a handshake gets one at all.
-fn any_certificate(alpn: &[u8]) -> Transport {
+pub(crate) fn any_certificate(alpn: &[u8]) -> Transport {
     let mut config = rustls::ClientConfig::builder_with_provider(jwks_edge::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -524,7 +405,7 @@ fn any_certificate(alpn: &[u8]) -> Transport {
 
 /// Accepts any server certificate.
 #[derive(Debug)]
-struct AcceptAnything;
+pub(crate) struct AcceptAnything;
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(

@@ -1,6 +1,7 @@
 //! Integration tests: real proxies, fake IdPs and clients on loopback sockets.
 
 mod acme;
+mod acme_listeners;
 mod certificates;
 mod cli;
 mod connections;
