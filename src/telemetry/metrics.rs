@@ -14,7 +14,8 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::model::document::{CacheStatus, DocKind};
-use crate::model::keys::KEY_EVENTS;
+use crate::model::key_event::KeyEventKind;
+use crate::model::outcome::FetchOutcome;
 use crate::model::DocId;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,21 +73,6 @@ struct CertLabels {
 
 /// Statuses the proxy itself answers with; anything else counts as "other".
 const STATUSES: [&str; 8] = ["200", "204", "304", "400", "404", "405", "503", "other"];
-const CACHE: [&str; 4] = ["hit", "stale", "collapsed", "none"];
-/// Every fetch outcome label (see `FetchError::as_str`).
-pub const OUTCOMES: [&str; 11] = [
-    "ok",
-    "timeout",
-    "refused",
-    "status",
-    "invalid",
-    "too_large",
-    "body",
-    "token",
-    "route_conflict",
-    "bad_url",
-    "withdrawn",
-];
 
 fn status_index(status: u16) -> usize {
     match status {
@@ -101,13 +87,15 @@ fn status_index(status: u16) -> usize {
     }
 }
 
+/// `cache_status` labels: each `CacheStatus`, then "none" for a response without one.
+const CACHE_LABELS: usize = CacheStatus::ALL.len() + 1;
+
+fn cache_label(index: usize) -> &'static str {
+    CacheStatus::ALL.get(index).map_or("none", |status| status.as_str())
+}
+
 fn cache_index(cache: Option<CacheStatus>) -> usize {
-    match cache {
-        Some(CacheStatus::Hit) => 0,
-        Some(CacheStatus::Stale) => 1,
-        Some(CacheStatus::Collapsed) => 2,
-        None => 3,
-    }
+    cache.map_or(CacheStatus::ALL.len(), |status| status as usize)
 }
 
 /// Upper bounds, in seconds, of the latency histograms' buckets.
@@ -196,6 +184,7 @@ pub struct Metrics {
     requests: Vec<Counter>,
     durations: Vec<LatencyHistogram>,
     stale: Vec<Counter>,
+    /// One counter per (document, `FetchOutcome::ALL` entry).
     fetches: Vec<Counter>,
     fetch_durations: Vec<LatencyHistogram>,
     /// One per issuer: key set fetches started early by a request (`revalidate`).
@@ -205,7 +194,7 @@ pub struct Metrics {
     servable: Vec<Gauge>,
     issuer_mismatch: Vec<Gauge>,
     published_keys: Vec<Gauge>,
-    /// One counter per (issuer, `KEY_EVENTS` entry).
+    /// One counter per (issuer, `KeyEventKind::ALL` entry).
     key_events: Vec<Counter>,
     connections: Family<ListenerLabels, Gauge>,
     handshakes: Family<ReasonLabels, Counter>,
@@ -339,23 +328,24 @@ impl Metrics {
         let acme_issued = acme_orders.get_or_create(&AcmeLabels { outcome: "issued" }).clone();
         let acme_failed = acme_orders.get_or_create(&AcmeLabels { outcome: "failed" }).clone();
 
+        // Slot `issuers.len() * 2` holds the requests that named no document.
         let doc_label = |slot: usize| -> (String, &'static str) {
             match issuers.get(slot / 2) {
-                Some(name) => (name.clone(), if slot % 2 == 0 { "discovery" } else { "jwks" }),
+                Some(name) => (name.clone(), slot_kind(slot).as_str()),
                 None => (String::new(), "none"),
             }
         };
         let slots = issuers.len() * 2 + 1;
-        let mut requests = Vec::with_capacity(slots * STATUSES.len() * CACHE.len());
+        let mut requests = Vec::with_capacity(slots * STATUSES.len() * CACHE_LABELS);
         for slot in 0..slots {
             let (issuer, document) = doc_label(slot);
             for status in STATUSES {
-                for cache_status in CACHE {
+                for cache in 0..CACHE_LABELS {
                     let labels = RequestLabels {
                         issuer: issuer.clone(),
                         document,
                         status,
-                        cache_status,
+                        cache_status: cache_label(cache),
                     };
                     requests.push(requests_family.get_or_create(&labels).clone());
                 }
@@ -401,24 +391,24 @@ impl Metrics {
                 published_keys_family.get_or_create(&labels).clone()
             })
             .collect();
-        let mut key_events = Vec::with_capacity(issuers.len() * KEY_EVENTS.len());
+        let mut key_events = Vec::with_capacity(issuers.len() * KeyEventKind::ALL.len());
         for issuer in &issuers {
-            for event in KEY_EVENTS {
+            for event in KeyEventKind::ALL {
                 let labels = KeyEventLabels {
                     issuer: issuer.clone(),
-                    event,
+                    event: event.as_str(),
                 };
                 key_events.push(key_events_family.get_or_create(&labels).clone());
             }
         }
-        let mut fetches = Vec::with_capacity(issuers.len() * 2 * OUTCOMES.len());
+        let mut fetches = Vec::with_capacity(issuers.len() * 2 * FetchOutcome::ALL.len());
         for slot in 0..issuers.len() * 2 {
             let (issuer, document) = doc_label(slot);
-            for outcome in OUTCOMES {
+            for outcome in FetchOutcome::ALL {
                 let labels = FetchLabels {
                     issuer: issuer.clone(),
                     document,
-                    outcome,
+                    outcome: outcome.as_str(),
                 };
                 fetches.push(fetches_family.get_or_create(&labels).clone());
             }
@@ -451,7 +441,7 @@ impl Metrics {
     /// Records one answered request (`doc`: the document it was for, if any).
     pub fn request(&self, doc: Option<DocId>, status: u16, cache: Option<CacheStatus>, elapsed: Duration) {
         let slot = doc.map_or(self.issuers.len() * 2, DocId::slot);
-        let index = (slot * STATUSES.len() + status_index(status)) * CACHE.len() + cache_index(cache);
+        let index = (slot * STATUSES.len() + status_index(status)) * CACHE_LABELS + cache_index(cache);
         self.requests[index].inc();
         self.durations[slot].observe(elapsed);
         if let (Some(doc), Some(CacheStatus::Stale)) = (doc, cache) {
@@ -459,13 +449,9 @@ impl Metrics {
         }
     }
 
-    /// Records one upstream fetch and its outcome label (one of `OUTCOMES`).
-    pub fn fetch(&self, doc: DocId, outcome: &'static str, elapsed: Duration) {
-        let outcome_index = OUTCOMES
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(OUTCOMES.len() - 1);
-        self.fetches[doc.slot() * OUTCOMES.len() + outcome_index].inc();
+    /// Records one upstream fetch and how it ended.
+    pub fn fetch(&self, doc: DocId, outcome: FetchOutcome, elapsed: Duration) {
+        self.fetches[doc.slot() * FetchOutcome::ALL.len() + outcome as usize].inc();
         self.fetch_durations[doc.slot()].observe(elapsed);
     }
 
@@ -502,10 +488,7 @@ impl Metrics {
         self.servable[doc.slot()].set(i64::from(servable));
         let labels = DocLabels {
             issuer: self.issuers[doc.issuer].clone(),
-            document: match doc.kind {
-                DocKind::Discovery => "discovery",
-                DocKind::Jwks => "jwks",
-            },
+            document: doc.kind.as_str(),
         };
         match age {
             Some(age) => {
@@ -530,11 +513,9 @@ impl Metrics {
         self.published_keys[issuer].set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// Counts one change to an issuer's keys (`event`: one of `KEY_EVENTS`).
-    pub fn key_event(&self, issuer: usize, event: &'static str) {
-        if let Some(index) = KEY_EVENTS.iter().position(|e| *e == event) {
-            self.key_events[issuer * KEY_EVENTS.len() + index].inc();
-        }
+    /// Counts one change to an issuer's keys.
+    pub fn key_event(&self, issuer: usize, event: KeyEventKind) {
+        self.key_events[issuer * KeyEventKind::ALL.len() + event as usize].inc();
     }
 
     /// Replaces the certificate expiry gauges (called at scrape time).
@@ -552,6 +533,15 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+/// The kind of the document at `slot` (the inverse of `DocId::slot`).
+fn slot_kind(slot: usize) -> DocKind {
+    if slot % 2 == 0 {
+        DocKind::Discovery
+    } else {
+        DocKind::Jwks
     }
 }
 
@@ -576,5 +566,76 @@ mod tests {
         assert!(text.contains("t_seconds_bucket{le=\"5.0\"} 2"), "{text}");
         assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 3"), "{text}");
         assert!(text.contains("t_seconds_sum 10.00103"), "{text}");
+    }
+
+    /// The series of `family` that have counted something.
+    fn counted(metrics: &Metrics, family: &str) -> Vec<String> {
+        let text = metrics.encode();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(family) && !l.ends_with(" 0"))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn each_fetch_outcome_counts_in_the_series_its_label_names() {
+        for outcome in FetchOutcome::ALL {
+            let metrics = Metrics::new(vec!["a".into(), "b".into()]);
+            metrics.fetch(DocId::jwks(1), outcome, Duration::from_millis(1));
+            let label = outcome.as_str();
+            assert_eq!(
+                counted(&metrics, "jwks_edge_upstream_fetches_total"),
+                [format!(
+                    "jwks_edge_upstream_fetches_total{{issuer=\"b\",document=\"jwks\",outcome=\"{label}\"}} 1"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn each_key_event_kind_counts_in_the_series_its_label_names() {
+        for kind in KeyEventKind::ALL {
+            let metrics = Metrics::new(vec!["a".into(), "b".into()]);
+            metrics.key_event(0, kind);
+            let label = kind.as_str();
+            assert_eq!(
+                counted(&metrics, "jwks_edge_key_rotations_total"),
+                [format!(
+                    "jwks_edge_key_rotations_total{{issuer=\"a\",event=\"{label}\"}} 1"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn each_cache_status_counts_in_the_series_its_label_names() {
+        let statuses = CacheStatus::ALL.map(Some).into_iter().chain([None]);
+        for cache in statuses {
+            let metrics = Metrics::new(vec!["a".into()]);
+            metrics.request(Some(DocId::discovery(0)), 304, cache, Duration::from_micros(5));
+            let label = cache.map_or("none", CacheStatus::as_str);
+            assert_eq!(
+                counted(&metrics, "jwks_edge_requests_total"),
+                [format!(
+                    "jwks_edge_requests_total{{issuer=\"a\",document=\"discovery\",status=\"304\",cache_status=\"{label}\"}} 1"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn every_series_of_a_closed_set_exists_before_anything_is_counted() {
+        let text = Metrics::new(vec!["a".into()]).encode();
+        let series = |family: &str| text.lines().filter(|l| l.starts_with(family)).count();
+        assert_eq!(series("jwks_edge_upstream_fetches_total{"), 2 * FetchOutcome::ALL.len());
+        assert_eq!(series("jwks_edge_key_rotations_total{"), KeyEventKind::ALL.len());
+        // Two documents and "none", each by every status and by every cache status or none.
+        assert_eq!(
+            series("jwks_edge_requests_total{"),
+            3 * 8 * (CacheStatus::ALL.len() + 1)
+        );
     }
 }
