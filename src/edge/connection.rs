@@ -32,7 +32,7 @@ use tracing::debug;
 
 use crate::config::limits::Limits;
 use crate::edge::response::Body;
-use crate::telemetry::metrics::ConnMetrics;
+use crate::telemetry::connections::ConnMetrics;
 
 /// The connection a request came on.
 #[derive(Clone, Copy, Debug)]

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::config::limits::Limits;
 use crate::edge::address_limit::AddressLimit;
 use crate::edge::connection::{serve_connection, ConnInfo, Handler, Phase, Served, CLOSE_GRACE};
-use crate::telemetry::metrics::ConnMetrics;
+use crate::telemetry::connections::ConnMetrics;
 use crate::tls::challenges::ACME_TLS_ALPN;
 
 /// Decrements the open-connections gauge when the connection task ends, however it ends.
