@@ -32,14 +32,14 @@ use tracing::debug;
 
 use crate::config::limits::Limits;
 use crate::edge::response::Body;
+use crate::model::listener::Listener;
 use crate::telemetry::connections::ConnMetrics;
 
 /// The connection a request came on.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    /// The listener's name ("https", "plain", "admin").
-    pub listener: &'static str,
+    pub listener: Listener,
 }
 
 /// What a listener serves: the public `Proxy` or the admin endpoints.

@@ -6,6 +6,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::model::listener::Listener;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
@@ -64,7 +66,8 @@ impl ConnectionMetrics {
     }
 
     /// The connection metrics of one listener.
-    pub fn listener(&self, listener: &'static str) -> ConnMetrics {
+    pub fn listener(&self, listener: Listener) -> ConnMetrics {
+        let listener = listener.as_str();
         // One lookup per statement: a family's read guard must be gone before the next
         // lookup, which may need its write lock.
         let open = self.connections.get_or_create(&ListenerLabels { listener }).clone();

@@ -13,6 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::model::doc_id::DocId;
 use crate::model::document::CacheStatus;
 use crate::model::key_event::KeyEventKind;
+use crate::model::listener::Listener;
 use crate::model::outcome::FetchOutcome;
 use crate::telemetry::connections::{ConnMetrics, ConnectionMetrics};
 use crate::telemetry::documents::DocumentMetrics;
@@ -99,7 +100,7 @@ impl Metrics {
     }
 
     /// The connection metrics of one listener.
-    pub fn listener(&self, listener: &'static str) -> ConnMetrics {
+    pub fn listener(&self, listener: Listener) -> ConnMetrics {
         self.connections.listener(listener)
     }
 
