@@ -17,6 +17,7 @@ use jwks_edge::edge::access_log::{AccessFormat, AccessLog};
 use jwks_edge::edge::connection::ConnInfo;
 use jwks_edge::edge::proxy::Proxy;
 use jwks_edge::model::document::{CachePolicy, DocKind, Document};
+use jwks_edge::model::listener::Listener;
 use jwks_edge::model::DocId;
 use jwks_edge::telemetry::metrics::Metrics;
 use jwks_edge::upstream::rewrite::rewrite_discovery;
@@ -89,7 +90,7 @@ fn benches(c: &mut Criterion) {
     );
     let conn = ConnInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),
-        listener: "plain",
+        listener: Listener::Plain,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,6 +23,7 @@ use crate::edge::access_log::AccessLog;
 use crate::edge::proxy::Proxy;
 use crate::edge::server::{serve, Endpoint};
 use crate::model::document::CachePolicy;
+use crate::model::listener::Listener;
 use crate::ops::admin::{Admin, Startup};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::acme::{AcmeError, AcmeManager};
@@ -298,7 +299,7 @@ impl App {
             listener,
             tls,
             limits: match name {
-                "admin" => Limits {
+                Listener::Admin => Limits {
                     max_connections: limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
                     max_connections_per_address: limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
                     ..limits
@@ -310,13 +311,17 @@ impl App {
         let mut servers = tokio::task::JoinSet::new();
         if let (Some(listener), Some(tls)) = (listeners.https, self.tls.clone()) {
             servers.spawn(serve(
-                endpoint("https", listener, Some(tls)),
+                endpoint(Listener::Https, listener, Some(tls)),
                 proxy.clone(),
                 until_stopped(),
             ));
         }
         if let Some(listener) = listeners.plain {
-            servers.spawn(serve(endpoint("plain", listener, None), proxy.clone(), until_stopped()));
+            servers.spawn(serve(
+                endpoint(Listener::Plain, listener, None),
+                proxy.clone(),
+                until_stopped(),
+            ));
         }
         if let Some(listener) = listeners.admin {
             let admin = Arc::new(Admin {
@@ -333,7 +338,7 @@ impl App {
                 readiness: self.config.admin.readiness,
                 startup,
             });
-            servers.spawn(serve(endpoint("admin", listener, None), admin, until_stopped()));
+            servers.spawn(serve(endpoint(Listener::Admin, listener, None), admin, until_stopped()));
         }
         shutdown.await;
         info!("shutting down: no new connections, draining");

@@ -32,14 +32,14 @@ use tracing::debug;
 use crate::config::limits::Limits;
 use crate::edge::activity::{Activity, Next};
 use crate::edge::watched::Watched;
-use crate::telemetry::metrics::ConnMetrics;
+use crate::model::listener::Listener;
+use crate::telemetry::connections::ConnMetrics;
 
 /// The connection a request came on.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
-    /// The listener's name ("https", "plain", "admin").
-    pub listener: &'static str,
+    pub listener: Listener,
 }
 
 /// The body of every answer a listener sends: held whole in memory, sent at once.

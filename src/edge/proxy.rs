@@ -103,7 +103,7 @@ impl Proxy {
         self.metrics.request(outcome.doc, status, outcome.cache, elapsed);
         if let Some(log) = &self.access_log {
             log.record(&AccessEntry {
-                listener: conn.listener,
+                listener: conn.listener.as_str(),
                 peer: conn.peer,
                 method: request.method().as_str(),
                 host: outcome.host.unwrap_or("-"),

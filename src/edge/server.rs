@@ -14,7 +14,8 @@ use tracing::{debug, info, warn, Instrument};
 use crate::config::limits::Limits;
 use crate::edge::address_limit::AddressLimit;
 use crate::edge::connection::{serve_connection, ConnInfo, Handler, Phase, Served, CLOSE_GRACE};
-use crate::telemetry::metrics::ConnMetrics;
+use crate::model::listener::Listener;
+use crate::telemetry::connections::ConnMetrics;
 use crate::tls::challenges::ACME_TLS_ALPN;
 
 /// Decrements the open-connections gauge when the connection task ends, however it ends.
@@ -57,8 +58,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
 
 /// One listening socket and how its connections are served.
 pub struct Endpoint {
-    /// The listener's name in logs and metrics.
-    pub name: &'static str,
+    /// Which listener this is, in logs and metrics.
+    pub name: Listener,
     pub listener: TcpListener,
     /// With it, every connection is TLS.
     pub tls: Option<TlsAcceptor>,
@@ -78,7 +79,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
     } = endpoint;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(listener = name, listen = %local, scheme, "accepting connections");
+    info!(listener = name.as_str(), listen = %local, scheme, "accepting connections");
 
     let builder = builder(&limits);
     // A permit per connection: at the limit, new clients wait in the kernel's backlog.
@@ -108,7 +109,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
             // Closed at once, so the client cannot queue; one client does not get a log
             // line per attempt, the counter shows the rate.
             metrics.refused_per_address.inc();
-            debug!(%peer, listener = name, limit = limits.max_connections_per_address, "connection refused: too many from this address");
+            debug!(%peer, listener = name.as_str(), limit = limits.max_connections_per_address, "connection refused: too many from this address");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -128,7 +129,7 @@ pub async fn serve<H: Handler>(endpoint: Endpoint, handler: Arc<H>, shutdown: im
         };
         let tls = tls.clone();
         let metrics = metrics.clone();
-        let span = tracing::info_span!("conn", %peer, listener = name);
+        let span = tracing::info_span!("conn", %peer, listener = name.as_str());
         let conn = ConnInfo { peer, listener: name };
         tokio::spawn(
             async move {

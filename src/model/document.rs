@@ -78,6 +78,9 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
+    /// Every status, in declaration order (so `status as usize` indexes it).
+    pub const ALL: [CacheStatus; 3] = [CacheStatus::Hit, CacheStatus::Stale, CacheStatus::Collapsed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",

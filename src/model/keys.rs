@@ -64,6 +64,3 @@ pub struct KeySummary {
     pub published: usize,
     pub keys: Vec<KeyStatus>,
 }
-
-/// Every `KeyEvent::as_str` value, for pre-registered metrics.
-pub const KEY_EVENTS: [&str; 4] = ["added", "removed", "expired", "withdrawn"];

@@ -1,5 +1,8 @@
 //! What the process tells about itself while it runs: the metric registry every layer
 //! counts into, and the batched log sink every log line goes through.
 
+pub mod connections;
+pub mod documents;
+pub mod histogram;
 pub mod log_sink;
 pub mod metrics;

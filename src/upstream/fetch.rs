@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::model::outcome::FetchOutcome;
 use crate::upstream::checks::ValidationError;
 use crate::upstream::rotation::Unpublishable;
 
@@ -54,20 +55,22 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A short stable label for metrics and logs (one of `metrics::OUTCOMES`).
-    pub fn as_str(&self) -> &'static str {
+    /// The outcome this failure is counted and logged as.
+    pub fn outcome(&self) -> FetchOutcome {
         match self {
-            FetchError::Url(_) => "bad_url",
-            FetchError::Timeout(_) => "timeout",
+            FetchError::Url(_) => FetchOutcome::BadUrl,
+            FetchError::Timeout(_) => FetchOutcome::Timeout,
             // Refused, reset or failed TLS: the connection never carried an answer.
-            FetchError::Connect(_) => "refused",
-            FetchError::Status { .. } => "status",
-            FetchError::TooLarge { .. } => "too_large",
-            FetchError::Body(_) => "body",
-            FetchError::Invalid(_) | FetchError::Unpublishable(Unpublishable::NotAKeySet) => "invalid",
-            FetchError::Unpublishable(Unpublishable::AllWithdrawn | Unpublishable::NoSigningKeyLeft) => "withdrawn",
-            FetchError::Token { .. } => "token",
-            FetchError::RouteConflict(_) => "route_conflict",
+            FetchError::Connect(_) => FetchOutcome::Refused,
+            FetchError::Status { .. } => FetchOutcome::Status,
+            FetchError::TooLarge { .. } => FetchOutcome::TooLarge,
+            FetchError::Body(_) => FetchOutcome::Body,
+            FetchError::Invalid(_) | FetchError::Unpublishable(Unpublishable::NotAKeySet) => FetchOutcome::Invalid,
+            FetchError::Unpublishable(Unpublishable::AllWithdrawn | Unpublishable::NoSigningKeyLeft) => {
+                FetchOutcome::Withdrawn
+            }
+            FetchError::Token { .. } => FetchOutcome::Token,
+            FetchError::RouteConflict(_) => FetchOutcome::RouteConflict,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::config::Issuer;
 use crate::error_chain;
 use crate::model::document::{CachePolicy, DocKind, Document, Freshness};
 use crate::model::keys::SavedKey;
+use crate::model::outcome::FetchOutcome;
 use crate::model::DocId;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::checks::ValidationError;
@@ -246,7 +247,7 @@ impl IssuerRefresh {
     fn note_keys(&self, retention: &KeyRetention, events: &[KeyEvent]) {
         for event in events {
             event.log(&self.issuer.name);
-            self.metrics.key_event(self.index, event.as_str());
+            self.metrics.key_event(self.index, event.kind());
         }
         self.key_board.set(self.index, retention.summary());
     }
@@ -308,7 +309,7 @@ impl IssuerRefresh {
     ) -> Result<T, FetchError> {
         let started = tokio::time::Instant::now();
         let result = fetch.await;
-        let outcome = result.as_ref().map_or_else(FetchError::as_str, |_| "ok");
+        let outcome = result.as_ref().map_or_else(FetchError::outcome, |_| FetchOutcome::Ok);
         self.metrics.fetch(self.id(kind), outcome, started.elapsed());
         result
     }
@@ -368,7 +369,7 @@ impl IssuerRefresh {
                 issuer = %self.issuer.name,
                 document = kind.as_str(),
                 url,
-                reason = err.as_str(),
+                reason = err.outcome().as_str(),
                 "upstream fetch failed, keeping the last good copy: {reason}"
             );
         } else {

@@ -65,13 +65,14 @@ async fn a_validation_handshake_gets_the_challenge_certificate_and_no_request_th
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let endpoint = jwks_edge::edge::server::Endpoint {
-        name: "https",
+        name: jwks_edge::model::listener::Listener::Https,
         listener,
         tls: Some(tokio_rustls::TlsAcceptor::from(
             jwks_edge::tls::server_config(resolver, true).unwrap(),
         )),
         limits: jwks_edge::config::limits::Limits::default(),
-        metrics: jwks_edge::telemetry::metrics::Metrics::new(Vec::new()).listener("https"),
+        metrics: jwks_edge::telemetry::metrics::Metrics::new(Vec::new())
+            .listener(jwks_edge::model::listener::Listener::Https),
     };
     let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

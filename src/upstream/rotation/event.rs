@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use tracing::info;
 
+use crate::model::key_event::KeyEventKind;
 use crate::model::timestamp;
 
 /// Why a retained key left the published set.
@@ -36,19 +37,19 @@ pub enum KeyEvent {
 }
 
 impl KeyEvent {
-    /// The event's metric label (one of `KEY_EVENTS`).
-    pub fn as_str(&self) -> &'static str {
+    /// The kind this event is counted and logged as.
+    pub fn kind(&self) -> KeyEventKind {
         match self {
-            KeyEvent::Added { .. } => "added",
-            KeyEvent::Removed { .. } => "removed",
-            KeyEvent::Expired { .. } => "expired",
-            KeyEvent::Withdrawn { .. } => "withdrawn",
+            KeyEvent::Added { .. } => KeyEventKind::Added,
+            KeyEvent::Removed { .. } => KeyEventKind::Removed,
+            KeyEvent::Expired { .. } => KeyEventKind::Expired,
+            KeyEvent::Withdrawn { .. } => KeyEventKind::Withdrawn,
         }
     }
 
     /// One INFO line with `issuer`, `kid` and `event` fields.
     pub fn log(&self, issuer: &str) {
-        let event = self.as_str();
+        let event = self.kind().as_str();
         let kid = |kid: &Option<String>| kid.clone().unwrap_or_else(|| "(none)".to_owned());
         match self {
             KeyEvent::Added { kid: k } => info!(issuer = %issuer, kid = %kid(k), %event, "key published"),

@@ -54,7 +54,7 @@ fn kinds(events: &[KeyEvent]) -> Vec<String> {
                 }
                 KeyEvent::Withdrawn { kid } => kid.clone(),
             };
-            format!("{} {kid}", e.as_str())
+            format!("{} {kid}", e.kind().as_str())
         })
         .collect()
 }
