@@ -6,28 +6,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout, Instant};
 
 use crate::support::*;
 
-const HOST: &str = "auth.example.com";
-const KEYS: &str = "/realms/prod/protocol/openid-connect/certs";
-const FIRST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
-const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+pub(crate) const HOST: &str = "auth.example.com";
+pub(crate) const KEYS: &str = "/realms/prod/protocol/openid-connect/certs";
+pub(crate) const FIRST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+pub(crate) const SECOND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 /// The README's planning figures: a baseline and a worst-case cost per connection.
-const BASELINE_BUDGET_KIB: u64 = 16 * 1024;
+pub(crate) const BASELINE_BUDGET_KIB: u64 = 16 * 1024;
 
-async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, Issuer) {
+pub(crate) async fn keycloak() -> (jwks_edge::fake_idp::FakeIdp, Issuer) {
     let idp = keycloak_idp("prod").await;
     let issuer = Issuer::keycloak(&idp, "prod");
     (idp, issuer)
 }
 
 /// A TCP connection from `from` with a 4 KiB receive buffer.
-async fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
+pub(crate) async fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(from, 0)).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -35,12 +35,12 @@ async fn connect_from(from: IpAddr, addr: SocketAddr) -> TcpStream {
 }
 
 /// `count` pipelined key set requests: far more answer than the socket buffers hold.
-fn pipelined(count: usize) -> String {
+pub(crate) fn pipelined(count: usize) -> String {
     format!("GET {KEYS} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").repeat(count)
 }
 
 /// Whether the server answers on `stream` (bytes arrive) rather than closing it.
-async fn answered(stream: &mut TcpStream) -> bool {
+pub(crate) async fn answered(stream: &mut TcpStream) -> bool {
     let mut buf = [0u8; 32];
     let read = timeout(IO_TIMEOUT, stream.read(&mut buf))
         .await
@@ -49,7 +49,7 @@ async fn answered(stream: &mut TcpStream) -> bool {
 }
 
 /// One request with `Connection: close` from `from`: the status.
-async fn get_from(from: IpAddr, addr: SocketAddr, path: &str) -> Option<u16> {
+pub(crate) async fn get_from(from: IpAddr, addr: SocketAddr, path: &str) -> Option<u16> {
     let mut stream = connect_from(from, addr).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
@@ -59,7 +59,7 @@ async fn get_from(from: IpAddr, addr: SocketAddr, path: &str) -> Option<u16> {
 }
 
 /// One metric's value from the admin listener's /metrics.
-async fn metric(admin: SocketAddr, series: &str) -> f64 {
+pub(crate) async fn metric(admin: SocketAddr, series: &str) -> f64 {
     let reply = get(admin, &Transport::Plain, "localhost", "/metrics").await;
     let text = String::from_utf8_lossy(&reply.body).into_owned();
     text.lines()
@@ -70,7 +70,7 @@ async fn metric(admin: SocketAddr, series: &str) -> f64 {
 
 /// Bytes waiting in the send queues of the sockets on local `port` (/proc/net/tcp
 /// `tx_queue`), that is the server's side of its connections.
-fn send_queue_bytes(port: u16) -> u64 {
+pub(crate) fn send_queue_bytes(port: u16) -> u64 {
     let text = std::fs::read_to_string("/proc/net/tcp").unwrap();
     text.lines()
         .skip(1)
@@ -83,7 +83,7 @@ fn send_queue_bytes(port: u16) -> u64 {
         .sum()
 }
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -94,7 +94,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[tokio::test]
-async fn slow_readers_from_one_address_are_capped_and_another_address_is_served() {
+pub(crate) async fn slow_readers_from_one_address_are_capped_and_another_address_is_served() {
     let (_idp, issuer) = keycloak().await;
     let config = format!(
         "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 400\nmax_connections_per_address = 150\n\
@@ -164,7 +164,7 @@ async fn slow_readers_from_one_address_are_capped_and_another_address_is_served(
 }
 
 #[tokio::test]
-async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_timeout() {
+pub(crate) async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_timeout() {
     let (_idp, issuer) = keycloak().await;
     let proxy = Proxy::builder()
         .issuer(issuer)
@@ -211,7 +211,7 @@ async fn an_http1_keep_alive_connection_lives_until_idle_timeout_not_header_time
 }
 
 /// Reads one whole `Content-Length` response from `stream`.
-async fn read_response(stream: &mut TcpStream) {
+pub(crate) async fn read_response(stream: &mut TcpStream) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let read = async {
@@ -238,133 +238,8 @@ async fn read_response(stream: &mut TcpStream) {
         .expect("a response within the IO timeout");
 }
 
-/// HTTP/2 frame types (RFC 9113 §6).
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-
-async fn write_frame(io: &mut (impl AsyncWrite + Unpin), kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    let mut frame = Vec::with_capacity(9 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    frame.extend_from_slice(&[kind, flags]);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    io.write_all(&frame).await.unwrap();
-}
-
-/// The next frame, or `None` when the server closed the connection.
-async fn read_frame(io: &mut (impl AsyncRead + Unpin)) -> Option<(u8, u8, u32, Vec<u8>)> {
-    let mut head = [0u8; 9];
-    io.read_exact(&mut head).await.ok()?;
-    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    let mut payload = vec![0; length];
-    io.read_exact(&mut payload).await.ok()?;
-    Some((head[3], head[4], stream, payload))
-}
-
-/// A GET in HPACK without Huffman coding: static-table method and scheme, literal path
-/// and authority.
-fn hpack_get(scheme_https: bool, path: &str) -> Vec<u8> {
-    let mut block = vec![0x82, if scheme_https { 0x87 } else { 0x86 }];
-    for (index, value) in [(0x44u8, path), (0x41, HOST)] {
-        block.push(index);
-        block.push(value.len() as u8);
-        block.extend_from_slice(value.as_bytes());
-    }
-    block
-}
-
-/// Speaks raw HTTP/2 on `io`: the preface, optionally one GET, then nothing. Returns how
-/// long after the last response frame (or after the preface) the GOAWAY came, and its
-/// error code; then checks that the server closes the connection.
-async fn idle_until_goaway(mut io: impl AsyncRead + AsyncWrite + Unpin, https: bool, request: bool) -> (Duration, u32) {
-    io.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
-    write_frame(&mut io, SETTINGS, 0, 0, &[]).await;
-    if request {
-        write_frame(&mut io, HEADERS, 0x4 | END_STREAM, 1, &hpack_get(https, KEYS)).await;
-    }
-    let mut quiet_since = Instant::now();
-    let mut answered = !request;
-    let goaway = async {
-        loop {
-            let (kind, flags, stream, payload) = read_frame(&mut io).await.expect("a GOAWAY before the close");
-            match kind {
-                SETTINGS if flags & 0x1 == 0 => write_frame(&mut io, SETTINGS, 0x1, 0, &[]).await,
-                DATA | HEADERS if stream == 1 && flags & END_STREAM != 0 => {
-                    answered = true;
-                    quiet_since = Instant::now();
-                }
-                GOAWAY => {
-                    assert!(answered, "GOAWAY before the response was complete");
-                    let code = u32::from_be_bytes(payload[4..8].try_into().unwrap());
-                    return (quiet_since.elapsed(), code);
-                }
-                _ => {}
-            }
-        }
-    };
-    let result = timeout(Duration::from_secs(8), goaway)
-        .await
-        .expect("a GOAWAY within 8 s");
-    // After the GOAWAY (and the PING hyper sends with it, left unanswered) the server
-    // closes the connection within its grace.
-    let closed = async { while read_frame(&mut io).await.is_some() {} };
-    timeout(Duration::from_secs(5), closed)
-        .await
-        .expect("the server closes the connection after its GOAWAY");
-    result
-}
-
 #[tokio::test]
-async fn idle_http2_connections_get_a_goaway() {
-    let (_idp, issuer) = keycloak().await;
-    let certs = Arc::new(TestCerts::for_hosts(&[HOST]));
-    let proxy = Proxy::builder()
-        .issuer(issuer)
-        .header_timeout("1s")
-        .idle_timeout("1s")
-        .tls(certs.clone())
-        .start()
-        .await;
-    let plain = proxy.plain.unwrap();
-    until_served(plain, HOST, KEYS).await;
-
-    // Prior-knowledge HTTP/2 without TLS: one request, then idle.
-    let (idle, code) = idle_until_goaway(TcpStream::connect(plain).await.unwrap(), false, true).await;
-    assert_eq!(code, 0, "NO_ERROR");
-    assert!(
-        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
-        "GOAWAY after {idle:?}"
-    );
-
-    // HTTP/2 by ALPN over TLS: the same.
-    let connector = tokio_rustls::TlsConnector::from(certs.client_config(&[b"h2"]));
-    let tcp = TcpStream::connect(proxy.https.unwrap()).await.unwrap();
-    let tls = connector
-        .connect(rustls_pki_types::ServerName::try_from(HOST).unwrap(), tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (idle, code) = idle_until_goaway(tls, true, true).await;
-    assert_eq!(code, 0);
-    assert!(
-        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
-        "GOAWAY after {idle:?}"
-    );
-
-    // No request at all within header_timeout: a GOAWAY too, not a bare close.
-    let (idle, _) = idle_until_goaway(TcpStream::connect(plain).await.unwrap(), false, false).await;
-    assert!(
-        idle >= Duration::from_millis(800) && idle < Duration::from_secs(4),
-        "GOAWAY after {idle:?}"
-    );
-}
-
-#[tokio::test]
-async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
+pub(crate) async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
     let (_idp, issuer) = keycloak().await;
     let proxy = Proxy::builder()
         .issuer(issuer)
@@ -407,7 +282,7 @@ async fn the_send_timeout_closes_a_connection_whose_client_never_reads() {
 }
 
 #[tokio::test]
-async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connections() {
+pub(crate) async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connections() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -471,7 +346,7 @@ async fn serve_refuses_to_start_when_the_open_file_limit_cannot_hold_the_connect
 }
 
 #[tokio::test]
-async fn a_client_is_served_while_others_hold_the_address_limit() {
+pub(crate) async fn a_client_is_served_while_others_hold_the_address_limit() {
     // The same limit on the HTTPS listener, counted per listener: TLS clients from one
     // address beyond it are closed before the handshake.
     let (_idp, issuer) = keycloak().await;

@@ -9,6 +9,7 @@ mod doctor;
 mod faults;
 mod files;
 mod hostile;
+mod http2_idle;
 mod hygiene;
 mod keys;
 mod operations;
