@@ -3,17 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use crate::common::rss::rss_kib;
 
 /// Bytes in the send queues of the server's sockets on `port` (/proc/net/tcp `tx_queue`:
 /// data not yet acknowledged). The kernel's own overhead per buffer comes on top.

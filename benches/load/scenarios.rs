@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use jwks_edge::fake_idp::Fault;
 
+use crate::common::rss::rss_kib;
 use crate::common::{keycloak_idp, BenchTls, HOST};
 use crate::generator::{client_config, connect, load, request, Mode, Stats, Target};
-use crate::servers::{addresses, rss_kib, spawn_pinned};
+use crate::servers::{addresses, spawn_pinned};
 use crate::Args;
 
 pub async fn run(args: Args) {

@@ -1,5 +1,5 @@
 //! The servers as child processes: started pinned to a CPU, their listeners read from
-//! what they print, their resident memory read from /proc, killed when dropped.
+//! what they print, killed when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -69,16 +69,4 @@ pub fn addresses(child: &mut ChildGuard, from_stderr: bool, wanted: &[&str]) -> 
         }
     }
     found.into_iter().map(Option::unwrap).collect()
-}
-
-pub fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
