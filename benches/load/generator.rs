@@ -31,7 +31,7 @@ pub struct Target {
 pub struct Stats {
     pub requests: u64,
     pub errors: u64,
-    pub elapsed: Duration,
+    elapsed: Duration,
     pub latencies: Vec<u32>,
 }
 
