@@ -1,10 +1,12 @@
 //! What the benches share: the served key set, a test CA with an ECDSA P-256 leaf for
-//! `HOST`, and a Keycloak-shaped fake IdP.
+//! `HOST`, a Keycloak-shaped fake IdP, and a process's resident memory.
 
 use std::path::PathBuf;
 
 use jwks_edge::fake_idp::{FakeIdp, Resource};
 use tokio::net::TcpListener;
+
+pub mod rss;
 
 pub const JWKS: &str = include_str!("../../tests/fixtures/keycloak/jwks.json");
 pub const HOST: &str = "bench.example.com";
