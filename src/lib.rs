@@ -6,7 +6,8 @@
 //! ```text
 //! server   accept (tcp; address_limit per client) -> tls (rustls; certs::CertResolver picks by
 //!          SNI, reloads) -> connection (hyper auto conn under header/idle/send deadlines)
-//!   -> service::Proxy   routes::Router(host, path) -> DocId
+//!   -> service::Proxy   routes::RouteTable(host, path) -> DocId (one lookup in the table
+//!                       the discovery refreshers publish whole)
 //!   -> store::DocumentStore::get(DocId) -> document::Document (pre-rendered bytes + headers)
 //!   -> revalidate       an aging key set may poke its refresher (one compare-and-swap,
 //!                       granted at most once per cache.revalidate_after; never waits)

@@ -38,8 +38,8 @@ pub struct IssuerRefresh {
     pub issuer: Arc<Issuer>,
     pub fetcher: Fetcher,
     pub store: Arc<DocumentStore>,
-    /// Discovery documents go into the store through the router, which refuses a key
-    /// set path that belongs to another issuer.
+    /// Where the discovery refresher publishes the key set path each document names,
+    /// before storing the document; it refuses a path that belongs to another issuer.
     pub router: Arc<Router>,
     pub health: Arc<HealthBoard>,
     pub snapshots: Option<Snapshots>,
@@ -193,7 +193,9 @@ impl IssuerRefresh {
                         .map_err(|e| e.to_string())
                         .and_then(|(doc, upstream_issuer)| {
                             self.note_issuer(&upstream_issuer);
-                            self.router.claim(self.index, Arc::new(doc), &self.store)
+                            self.router.claim(self.index, doc.jwks.as_ref())?;
+                            self.store.put(self.id(DocKind::Discovery), Arc::new(doc));
+                            Ok(())
                         })
                 }
                 DocKind::Jwks => self.restore_jwks(&snapshot),
@@ -416,10 +418,11 @@ impl IssuerRefresh {
                         discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
                             .map_err(FetchError::Invalid)?;
                     self.note_issuer(&upstream_issuer);
-                    let doc = Arc::new(doc);
                     self.router
-                        .claim(self.index, doc.clone(), &self.store)
+                        .claim(self.index, doc.jwks.as_ref())
                         .map_err(FetchError::RouteConflict)?;
+                    let doc = Arc::new(doc);
+                    self.store.put(self.id(DocKind::Discovery), doc.clone());
                     Ok::<_, FetchError>((body, doc))
                 })
                 .await;
