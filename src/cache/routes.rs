@@ -2,10 +2,10 @@
 //! published whole by the refreshers and read by requests with one lookup.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use foldhash::{HashMap, HashMapExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
