@@ -1,12 +1,16 @@
-//! `Router`: maps a request's host and exact path to one configured document.
+//! Routing: a table from a request's host and exact path to one configured document,
+//! published whole by the refreshers and read by requests with one lookup.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::cache::store::DocumentStore;
+use arc_swap::ArcSwap;
+use foldhash::{HashMap, HashMapExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
 use crate::config::Issuer;
-use crate::model::document::Document;
+use crate::model::jwks_target::JwksTarget;
 use crate::model::DocId;
 
 /// Where a request goes.
@@ -19,67 +23,151 @@ pub enum Route {
     NotFound,
 }
 
+/// What the config fixes about one issuer's routes.
 #[derive(Debug)]
 struct IssuerRoute {
     index: usize,
     name: String,
+    host: String,
     base_path: String,
     discovery_path: String,
     /// `public_jwks_path` from the config; otherwise learned from the discovery document.
     fixed_jwks_path: Option<String>,
 }
 
-/// Routes by host (port ignored, case-insensitive) then exact path. Built once from the
-/// config; the only per-request state it reads is each issuer's current discovery
-/// document, which names the key set path.
+/// The routes of one host.
+#[derive(Debug, Default)]
+struct HostRoutes {
+    /// Every discovery path and every known key set path on the host.
+    paths: HashMap<String, DocId>,
+    /// The issuers on the host whose key set path is not known yet, in config order, with
+    /// their public base path.
+    pending: Vec<(String, usize)>,
+}
+
+/// One routing table: a value, never changed once published. Routes by host (port
+/// ignored, case-insensitive) then exact path.
+#[derive(Debug)]
+pub struct RouteTable {
+    hosts: HashMap<String, HostRoutes>,
+    /// Each issuer's key set path in this table, by issuer index: configured, learned, or
+    /// `None` while not known.
+    jwks_paths: Vec<Option<String>>,
+}
+
+impl RouteTable {
+    fn build(issuers: &[IssuerRoute], jwks_paths: Vec<Option<String>>) -> RouteTable {
+        let mut hosts: HashMap<String, HostRoutes> = HashMap::new();
+        // Discovery paths first: they are fixed by the config and cannot be shadowed by a
+        // key set path some upstream advertises. Within each kind the first issuer in the
+        // config wins.
+        for r in issuers {
+            let host = hosts.entry(r.host.clone()).or_default();
+            host.paths
+                .entry(r.discovery_path.clone())
+                .or_insert(DocId::discovery(r.index));
+        }
+        for r in issuers {
+            let host = hosts.entry(r.host.clone()).or_default();
+            match &jwks_paths[r.index] {
+                Some(path) => {
+                    host.paths.entry(path.clone()).or_insert(DocId::jwks(r.index));
+                }
+                None => host.pending.push((r.base_path.clone(), r.index)),
+            }
+        }
+        RouteTable { hosts, jwks_paths }
+    }
+
+    /// `host` is the request's host (with or without port); `path` its exact path.
+    pub fn route(&self, host: &str, path: &str) -> Route {
+        let Some(host) = normalize_host(host) else {
+            return Route::NotFound;
+        };
+        let Some(routes) = self.hosts.get(host.as_ref()) else {
+            return Route::NotFound;
+        };
+        if let Some(&id) = routes.paths.get(path) {
+            return Route::Doc(id);
+        }
+        routes
+            .pending
+            .iter()
+            .find(|(base, _)| is_under(path, base))
+            .map_or(Route::NotFound, |&(_, index)| Route::Pending(index))
+    }
+
+    /// The key set path issuer `index` publishes at in this table, if known.
+    pub fn jwks_path(&self, index: usize) -> Option<&str> {
+        self.jwks_paths.get(index)?.as_deref()
+    }
+}
+
+/// The routing table in force, and the way refreshers replace it.
+///
+/// Concurrency contract: requests only read the current table, without locking. The
+/// discovery refreshers (and the snapshot restore before them) are the only writers: each
+/// checks the key set path its issuer's document names against the current table and
+/// publishes a new table whole, both under `writer`, so two issuers cannot both claim one
+/// path at the same moment.
 #[derive(Debug)]
 pub struct Router {
-    hosts: HashMap<String, Vec<IssuerRoute>>,
-    /// Each issuer's public host, by issuer index.
-    host_of: Vec<String>,
-    /// Held by a discovery refresher while it checks its key set path and stores the
-    /// document, so two issuers cannot both claim one path at the same moment. Never
-    /// taken on the request path.
-    claims: Mutex<()>,
+    issuers: Vec<IssuerRoute>,
+    table: ArcSwap<RouteTable>,
+    /// Bumped after every publication, to wake requests waiting for a key set path.
+    published: watch::Sender<u64>,
+    /// Held by a refresher while it checks and publishes. Never taken on the request path.
+    writer: Mutex<()>,
 }
 
 impl Router {
     pub fn new(issuers: &[Issuer]) -> Router {
-        let mut hosts: HashMap<String, Vec<IssuerRoute>> = HashMap::new();
-        for (index, issuer) in issuers.iter().enumerate() {
-            hosts
-                .entry(issuer.public.host().to_owned())
-                .or_default()
-                .push(IssuerRoute {
-                    index,
-                    name: issuer.name.clone(),
-                    base_path: issuer.public.path().to_owned(),
-                    discovery_path: issuer.discovery_path(),
-                    fixed_jwks_path: issuer.public_jwks_path.clone(),
-                });
-        }
+        let issuers: Vec<IssuerRoute> = issuers
+            .iter()
+            .enumerate()
+            .map(|(index, issuer)| IssuerRoute {
+                index,
+                name: issuer.name.clone(),
+                host: issuer.public.host().to_owned(),
+                base_path: issuer.public.path().to_owned(),
+                discovery_path: issuer.discovery_path(),
+                fixed_jwks_path: issuer.public_jwks_path.clone(),
+            })
+            .collect();
+        let jwks_paths = issuers.iter().map(|r| r.fixed_jwks_path.clone()).collect();
+        let table = RouteTable::build(&issuers, jwks_paths);
         Router {
-            hosts,
-            host_of: issuers.iter().map(|i| i.public.host().to_owned()).collect(),
-            claims: Mutex::new(()),
+            issuers,
+            table: ArcSwap::from_pointee(table),
+            published: watch::Sender::new(0),
+            writer: Mutex::new(()),
         }
     }
 
-    /// The routes on issuer `index`'s host, and its own among them.
-    fn entry(&self, index: usize) -> Option<(&[IssuerRoute], &IssuerRoute)> {
-        let issuers = self.hosts.get(self.host_of.get(index)?)?;
-        Some((issuers, issuers.iter().find(|r| r.index == index)?))
+    /// The table in force now.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.load_full()
     }
 
-    /// The key set path `issuer` currently publishes at: configured, or learned from
-    /// its discovery document.
-    fn jwks_path<'a>(r: &'a IssuerRoute, learned: &'a Option<Arc<Document>>) -> Option<&'a str> {
-        match &r.fixed_jwks_path {
-            Some(p) => Some(p.as_str()),
-            None => learned
-                .as_deref()
-                .and_then(|d| d.jwks.as_ref())
-                .map(|t| t.public_path.as_str()),
+    /// Routes one request in the table in force now.
+    pub fn route(&self, host: &str, path: &str) -> Route {
+        self.table.load().route(host, path)
+    }
+
+    /// The first table that knows issuer `index`'s key set path, or the one in force at
+    /// `deadline`: what a request routed `Pending` waits for on a cold start.
+    pub async fn learned(&self, index: usize, deadline: Instant) -> Arc<RouteTable> {
+        // Subscribe before looking, so that a table published in between is not missed.
+        let mut published = self.published.subscribe();
+        loop {
+            let table = self.table.load_full();
+            if table.jwks_path(index).is_some() {
+                return table;
+            }
+            match tokio::time::timeout_at(deadline, published.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return self.table.load_full(),
+            }
         }
     }
 
@@ -87,9 +175,13 @@ impl Router {
     /// is a discovery path or another issuer's key set path on the same host, or it lies
     /// under another issuer's longer public base there, where it would take that
     /// issuer's routes (an upstream choosing its `jwks_uri` must not be able to).
-    pub fn conflict(&self, index: usize, path: &str, store: &DocumentStore) -> Option<String> {
-        let (issuers, me) = self.entry(index)?;
-        for r in issuers {
+    pub fn conflict(&self, index: usize, path: &str) -> Option<String> {
+        self.conflict_in(&self.table.load(), index, path)
+    }
+
+    fn conflict_in(&self, table: &RouteTable, index: usize, path: &str) -> Option<String> {
+        let me = self.issuers.get(index)?;
+        for r in self.issuers.iter().filter(|r| r.host == me.host) {
             if r.discovery_path == path {
                 return Some(if r.index == index {
                     format!("key set path {path:?} is the issuer's own discovery path")
@@ -100,12 +192,7 @@ impl Router {
             if r.index == index {
                 continue;
             }
-            let learned = if r.fixed_jwks_path.is_none() {
-                store.get(DocId::discovery(r.index))
-            } else {
-                None
-            };
-            if Router::jwks_path(r, &learned) == Some(path) {
+            if table.jwks_path(r.index) == Some(path) {
                 return Some(format!(
                     "key set path {path:?} is already the key set path of issuer {:?}",
                     r.name
@@ -121,50 +208,36 @@ impl Router {
         None
     }
 
-    /// Stores issuer `index`'s discovery document unless the key set path it names
-    /// conflicts with another issuer's routes (then the previous document and mapping
-    /// stay, and the reason is returned).
-    pub fn claim(&self, index: usize, doc: Arc<Document>, store: &DocumentStore) -> Result<(), String> {
-        let _claiming = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        let fixed = self.entry(index).is_some_and(|(_, me)| me.fixed_jwks_path.is_some());
-        // A configured path was checked with the config; only learned ones are checked here.
-        if let (false, Some(target)) = (fixed, doc.jwks.as_ref()) {
-            if let Some(conflict) = self.conflict(index, &target.public_path, store) {
+    /// Takes the key set `target` that issuer `index`'s new discovery document names
+    /// (`None`: it names none) into the routing table, unless its path conflicts with
+    /// another issuer's routes; then the table stays as it is and the reason is returned.
+    /// Call it before storing the document, so that no one reads a `jwks_uri` that does
+    /// not route yet.
+    pub fn claim(&self, index: usize, target: Option<&JwksTarget>) -> Result<(), String> {
+        let Some(me) = self.issuers.get(index) else {
+            return Ok(());
+        };
+        // A configured path was checked with the config and always wins over the
+        // document's; only learned ones are checked and published here.
+        if me.fixed_jwks_path.is_some() {
+            return Ok(());
+        }
+        let _publishing = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.table.load_full();
+        let path = target.map(|t| t.public_path.as_str());
+        if current.jwks_path(index) == path {
+            return Ok(());
+        }
+        if let Some(path) = path {
+            if let Some(conflict) = self.conflict_in(&current, index, path) {
                 return Err(conflict);
             }
         }
-        store.put(DocId::discovery(index), doc);
+        let mut jwks_paths = current.jwks_paths.clone();
+        jwks_paths[index] = path.map(str::to_owned);
+        self.table.store(Arc::new(RouteTable::build(&self.issuers, jwks_paths)));
+        self.published.send_modify(|version| *version = version.wrapping_add(1));
         Ok(())
-    }
-
-    /// `host` is the request's host (with or without port); `path` its exact path.
-    pub fn route(&self, host: &str, path: &str, store: &DocumentStore) -> Route {
-        let Some(host) = normalize_host(host) else {
-            return Route::NotFound;
-        };
-        let Some(issuers) = self.hosts.get(host.as_ref()) else {
-            return Route::NotFound;
-        };
-        // Discovery paths first: they are fixed by the config and cannot be shadowed by a
-        // key set path some upstream advertises.
-        if let Some(r) = issuers.iter().find(|r| r.discovery_path == path) {
-            return Route::Doc(DocId::discovery(r.index));
-        }
-        let mut pending = None;
-        for r in issuers {
-            let learned = if r.fixed_jwks_path.is_none() {
-                store.get(DocId::discovery(r.index))
-            } else {
-                None
-            };
-            match Router::jwks_path(r, &learned) {
-                Some(p) if p == path => return Route::Doc(DocId::jwks(r.index)),
-                Some(_) => {}
-                None if pending.is_none() && is_under(path, &r.base_path) => pending = Some(r.index),
-                None => {}
-            }
-        }
-        pending.map_or(Route::NotFound, Route::Pending)
     }
 }
 
@@ -197,10 +270,10 @@ mod tests {
     use crate::config::Config;
     use std::path::Path;
 
-    fn router(toml: &str) -> (Router, DocumentStore) {
+    fn router(toml: &str) -> Router {
         let text = format!("[server]\nlisten_plain = \"127.0.0.1:1\"\n{toml}");
         let config = Config::from_toml(&text, Path::new(".")).unwrap();
-        (Router::new(&config.issuers), DocumentStore::new(config.issuers.len()))
+        Router::new(&config.issuers)
     }
 
     #[test]
@@ -217,11 +290,11 @@ mod tests {
 
     #[test]
     fn realms_on_one_host_route_by_path() {
-        let (router, store) = router(
+        let router = router(
             "[[issuer]]\npublic_url = \"https://auth.example.com/realms/prod\"\nupstream = \"http://kc/realms/prod\"\npublic_jwks_path = \"/realms/prod/certs\"\n\
              [[issuer]]\npublic_url = \"https://auth.example.com/realms/dev\"\nupstream = \"http://kc/realms/dev\"\n",
         );
-        let r = |host, path| router.route(host, path, &store);
+        let r = |host, path| router.route(host, path);
         assert_eq!(
             r("auth.example.com", "/realms/prod/.well-known/openid-configuration"),
             Route::Doc(DocId::discovery(0))
@@ -243,5 +316,76 @@ mod tests {
         );
         assert_eq!(r("other.example.com", "/realms/prod/certs"), Route::NotFound);
         assert_eq!(r("auth.example.com", "/realms/staging/x"), Route::NotFound);
+    }
+
+    fn target(public_path: &str) -> JwksTarget {
+        JwksTarget {
+            shape: crate::model::jwks_target::JwksShape::UnderUpstream,
+            public_url: format!("https://auth.example.com{public_path}"),
+            public_path: public_path.to_owned(),
+            upstream_url: format!("http://kc{public_path}"),
+        }
+    }
+
+    const TWO_REALMS: &str = "[[issuer]]\nname = \"prod\"\npublic_url = \"https://auth.example.com/realms/prod\"\nupstream = \"http://kc/realms/prod\"\n\
+        [[issuer]]\nname = \"dev\"\npublic_url = \"https://auth.example.com/realms/dev\"\nupstream = \"http://kc/realms/dev\"\n";
+
+    #[test]
+    fn a_claimed_key_set_path_routes_and_a_conflicting_one_changes_nothing() {
+        let router = router(TWO_REALMS);
+        let before = router.table();
+        router.claim(0, Some(&target("/realms/prod/certs"))).unwrap();
+        assert_eq!(
+            router.route("auth.example.com", "/realms/prod/certs"),
+            Route::Doc(DocId::jwks(0))
+        );
+        // The table a request already holds is a value: it does not change under it.
+        assert_eq!(
+            before.route("auth.example.com", "/realms/prod/certs"),
+            Route::Pending(0)
+        );
+
+        let err = router.claim(1, Some(&target("/realms/prod/certs"))).unwrap_err();
+        assert!(err.contains("is already the key set path of issuer \"prod\""), "{err}");
+        let err = router.claim(1, Some(&target("/realms/prod/x"))).unwrap_err();
+        assert!(err.contains("lies under the public URL of issuer \"prod\""), "{err}");
+        assert_eq!(router.table().jwks_path(1), None);
+        assert_eq!(router.route("auth.example.com", "/realms/dev/certs"), Route::Pending(1));
+
+        // A moved key set leaves its old path.
+        router.claim(0, Some(&target("/realms/prod/keys"))).unwrap();
+        assert_eq!(router.route("auth.example.com", "/realms/prod/certs"), Route::NotFound);
+        assert_eq!(
+            router.route("auth.example.com", "/realms/prod/keys"),
+            Route::Doc(DocId::jwks(0))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_request_gets_the_table_that_learns_its_issuer() {
+        let router = Arc::new(router(TWO_REALMS));
+        let start = Instant::now();
+        let waiter = {
+            let router = router.clone();
+            tokio::spawn(async move { router.learned(1, start + std::time::Duration::from_secs(2)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Another issuer's publication does not end the wait.
+        router.claim(0, Some(&target("/realms/prod/certs"))).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        router.claim(1, Some(&target("/realms/dev/certs"))).unwrap();
+        let table = waiter.await.unwrap();
+        assert_eq!(start.elapsed(), std::time::Duration::from_millis(500));
+        assert_eq!(
+            table.route("auth.example.com", "/realms/dev/certs"),
+            Route::Doc(DocId::jwks(1))
+        );
+
+        // Without a publication, the wait ends at the deadline with the table in force.
+        let router = self::router(TWO_REALMS);
+        let start = Instant::now();
+        let table = router.learned(1, start + std::time::Duration::from_secs(2)).await;
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(2));
+        assert_eq!(table.route("auth.example.com", "/realms/dev/certs"), Route::Pending(1));
     }
 }

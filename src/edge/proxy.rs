@@ -151,13 +151,13 @@ impl Proxy {
                 return Ok(response);
             }
         }
-        let id = match self.router.route(host, path, &self.store) {
+        let id = match self.router.route(host, path) {
             Route::Doc(id) => id,
             Route::NotFound => return Err(Reject::NotFound),
             Route::Pending(issuer) => {
-                // Cold start: the key set path comes with the first discovery document.
-                self.store.wait(DocId::discovery(issuer), deadline).await;
-                match self.router.route(host, path, &self.store) {
+                // Cold start: the key set path comes with the first discovery document,
+                // whose refresher publishes it in a new table.
+                match self.router.learned(issuer, deadline).await.route(host, path) {
                     Route::Doc(id) => id,
                     Route::Pending(_) => return Err(Reject::NotReady),
                     Route::NotFound => return Err(Reject::NotFound),

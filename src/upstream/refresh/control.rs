@@ -1,0 +1,46 @@
+//! How the refreshers are started, and the way the admin listener reaches them.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::upstream::refresh::issuer::IssuerRefresh;
+use crate::upstream::rotation::DropRefused;
+
+/// Asks a refresher to fetch at once; it answers with the outcome.
+pub type RefreshRequest = oneshot::Sender<Result<(), String>>;
+
+/// Asks a key set refresher to stop publishing its retained keys now; it answers, once
+/// the published copy (and its snapshot) no longer holds them, with their `kid`s.
+pub type DropRequest = oneshot::Sender<Result<Vec<Option<String>>, DropRefused>>;
+
+/// The way to one issuer's refreshers, for `POST /admin/refresh` and
+/// `POST /admin/drop-retained`.
+#[derive(Clone, Debug)]
+pub struct RefreshControl {
+    pub name: String,
+    pub discovery: mpsc::Sender<RefreshRequest>,
+    pub jwks: mpsc::Sender<RefreshRequest>,
+    pub drop_retained: mpsc::Sender<DropRequest>,
+}
+
+/// Starts both refreshers of every issuer. Dropping the set stops them; a fetch cut short
+/// this way loses nothing, since only complete, validated documents are ever stored, and
+/// snapshots are replaced by rename.
+pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshControl>) {
+    let mut set = JoinSet::new();
+    let mut controls = Vec::with_capacity(issuers.len());
+    for issuer in issuers {
+        let (discovery, discovery_requests) = mpsc::channel(4);
+        let (jwks, jwks_requests) = mpsc::channel(4);
+        let (drop_retained, drop_requests) = mpsc::channel(4);
+        controls.push(RefreshControl {
+            name: issuer.issuer.name.clone(),
+            discovery,
+            jwks,
+            drop_retained,
+        });
+        set.spawn(issuer.clone().refresh_discovery(discovery_requests));
+        set.spawn(issuer.refresh_jwks(jwks_requests, drop_requests));
+    }
+    (set, controls)
+}

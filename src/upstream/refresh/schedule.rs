@@ -1,0 +1,41 @@
+//! When a refresher fetches next: the jittered period after a success, exponential
+//! backoff after a failure.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+/// First retry delay after a failed fetch; doubles up to the refresh period.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// 90–100 % of `period`, so that replicas and documents drift apart without ever
+/// waiting longer than the period itself.
+pub(super) fn jitter(period: Duration) -> Duration {
+    let random = RandomState::new().hash_one(std::time::Instant::now());
+    let permille = 900 + (random % 101);
+    period * permille as u32 / 1000
+}
+
+/// Exponential backoff from `FIRST_RETRY`, capped at the refresh period.
+pub(super) struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    pub(super) fn new(cap: Duration) -> Backoff {
+        Backoff {
+            next: FIRST_RETRY.min(cap),
+            cap,
+        }
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.next = FIRST_RETRY.min(self.cap);
+    }
+
+    pub(super) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        jitter(delay)
+    }
+}
