@@ -21,5 +21,6 @@ mod properties;
 mod readiness;
 mod revalidation;
 mod serving;
+mod serving_upstream;
 mod support;
 mod upstream;
