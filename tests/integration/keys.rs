@@ -35,9 +35,9 @@ async fn served_kids(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-/// The `keys` array `/readyz` shows for the first issuer.
+/// The `keys` array `/readyz?detail=full` shows for the first issuer.
 async fn readyz_keys(admin: SocketAddr) -> Vec<serde_json::Value> {
-    let (_, body) = readyz(admin).await;
+    let (_, body) = readyz_detail(admin).await;
     body["issuers"][0]["keys"].as_array().cloned().unwrap_or_default()
 }
 
