@@ -1,20 +1,69 @@
-//! `/readyz`: whether this process can serve, and each issuer's documents, keys and
-//! certificates as the lower layers keep them.
+//! `/readyz`: whether this process can serve, a summary of the issuers' states (or each
+//! issuer's documents, keys and certificates on request) as the lower layers keep them.
 
 use std::time::SystemTime;
 
 use serde_json::json;
 
 use crate::config::Readiness;
-use crate::model::document::{DocKind, Freshness};
+use crate::model::document::Freshness;
 use crate::model::DocId;
 use crate::ops::admin::Admin;
+
+/// How much of each issuer `/readyz` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Counts by state, and the issuers needing attention (at most `ATTENTION_LISTED`).
+    Summary,
+    /// Every issuer, in config order.
+    Full,
+}
+
+impl Detail {
+    /// The `?detail=` value: `summary` (the default) or `full`.
+    pub fn parse(value: Option<&str>) -> Option<Detail> {
+        match value {
+            None | Some("summary") => Some(Detail::Summary),
+            Some("full") => Some(Detail::Full),
+            Some(_) => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Detail::Summary => "summary",
+            Detail::Full => "full",
+        }
+    }
+}
+
+/// How many issuers the summary lists: enough to name the trouble when an IdP goes down
+/// under a thousand issuers, few enough that the answer stays a few kilobytes.
+const ATTENTION_LISTED: usize = 20;
+
+/// Why an issuer needs attention, most urgent last (so the greatest sorts first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Attention {
+    None,
+    /// Fresh copies, but the last refresh failed.
+    Failing,
+    /// Served from a stale copy.
+    Stale,
+    /// Served, but relying parties refuse its tokens.
+    Mismatch,
+    /// A document cannot be served.
+    Unservable,
+}
 
 /// What `/readyz` found, document by document.
 struct Survey {
     issuers: Vec<serde_json::Value>,
     documents: usize,
     servable: usize,
+    /// Documents by state: fresh, stale, expired, missing.
+    states: [usize; 4],
+    /// Issuers needing attention, listed or not.
+    attention: usize,
     /// Fresh if every servable document is fresh, else stale.
     worst: Freshness,
 }
@@ -78,6 +127,18 @@ impl Admin {
         (all, any, body)
     }
 
+    /// One document's freshness and state (an index of `Survey::states`), cheaply.
+    fn document_state(&self, id: DocId, now: SystemTime) -> (Freshness, usize) {
+        match self.store.get(id) {
+            None => (Freshness::Expired, 3),
+            Some(doc) => match self.policy.freshness(doc.fetched_at, now) {
+                Freshness::Fresh => (Freshness::Fresh, 0),
+                Freshness::Stale => (Freshness::Stale, 1),
+                Freshness::Expired => (Freshness::Expired, 2),
+            },
+        }
+    }
+
     /// One document's state as `/readyz` reports it, and whether it can be served.
     fn document(&self, id: DocId, now: SystemTime) -> (Freshness, serde_json::Value) {
         let doc = self.store.get(id);
@@ -127,59 +188,91 @@ impl Admin {
         json!(keys)
     }
 
-    /// Every document's state (of one issuer, or of all) and how many can be served.
-    fn survey(&self, only: Option<usize>, now: SystemTime) -> Survey {
+    /// Every document's state (of one issuer, or of all) and how many can be served;
+    /// the issuers shown are all of them (`Full`, or `only`), or with `Summary` those
+    /// needing attention, most urgent first, at most `ATTENTION_LISTED`.
+    fn survey(&self, only: Option<usize>, detail: Detail, now: SystemTime) -> Survey {
         let mut survey = Survey {
             issuers: Vec::new(),
             documents: 0,
             servable: 0,
+            states: [0; 4],
+            attention: 0,
             worst: Freshness::Fresh,
         };
-        for (i, issuer) in self.issuers.iter().enumerate() {
+        let mut shown = Vec::new();
+        for i in 0..self.issuers.len() {
             if only.is_some_and(|only| only != i) {
                 continue;
             }
-            let mut issuer_servable = true;
-            let mut report = |kind: DocKind| {
-                let (freshness, body) = self.document(DocId { issuer: i, kind }, now);
+            let mut attention = Attention::None;
+            for id in [DocId::discovery(i), DocId::jwks(i)] {
+                let (freshness, state) = self.document_state(id, now);
                 survey.documents += 1;
-                match freshness {
-                    Freshness::Expired => issuer_servable = false,
+                survey.states[state] += 1;
+                let record = self.health.get(id);
+                let failing = record.consecutive_failures > 0 || record.last_error.is_some();
+                let mismatch = record.issuer_mismatch.is_some();
+                let concern = match freshness {
+                    Freshness::Expired => Attention::Unservable,
                     Freshness::Stale => {
                         survey.servable += 1;
                         survey.worst = Freshness::Stale;
+                        Attention::Stale
                     }
-                    Freshness::Fresh => survey.servable += 1,
-                }
-                body
-            };
-            let discovery = report(DocKind::Discovery);
-            let jwks = report(DocKind::Jwks);
-            let keys = self.keys_report(i);
-            let mismatch = self
-                .health
-                .get(DocId::discovery(i))
-                .issuer_mismatch
-                .map(|upstream| json!({"upstream_issuer": upstream, "public_url": issuer.public_url}));
-            survey.issuers.push(json!({
-                "name": issuer.name,
-                "servable": issuer_servable,
-                "issuer_mismatch": mismatch,
-                "discovery": discovery,
-                "jwks": jwks,
-                "keys": keys,
-            }));
+                    Freshness::Fresh => {
+                        survey.servable += 1;
+                        Attention::None
+                    }
+                };
+                let concern = concern
+                    .max(if mismatch { Attention::Mismatch } else { Attention::None })
+                    .max(if failing { Attention::Failing } else { Attention::None });
+                attention = attention.max(concern);
+            }
+            if attention != Attention::None {
+                survey.attention += 1;
+            }
+            if only.is_some() || detail == Detail::Full || attention != Attention::None {
+                shown.push((attention, i));
+            }
         }
+        if only.is_none() && detail == Detail::Summary {
+            // Stable: equally urgent issuers stay in config order.
+            shown.sort_by_key(|&(attention, _)| std::cmp::Reverse(attention));
+            shown.truncate(ATTENTION_LISTED);
+        }
+        survey.issuers = shown.into_iter().map(|(_, i)| self.issuer_report(i, now)).collect();
         survey
+    }
+
+    /// One issuer's documents, keys and issuer check, in full.
+    fn issuer_report(&self, i: usize, now: SystemTime) -> serde_json::Value {
+        let issuer = &self.issuers[i];
+        let (discovery_freshness, discovery) = self.document(DocId::discovery(i), now);
+        let (jwks_freshness, jwks) = self.document(DocId::jwks(i), now);
+        let mismatch = self
+            .health
+            .get(DocId::discovery(i))
+            .issuer_mismatch
+            .map(|upstream| json!({"upstream_issuer": upstream, "public_url": issuer.public_url}));
+        json!({
+            "name": issuer.name,
+            "servable": discovery_freshness != Freshness::Expired && jwks_freshness != Freshness::Expired,
+            "issuer_mismatch": mismatch,
+            "discovery": discovery,
+            "jwks": jwks,
+            "keys": self.keys_report(i),
+        })
     }
 
     /// The process's readiness: during start-up (see `Startup`) 503 `starting`; then,
     /// with `admin.readiness = "any"`, 200 while at least one document can be served
     /// (`degraded` when some cannot), and with `"all"` only while every one can.
     /// `status` is `starting`, `fresh`, `stale`, `degraded` or `unavailable`.
-    pub(super) fn readiness(&self) -> (bool, serde_json::Value) {
+    pub(super) fn readiness(&self, detail: Detail) -> (bool, serde_json::Value) {
         let now = SystemTime::now();
-        let survey = self.survey(None, now);
+        let survey = self.survey(None, detail, now);
         let all_servable = survey.servable == survey.documents;
         let (tls_all, tls_any, tls) = self.tls(now);
         let settled = match survey.worst {
@@ -203,6 +296,16 @@ impl Admin {
             "mode": self.readiness.as_str(),
             "documents": survey.documents,
             "servable": survey.servable,
+            "document_states": {
+                "fresh": survey.states[0],
+                "stale": survey.states[1],
+                "expired": survey.states[2],
+                "missing": survey.states[3],
+            },
+            "detail": detail.as_str(),
+            "issuers_total": self.issuers.len(),
+            "issuers_needing_attention": survey.attention,
+            "issuers_omitted": survey.attention.saturating_sub(survey.issuers.len()),
             "issuers": survey.issuers,
             "tls": tls,
         });
@@ -214,7 +317,7 @@ impl Admin {
     /// external probes, never for taking a replica out of service.
     pub(super) fn issuer_readiness(&self, index: usize) -> (bool, serde_json::Value) {
         let now = SystemTime::now();
-        let survey = self.survey(Some(index), now);
+        let survey = self.survey(Some(index), Detail::Full, now);
         let report = &survey.issuers[0];
         let (ready, status) = if survey.servable < survey.documents {
             (false, "unavailable")

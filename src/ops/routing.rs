@@ -1,5 +1,5 @@
-//! Which admin endpoint answers a request — by path, token, method and `?issuer=` — and
-//! how its result is sent: JSON with its status, or a `Reject`.
+//! Which admin endpoint answers a request — by path, token, method, `?issuer=` and
+//! `?detail=` — and how its result is sent: JSON with its status, or a `Reject`.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -12,6 +12,7 @@ use crate::edge::connection::{Body, ConnInfo, Handler};
 use crate::edge::reject::{Allow, Reject, RETRY_AFTER};
 use crate::ops::actions::Report;
 use crate::ops::admin::Admin;
+use crate::ops::readiness::Detail;
 
 impl Handler for Admin {
     async fn handle(&self, request: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
@@ -43,8 +44,13 @@ impl Handler for Admin {
         match path {
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => {
+                let detail = query_param(request.uri(), "detail");
+                let Some(detail) = Detail::parse(detail.as_deref()) else {
+                    let error = json!({"error": "detail is `summary` (the default) or `full`", "detail": detail});
+                    return json_response(StatusCode::BAD_REQUEST, &error);
+                };
                 let (ready, body) = match query_param(request.uri(), "issuer") {
-                    None => self.readiness(),
+                    None => self.readiness(detail),
                     Some(name) => match self.issuer_index(&name) {
                         Some(index) => self.issuer_readiness(index),
                         None => return Reject::UnknownIssuer.response(),

@@ -1,11 +1,11 @@
-//! `DocumentMetrics`: every series labelled by issuer, resolved at start so recording is an index.
+//! `DocumentMetrics`: the document and issuer families, series only for what occurs or exists.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -14,6 +14,7 @@ use crate::model::document::{CacheStatus, DocKind};
 use crate::model::key_event::KeyEventKind;
 use crate::model::outcome::FetchOutcome;
 use crate::telemetry::histogram::LatencyHistogram;
+use crate::telemetry::lazy::LazyCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -26,6 +27,12 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DocLabels {
     issuer: String,
+    document: &'static str,
+}
+
+/// The label of the histograms: by document only, whatever the number of issuers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DocumentLabel {
     document: &'static str,
 }
 
@@ -63,39 +70,52 @@ fn status_index(status: u16) -> usize {
     }
 }
 
-/// `cache_status` labels: each `CacheStatus`, then "none" for a response without one.
-const CACHE_LABELS: usize = CacheStatus::ALL.len() + 1;
+/// The `(status, cache_status)` pairs a request can end with: a copy was sent (`hit`,
+/// `stale` or `collapsed`) only as a 200 or a 304; every other answer has no cache status.
+const REQUEST_CELLS: usize = CacheStatus::ALL.len() * 2 + STATUSES.len();
 
-fn cache_label(index: usize) -> &'static str {
-    CacheStatus::ALL.get(index).map_or("none", |status| status.as_str())
+/// The cell of a `(status, cache)` pair among `REQUEST_CELLS`, `None` for one that
+/// cannot occur (a cache status with neither 200 nor 304).
+fn request_cell(status: u16, cache: Option<CacheStatus>) -> Option<usize> {
+    match (cache, status) {
+        (Some(cache), 200) => Some(cache as usize * 2),
+        (Some(cache), 304) => Some(cache as usize * 2 + 1),
+        (Some(_), _) => None,
+        (None, status) => Some(CacheStatus::ALL.len() * 2 + status_index(status)),
+    }
 }
 
-fn cache_index(cache: Option<CacheStatus>) -> usize {
-    cache.map_or(CacheStatus::ALL.len(), |status| status as usize)
+fn status_label(status: u16) -> &'static str {
+    STATUSES[status_index(status)]
 }
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Every series labelled by issuer. Label sets are bounded by the config (issuer names,
-/// two documents, fixed status and outcome sets); no path or client address is a label.
+/// The per-document families, and the ones that need no issuer. Series that count events
+/// exist once they first count; gauges that say a document's or an issuer's state exist
+/// for each from the start. Histograms are by document only, so their cost does not grow
+/// with the issuers. Labels are bounded by the config; no path or client address is one.
 pub struct DocumentMetrics {
     issuers: Vec<String>,
-    /// One counter per (document or none, status, cache status), resolved at start.
-    requests: Vec<Counter>,
-    durations: Vec<LatencyHistogram>,
-    stale: Vec<Counter>,
-    /// One counter per (document, `FetchOutcome::ALL` entry).
-    fetches: Vec<Counter>,
-    fetch_durations: Vec<LatencyHistogram>,
-    /// One per issuer: key set fetches started early by a request (`revalidate`).
-    revalidations: Vec<Counter>,
+    /// Per slot (each document, then "none"), one cell per `REQUEST_CELLS` pair.
+    requests: LazyCounters<RequestLabels>,
+    /// Discovery, key set, then requests that named no document.
+    durations: [LatencyHistogram; 3],
+    /// One cell per document.
+    stale: LazyCounters<DocLabels>,
+    /// One cell per (document, `FetchOutcome::ALL` entry).
+    fetches: LazyCounters<FetchLabels>,
+    /// Discovery, then key set.
+    fetch_durations: [LatencyHistogram; 2],
+    /// One cell per issuer: key set fetches started early by a request (`revalidate`).
+    revalidations: LazyCounters<DocLabels>,
     document_age: Family<DocLabels, FloatGauge>,
     last_success: Family<DocLabels, FloatGauge>,
     servable: Vec<Gauge>,
     issuer_mismatch: Vec<Gauge>,
     published_keys: Vec<Gauge>,
-    /// One counter per (issuer, `KeyEventKind::ALL` entry).
-    key_events: Vec<Counter>,
+    /// One cell per (issuer, `KeyEventKind::ALL` entry).
+    key_events: LazyCounters<KeyEventLabels>,
 }
 
 impl DocumentMetrics {
@@ -106,7 +126,7 @@ impl DocumentMetrics {
             "Requests answered on the public listeners, by issuer, document, status and cache status",
             requests_family.clone(),
         );
-        let durations_family = Family::<DocLabels, LatencyHistogram>::default();
+        let durations_family = Family::<DocumentLabel, LatencyHistogram>::default();
         registry.register_with_unit(
             "request_duration",
             "Time from request head to response head on the public listeners",
@@ -125,7 +145,7 @@ impl DocumentMetrics {
             "Upstream fetches by issuer, document and outcome",
             fetches_family.clone(),
         );
-        let fetch_durations_family = Family::<DocLabels, LatencyHistogram>::default();
+        let fetch_durations_family = Family::<DocumentLabel, LatencyHistogram>::default();
         registry.register_with_unit(
             "upstream_fetch_duration",
             "Duration of upstream fetches, failed ones included",
@@ -178,128 +198,107 @@ impl DocumentMetrics {
             key_events_family.clone(),
         );
 
-        // Slot `issuers.len() * 2` holds the requests that named no document.
-        let doc_label = |slot: usize| -> (String, &'static str) {
-            match issuers.get(slot / 2) {
-                Some(name) => (name.clone(), slot_kind(slot).as_str()),
-                None => (String::new(), "none"),
-            }
+        let histograms = |family: &Family<DocumentLabel, LatencyHistogram>, documents: &[&'static str]| {
+            documents
+                .iter()
+                .map(|&document| family.get_or_create(&DocumentLabel { document }).clone())
+                .collect::<Vec<_>>()
         };
-        let slots = issuers.len() * 2 + 1;
-        let mut requests = Vec::with_capacity(slots * STATUSES.len() * CACHE_LABELS);
-        for slot in 0..slots {
-            let (issuer, document) = doc_label(slot);
-            for status in STATUSES {
-                for cache in 0..CACHE_LABELS {
-                    let labels = RequestLabels {
-                        issuer: issuer.clone(),
-                        document,
-                        status,
-                        cache_status: cache_label(cache),
-                    };
-                    requests.push(requests_family.get_or_create(&labels).clone());
-                }
-            }
-        }
-        fn per_doc<M: Clone, C: MetricConstructor<M>>(
-            family: &Family<DocLabels, M, C>,
-            labels: &dyn Fn(usize) -> (String, &'static str),
-            count: usize,
-        ) -> Vec<M> {
-            (0..count)
-                .map(|slot| {
-                    let (issuer, document) = labels(slot);
-                    family.get_or_create(&DocLabels { issuer, document }).clone()
-                })
+        let durations = histograms(&durations_family, &["discovery", "jwks", "none"])
+            .try_into()
+            .expect("three documents");
+        let fetch_durations = histograms(&fetch_durations_family, &["discovery", "jwks"])
+            .try_into()
+            .expect("two documents");
+        let per_issuer = |family: &Family<IssuerLabels, Gauge>| -> Vec<Gauge> {
+            issuers
+                .iter()
+                .map(|issuer| family.get_or_create(&IssuerLabels { issuer: issuer.clone() }).clone())
                 .collect()
-        }
-        let durations = per_doc(&durations_family, &doc_label, slots);
-        let stale = per_doc(&stale_family, &doc_label, issuers.len() * 2);
-        let fetch_durations = per_doc(&fetch_durations_family, &doc_label, issuers.len() * 2);
-        let servable = per_doc(&servable_family, &doc_label, issuers.len() * 2);
-        let revalidations = issuers
-            .iter()
-            .map(|issuer| {
+        };
+        let issuer_mismatch = per_issuer(&mismatch_family);
+        let published_keys = per_issuer(&published_keys_family);
+        let servable = (0..issuers.len() * 2)
+            .map(|slot| {
                 let labels = DocLabels {
-                    issuer: issuer.clone(),
-                    document: DocKind::Jwks.as_str(),
+                    issuer: issuers[slot / 2].clone(),
+                    document: slot_kind(slot).as_str(),
                 };
-                revalidations_family.get_or_create(&labels).clone()
+                servable_family.get_or_create(&labels).clone()
             })
             .collect();
-        let issuer_mismatch = issuers
-            .iter()
-            .map(|issuer| {
-                let labels = IssuerLabels { issuer: issuer.clone() };
-                mismatch_family.get_or_create(&labels).clone()
-            })
-            .collect();
-        let published_keys = issuers
-            .iter()
-            .map(|issuer| {
-                let labels = IssuerLabels { issuer: issuer.clone() };
-                published_keys_family.get_or_create(&labels).clone()
-            })
-            .collect();
-        let mut key_events = Vec::with_capacity(issuers.len() * KeyEventKind::ALL.len());
-        for issuer in &issuers {
-            for event in KeyEventKind::ALL {
-                let labels = KeyEventLabels {
-                    issuer: issuer.clone(),
-                    event: event.as_str(),
-                };
-                key_events.push(key_events_family.get_or_create(&labels).clone());
-            }
-        }
-        let mut fetches = Vec::with_capacity(issuers.len() * 2 * FetchOutcome::ALL.len());
-        for slot in 0..issuers.len() * 2 {
-            let (issuer, document) = doc_label(slot);
-            for outcome in FetchOutcome::ALL {
-                let labels = FetchLabels {
-                    issuer: issuer.clone(),
-                    document,
-                    outcome: outcome.as_str(),
-                };
-                fetches.push(fetches_family.get_or_create(&labels).clone());
-            }
-        }
+        let documents = issuers.len() * 2;
         DocumentMetrics {
-            issuers,
-            requests,
+            requests: LazyCounters::new(requests_family, (documents + 1) * REQUEST_CELLS),
             durations,
-            stale,
-            fetches,
+            stale: LazyCounters::new(stale_family, documents),
+            fetches: LazyCounters::new(fetches_family, documents * FetchOutcome::ALL.len()),
             fetch_durations,
-            revalidations,
+            revalidations: LazyCounters::new(revalidations_family, issuers.len()),
             document_age,
             last_success,
             servable,
             issuer_mismatch,
             published_keys,
-            key_events,
+            key_events: LazyCounters::new(key_events_family, issuers.len() * KeyEventKind::ALL.len()),
+            issuers,
+        }
+    }
+
+    /// The `issuer` and `document` labels of `slot` (`issuers.len() * 2`: no document).
+    fn doc_labels(&self, slot: usize) -> (String, &'static str) {
+        match self.issuers.get(slot / 2) {
+            Some(name) => (name.clone(), slot_kind(slot).as_str()),
+            None => (String::new(), "none"),
         }
     }
 
     /// Records one answered request (`doc`: the document it was for, if any).
     pub fn request(&self, doc: Option<DocId>, status: u16, cache: Option<CacheStatus>, elapsed: Duration) {
         let slot = doc.map_or(self.issuers.len() * 2, DocId::slot);
-        let index = (slot * STATUSES.len() + status_index(status)) * CACHE_LABELS + cache_index(cache);
-        self.requests[index].inc();
-        self.durations[slot].observe(elapsed);
+        let labels = || {
+            let (issuer, document) = self.doc_labels(slot);
+            RequestLabels {
+                issuer,
+                document,
+                status: status_label(status),
+                cache_status: cache.map_or("none", CacheStatus::as_str),
+            }
+        };
+        match request_cell(status, cache) {
+            Some(cell) => self.requests.inc(slot * REQUEST_CELLS + cell, labels),
+            None => self.requests.inc_unresolved(&labels()),
+        }
+        let kind = doc.map_or(2, |doc| doc.kind as usize);
+        self.durations[kind].observe(elapsed);
         if let (Some(doc), Some(CacheStatus::Stale)) = (doc, cache) {
-            self.stale[doc.slot()].inc();
+            self.stale.inc(doc.slot(), || {
+                let (issuer, document) = self.doc_labels(doc.slot());
+                DocLabels { issuer, document }
+            });
         }
     }
 
     /// Records one upstream fetch and how it ended.
     pub fn fetch(&self, doc: DocId, outcome: FetchOutcome, elapsed: Duration) {
-        self.fetches[doc.slot() * FetchOutcome::ALL.len() + outcome as usize].inc();
-        self.fetch_durations[doc.slot()].observe(elapsed);
+        self.fetches
+            .inc(doc.slot() * FetchOutcome::ALL.len() + outcome as usize, || {
+                let (issuer, document) = self.doc_labels(doc.slot());
+                FetchLabels {
+                    issuer,
+                    document,
+                    outcome: outcome.as_str(),
+                }
+            });
+        self.fetch_durations[doc.kind as usize].observe(elapsed);
     }
 
     /// Records that a request's poke made `issuer`'s key set refresher fetch early.
     pub fn revalidation(&self, issuer: usize) {
-        self.revalidations[issuer].inc();
+        self.revalidations.inc(issuer, || DocLabels {
+            issuer: self.issuers.get(issuer).cloned().unwrap_or_default(),
+            document: DocKind::Jwks.as_str(),
+        });
     }
 
     /// Sets the point-in-time gauges of one document (called at scrape time).
@@ -309,16 +308,20 @@ impl DocumentMetrics {
             issuer: self.issuers[doc.issuer].clone(),
             document: doc.kind.as_str(),
         };
+        // Milliseconds and whole seconds: finer digits are noise every scrape pays for,
+        // a thousand times over with a thousand issuers.
         match age {
             Some(age) => {
-                self.document_age.get_or_create(&labels).set(age.as_secs_f64());
+                self.document_age
+                    .get_or_create(&labels)
+                    .set(age.as_millis() as f64 / 1e3);
             }
             None => {
                 self.document_age.remove(&labels);
             }
         }
         if let Some(t) = last_success_unix {
-            self.last_success.get_or_create(&labels).set(t);
+            self.last_success.get_or_create(&labels).set(t.floor());
         }
     }
 
@@ -334,7 +337,11 @@ impl DocumentMetrics {
 
     /// Counts one change to an issuer's keys.
     pub fn key_event(&self, issuer: usize, event: KeyEventKind) {
-        self.key_events[issuer * KeyEventKind::ALL.len() + event as usize].inc();
+        self.key_events
+            .inc(issuer * KeyEventKind::ALL.len() + event as usize, || KeyEventLabels {
+                issuer: self.issuers.get(issuer).cloned().unwrap_or_default(),
+                event: event.as_str(),
+            });
     }
 }
 

@@ -205,15 +205,58 @@ mod tests {
     }
 
     #[test]
-    fn every_series_of_a_closed_set_exists_before_anything_is_counted() {
-        let text = Metrics::new(vec!["a".into()]).encode();
-        let series = |family: &str| text.lines().filter(|l| l.starts_with(family)).count();
-        assert_eq!(series("jwks_edge_upstream_fetches_total{"), 2 * FetchOutcome::ALL.len());
-        assert_eq!(series("jwks_edge_key_rotations_total{"), KeyEventKind::ALL.len());
-        // Two documents and "none", each by the 8 statuses and by every cache status or none.
+    fn each_status_counts_in_its_own_series_with_or_without_a_copy() {
+        let metrics = Metrics::new(vec!["a".into()]);
+        let pairs = [
+            (200, Some(CacheStatus::Hit)),
+            (304, Some(CacheStatus::Stale)),
+            (200, Some(CacheStatus::Collapsed)),
+        ]
+        .into_iter()
+        .chain([200, 204, 304, 400, 404, 405, 503, 431].map(|status| (status, None)));
+        for (status, cache) in pairs {
+            metrics.request(None, status, cache, Duration::from_micros(5));
+        }
+        let series = counted(&metrics, "jwks_edge_requests_total");
+        assert_eq!(series.len(), 11, "{series:#?}");
+        let other = r#"jwks_edge_requests_total{issuer="",document="none",status="other",cache_status="none"} 1"#;
+        assert!(series.iter().any(|s| s == other), "{series:#?}");
+    }
+
+    #[test]
+    fn a_pair_that_cannot_occur_is_still_counted_if_it_does() {
+        let metrics = Metrics::new(vec!["a".into()]);
+        metrics.request(Some(DocId::jwks(0)), 405, Some(CacheStatus::Collapsed), Duration::ZERO);
+        metrics.request(Some(DocId::jwks(0)), 405, Some(CacheStatus::Collapsed), Duration::ZERO);
         assert_eq!(
-            series("jwks_edge_requests_total{"),
-            3 * 8 * (CacheStatus::ALL.len() + 1)
+            counted(&metrics, "jwks_edge_requests_total"),
+            [r#"jwks_edge_requests_total{issuer="a",document="jwks",status="405",cache_status="collapsed"} 2"#]
         );
+    }
+
+    #[test]
+    fn counters_exist_once_they_count_and_state_gauges_from_the_start() {
+        let issuers: Vec<String> = (0..50).map(|n| format!("i{n}")).collect();
+        let metrics = Metrics::new(issuers);
+        let text = metrics.encode();
+        let series = |family: &str| text.lines().filter(|l| l.starts_with(family)).count();
+        for family in [
+            "jwks_edge_requests_total{",
+            "jwks_edge_stale_responses_total{",
+            "jwks_edge_upstream_fetches_total{",
+            "jwks_edge_revalidations_total{",
+            "jwks_edge_key_rotations_total{",
+        ] {
+            assert_eq!(series(family), 0, "{family} before anything counted");
+        }
+        assert_eq!(series("jwks_edge_document_servable{"), 100);
+        assert_eq!(series("jwks_edge_issuer_mismatch{"), 50);
+        assert_eq!(series("jwks_edge_published_keys{"), 50);
+        // By document only: 3 and 2 histograms of 16 bounds, +Inf, sum and count.
+        assert_eq!(series("jwks_edge_request_duration_seconds_"), 3 * 19);
+        assert_eq!(series("jwks_edge_upstream_fetch_duration_seconds_"), 2 * 19);
+        assert!(!text
+            .lines()
+            .any(|l| l.contains("_duration_seconds") && l.contains("issuer=")));
     }
 }

@@ -4,5 +4,6 @@
 pub mod connections;
 pub mod documents;
 pub mod histogram;
+pub mod lazy;
 pub mod log_sink;
 pub mod metrics;

@@ -17,7 +17,7 @@ const NEVER_WAITS: Duration = Duration::from_millis(500);
 
 /// Failures recorded so far for both documents of the first issuer.
 async fn failures(admin: std::net::SocketAddr) -> (u64, u64) {
-    let (_, body) = readyz(admin).await;
+    let (_, body) = readyz_detail(admin).await;
     let issuer = &body["issuers"][0];
     (
         issuer["discovery"]["failures_total"].as_u64().unwrap(),

@@ -20,6 +20,7 @@ mod process;
 mod properties;
 mod readiness;
 mod revalidation;
+mod scale;
 mod serving;
 mod serving_upstream;
 mod support;

@@ -60,9 +60,13 @@ async fn an_issuer_dead_from_the_start_does_not_keep_the_replica_unready() {
     .await;
     let (_, body) = readyz(proxy.admin).await;
     assert_eq!(body["status"], "degraded", "{body}");
-    assert_eq!(body["issuers"][1]["servable"], false, "{body}");
-    assert_eq!(body["issuers"][1]["jwks"]["state"], "missing", "{body}");
-    assert!(body["issuers"][1]["discovery"]["last_error"].is_string(), "{body}");
+    // The summary lists the one issuer needing attention, not the healthy one.
+    assert_eq!(body["issuers_needing_attention"], 1, "{body}");
+    assert_eq!(body["issuers"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["issuers"][0]["name"], K8S_NAME, "{body}");
+    assert_eq!(body["issuers"][0]["servable"], false, "{body}");
+    assert_eq!(body["issuers"][0]["jwks"]["state"], "missing", "{body}");
+    assert!(body["issuers"][0]["discovery"]["last_error"].is_string(), "{body}");
     until_served(proxy.plain.unwrap(), GITLAB, GITLAB_KEYS).await;
     assert_eq!(
         get(
@@ -232,7 +236,7 @@ async fn discovery_error(admin: SocketAddr, index: usize, expected: &str) -> Str
         Duration::from_secs(10),
         &format!("the error {expected:?}"),
         async || {
-            let (_, body) = readyz(admin).await;
+            let (_, body) = readyz_detail(admin).await;
             let error = body["issuers"][index]["discovery"]["last_error"]
                 .as_str()
                 .unwrap_or_default();

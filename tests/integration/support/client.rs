@@ -166,3 +166,10 @@ pub async fn readyz(admin: SocketAddr) -> (StatusCode, serde_json::Value) {
     let reply = get(admin, &Transport::Plain, "localhost", "/readyz").await;
     (reply.status, reply.json())
 }
+
+/// `/readyz?detail=full`: the same status, with every issuer's documents and keys (the
+/// default summary lists only the issuers needing attention).
+pub async fn readyz_detail(admin: SocketAddr) -> (StatusCode, serde_json::Value) {
+    let reply = get(admin, &Transport::Plain, "localhost", "/readyz?detail=full").await;
+    (reply.status, reply.json())
+}
