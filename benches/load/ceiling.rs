@@ -1,5 +1,7 @@
 //! The ceiling server: the same bytes from memory over the same hyper and rustls stack,
-//! with no logic at all, so the proxy's cost shows as a ratio.
+//! with no logic at all, so the proxy's cost shows as a ratio. "The same bytes" includes
+//! the headers (the proxy's own, captured from one of its responses) and the TLS policy
+//! (the proxy's own `server_config`: versions, ALPN, session cache and tickets).
 
 use std::sync::Arc;
 
@@ -16,21 +18,18 @@ pub fn ceiling() {
     let mut argv = std::env::args().skip(1);
     let cert = argv.next().unwrap();
     let key = argv.next().unwrap();
+    let headers_file = argv.next().unwrap();
+    let headers = read_headers(&headers_file);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async move {
         let key = jwks_edge::tls::load_certified_key(cert.as_ref(), key.as_ref()).unwrap();
-        let mut config = rustls::ServerConfig::builder_with_provider(jwks_edge::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(jwks_edge::tls::resolver::CertResolver::new(
-                jwks_edge::tls::resolver::CertSet::single(key),
-            )));
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let resolver = Arc::new(jwks_edge::tls::resolver::CertResolver::new(
+            jwks_edge::tls::resolver::CertSet::single(key),
+        ));
+        let acceptor = tokio_rustls::TlsAcceptor::from(jwks_edge::tls::server_config(resolver, false).unwrap());
         let https = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("https={}", https.local_addr().unwrap());
@@ -40,6 +39,7 @@ pub fn ceiling() {
         let serve = |listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>| {
             let builder = builder.clone();
             let body = body.clone();
+            let headers = headers.clone();
             async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -48,13 +48,12 @@ pub fn ceiling() {
                     let _ = stream.set_nodelay(true);
                     let builder = builder.clone();
                     let body = body.clone();
+                    let headers = headers.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
                             let mut response = Response::new(Full::new(body.clone()));
-                            let h = response.headers_mut();
-                            h.insert("content-type", http::HeaderValue::from_static("application/json"));
-                            h.insert("cache-control", http::HeaderValue::from_static("public, max-age=300"));
+                            *response.headers_mut() = headers.clone();
                             async move { Ok::<_, std::convert::Infallible>(response) }
                         });
                         match tls {
@@ -73,4 +72,31 @@ pub fn ceiling() {
         };
         tokio::join!(serve(https, Some(acceptor)), serve(plain, None));
     });
+}
+
+/// The headers to send, one `name: value` per line (`Date` and `Content-Length` are left
+/// to hyper, as for the proxy).
+fn read_headers(path: &str) -> http::HeaderMap {
+    let text = std::fs::read_to_string(path).expect("the headers file is readable");
+    let mut headers = http::HeaderMap::new();
+    for line in text.lines() {
+        let (name, value) = line.split_once(": ").expect("a header line");
+        headers.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    headers
+}
+
+/// Writes the headers of a proxy response for `read_headers`.
+pub fn write_headers(path: &std::path::Path, headers: &http::HeaderMap) {
+    let mut text = String::new();
+    for (name, value) in headers {
+        if name == http::header::DATE || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        text.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+    }
+    std::fs::write(path, text).unwrap();
 }

@@ -105,7 +105,32 @@ pub async fn request(sender: &mut Sender) -> Result<usize, String> {
 }
 
 async fn request_unbounded(sender: &mut Sender) -> Result<usize, String> {
-    let response = match sender {
+    let response = send(sender).await?;
+    if response.status() != http::StatusCode::OK {
+        return Err(format!("status {}", response.status()));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(body.len())
+}
+
+/// The response headers of one key set request: the ceiling sends the proxy's own, so the
+/// two put the same bytes on the wire.
+pub async fn response_headers(sender: &mut Sender) -> Result<http::HeaderMap, String> {
+    let response = tokio::time::timeout(IO_TIMEOUT, send(sender))
+        .await
+        .map_err(|_| "request timed out".to_owned())??;
+    let headers = response.headers().clone();
+    let _ = response.into_body().collect().await;
+    Ok(headers)
+}
+
+async fn send(sender: &mut Sender) -> Result<http::Response<hyper::body::Incoming>, String> {
+    Ok(match sender {
         Sender::H1(s) => {
             s.ready().await.map_err(|e| e.to_string())?;
             let req = Request::get(PATH).header("host", HOST).body(Empty::new()).unwrap();
@@ -118,17 +143,7 @@ async fn request_unbounded(sender: &mut Sender) -> Result<usize, String> {
                 .unwrap();
             s.send_request(req).await.map_err(|e| e.to_string())?
         }
-    };
-    if response.status() != http::StatusCode::OK {
-        return Err(format!("status {}", response.status()));
-    }
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(body.len())
+    })
 }
 
 /// Runs `connections` closed-loop clients against `target` for `duration`.

@@ -15,6 +15,7 @@ use std::time::Duration;
 mod common;
 
 mod ceiling;
+mod cpu;
 mod generator;
 mod scenarios;
 mod servers;

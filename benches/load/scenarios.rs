@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use jwks_edge::fake_idp::Fault;
 
+use crate::ceiling::write_headers;
 use crate::common::rss::rss_kib;
 use crate::common::{keycloak_idp, BenchTls, HOST};
-use crate::generator::{client_config, connect, load, request, Mode, Stats, Target};
+use crate::cpu::{bottleneck, CpuSpan};
+use crate::generator::{client_config, connect, load, request, response_headers, Mode, Stats, Target};
 use crate::servers::{addresses, spawn_pinned};
 use crate::Args;
 
@@ -37,11 +39,6 @@ pub async fn run(args: Args) {
     let config_arg = config_path.display().to_string();
     let mut proxy = spawn_pinned(args.server_cpu, proxy_bin, &["serve", "--config", &config_arg], None);
     let proxy_addrs = addresses(&mut proxy, true, &["https", "plain"]);
-    let me = std::env::current_exe().unwrap();
-    let cert_arg = cert.display().to_string();
-    let key_arg = key.display().to_string();
-    let mut ceiling = spawn_pinned(args.server_cpu, &me, &[&cert_arg, &key_arg], Some("ceiling"));
-    let ceiling_addrs = addresses(&mut ceiling, false, &["https", "plain"]);
 
     // Warm: wait until the proxy serves the key set.
     let warm_target = Target {
@@ -62,6 +59,22 @@ pub async fn run(args: Args) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The ceiling sends the proxy's own response headers.
+    let mut sender = connect(&warm_target).await.expect("the proxy answers");
+    let headers = response_headers(&mut sender).await.expect("the proxy answers");
+    let headers_path = dir.path().join("headers.txt");
+    write_headers(&headers_path, &headers);
+    let me = std::env::current_exe().unwrap();
+    let cert_arg = cert.display().to_string();
+    let key_arg = key.display().to_string();
+    let headers_arg = headers_path.display().to_string();
+    let mut ceiling = spawn_pinned(
+        args.server_cpu,
+        &me,
+        &[&cert_arg, &key_arg, &headers_arg],
+        Some("ceiling"),
+    );
+    let ceiling_addrs = addresses(&mut ceiling, false, &["https", "plain"]);
     let hits_before = idp.total_hits();
     let run_started = Instant::now();
 
@@ -83,24 +96,43 @@ pub async fn run(args: Args) {
         args.client_cpu,
         if args.access_log { "on" } else { "off" }
     );
-    println!("| scenario | server | req/s | p50 | p99 | max | errors | proxy ÷ ceiling |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "Server CPU per request is the figure to compare: req/s only means something for the side that was the bottleneck."
+    );
+    println!("| scenario | server | req/s | p50 | p99 | max | errors | server CPU µs/req | server busy | generator busy | bottleneck | proxy ÷ ceiling, req/s | proxy ÷ ceiling, req per server CPU s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut proxy_h1 = None;
     for (name, listener, tls, mode) in scenarios {
         let mut results = Vec::new();
-        for (server, addrs) in [("ceiling", &ceiling_addrs), ("jwks-edge", &proxy_addrs)] {
+        let mut costs = Vec::new();
+        for (server, addrs, pid) in [
+            ("ceiling", &ceiling_addrs, ceiling.0.id()),
+            ("jwks-edge", &proxy_addrs, proxy.0.id()),
+        ] {
             let target = Target {
                 addr: addrs[listener],
                 tls: tls.clone(),
                 mode,
             };
+            let server_cpu = CpuSpan::start(pid);
+            let client_cpu = CpuSpan::start(std::process::id());
+            let wall = Instant::now();
             let stats = load(&target, args.connections, args.duration).await;
+            let wall = wall.elapsed().as_secs_f64();
+            let requests = (stats.requests as f64).max(1.0);
+            costs.push(RunCost {
+                server_seconds_per_request: server_cpu.spent().as_secs_f64() / requests,
+                server_busy: server_cpu.spent().as_secs_f64() / wall,
+                client_busy: client_cpu.spent().as_secs_f64() / wall,
+            });
             results.push((server, stats));
         }
         let ratio = results[1].1.rps() / results[0].1.rps().max(1.0);
-        for (server, stats) in &results {
+        let cpu_ratio = costs[0].server_seconds_per_request / costs[1].server_seconds_per_request.max(1e-12);
+        for ((server, stats), cost) in results.iter().zip(&costs) {
+            let proxy = *server == "jwks-edge";
             println!(
-                "| {name} | {server} | {:.0} | {:?} | {:?} | {:?} | {} | {} |",
+                "| {name} | {server} | {:.0} | {:?} | {:?} | {:?} | {} | {:.2} | {:.0} % | {:.0} % | {} | {} | {} |",
                 stats.rps(),
                 stats.percentile(0.5),
                 stats.percentile(0.99),
@@ -109,11 +141,16 @@ pub async fn run(args: Args) {
                     .last()
                     .map_or(Duration::ZERO, |m| Duration::from_micros(*m as u64)),
                 stats.errors,
-                if *server == "jwks-edge" {
-                    format!("{ratio:.2}")
+                cost.server_seconds_per_request * 1e6,
+                cost.server_busy * 100.0,
+                cost.client_busy * 100.0,
+                bottleneck(cost.server_busy, cost.client_busy),
+                if proxy { format!("{ratio:.2}") } else { String::new() },
+                if proxy {
+                    format!("{cpu_ratio:.2}")
                 } else {
                     String::new()
-                }
+                },
             );
         }
         if name == "HTTP/1.1 keep-alive" {
@@ -156,4 +193,12 @@ pub async fn run(args: Args) {
         elapsed.as_secs_f64(),
         refresh
     );
+}
+
+/// What one server's run cost, from /proc.
+struct RunCost {
+    server_seconds_per_request: f64,
+    /// CPU seconds per wall second: 1.0 is one core kept busy.
+    server_busy: f64,
+    client_busy: f64,
 }
