@@ -33,6 +33,7 @@ use crate::tls::{self, TlsError};
 use crate::upstream::fetch::{Fetcher, UpstreamAccess};
 use crate::upstream::keyset::prepublished::PrepublishedError;
 use crate::upstream::keyset::KeySetRules;
+use crate::upstream::permits::UpstreamPermits;
 use crate::upstream::refresh::{spawn_all, IssuerRefresh};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +172,7 @@ impl App {
             None => None,
         };
         let key_board = Arc::new(KeyBoard::new(config.issuers.len()));
+        let permits = Arc::new(UpstreamPermits::new(config.cache.max_fetches_per_upstream));
         let mut refreshers = config
             .issuers
             .iter()
@@ -207,6 +209,10 @@ impl App {
                                 .as_deref()
                                 .and_then(|h| HeaderValue::from_str(h).ok()),
                         },
+                        permits.clone(),
+                        // A fetch that cannot start within a period would overlap the
+                        // next one anyway; the wait does not eat into fetch_timeout.
+                        config.cache.refresh,
                     ),
                     store: store.clone(),
                     router: router.clone(),

@@ -1,0 +1,143 @@
+//! Start-up without a thundering herd: a fleet of issuers on one upstream never has more
+//! than `cache.max_fetches_per_upstream` fetches in flight there, all still become
+//! ready without a retry, and a fetch queued behind a hung upstream still ends.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jwks_edge::fake_idp::{FakeIdp, Fault, Resource};
+
+use crate::support::*;
+
+/// One fake IdP serving `count` Kubernetes-shaped issuers, `n` under `/h{n}`.
+async fn fleet_idp(count: usize) -> FakeIdp {
+    let idp = fake_idp().await;
+    let discovery = fixture("kubernetes/openid-configuration.json");
+    let jwks = fixture("kubernetes/jwks.json");
+    for n in 0..count {
+        let own = discovery.replace("https://oidc.k8s.example.com", &format!("https://h{n}.example.test"));
+        idp.put(
+            &format!("/h{n}/.well-known/openid-configuration"),
+            Resource::json_with_idp_headers(own),
+        );
+        idp.put(
+            &format!("/h{n}/openid/v1/jwks"),
+            Resource::json_with_idp_headers(jwks.clone()),
+        );
+    }
+    idp
+}
+
+fn fleet(idp: &FakeIdp, count: usize) -> ProxyBuilder {
+    (0..count).fold(Proxy::builder(), |builder, n| {
+        builder.issuer(
+            Issuer::new(
+                &format!("https://h{n}.example.test"),
+                &format!("{}/h{n}", idp.base_url()),
+            )
+            .name(&format!("h{n}")),
+        )
+    })
+}
+
+async fn until_fresh(admin: SocketAddr, limit: Duration) {
+    Wait::up_to(limit)
+        .every(Duration::from_millis(200))
+        .until("every document to be fresh", async || {
+            let (_, body) = readyz(admin).await;
+            body["status"] == "fresh" && body["document_states"]["fresh"] == body["documents"]
+        })
+        .await;
+}
+
+const FLEET: usize = 50;
+const BOUND: u32 = 4;
+/// Each answer takes this long, so fetches overlap and the queue is long: 100 documents
+/// in rounds of `BOUND` take about 25 × 150 ms, well past the fetch timeout below.
+const DELAY: Duration = Duration::from_millis(150);
+
+#[tokio::test]
+async fn a_fleet_on_one_slow_upstream_never_sees_more_than_the_bound_and_retries_nothing() {
+    let idp = fleet_idp(FLEET).await;
+    idp.set_fault(Fault::Delay(DELAY));
+    // The queue (seconds) is longer than fetch_timeout: the wait for a permit must not
+    // count against it, or fetches at the back would time out and be retried.
+    let proxy = fleet(&idp, FLEET)
+        .max_fetches_per_upstream(BOUND)
+        .fetch_timeout("1s")
+        .startup_grace("2m")
+        .start()
+        .await;
+    until_fresh(proxy.admin, Duration::from_secs(90)).await;
+
+    let most = idp.max_concurrent_requests();
+    assert!(most <= u64::from(BOUND), "{most} requests at once, bound {BOUND}");
+    // With a queue this long, every permit was in use at some moment.
+    assert_eq!(
+        most,
+        u64::from(BOUND),
+        "the bound was never reached: fetches ran one by one?"
+    );
+    // One fetch per document: nothing failed, nothing was retried.
+    assert_eq!(idp.total_hits(), 2 * FLEET as u64);
+    let (_, detail) = readyz_detail(proxy.admin).await;
+    for issuer in detail["issuers"].as_array().unwrap() {
+        for document in ["discovery", "jwks"] {
+            assert_eq!(issuer[document]["failures_total"], 0, "{issuer}");
+        }
+    }
+    proxy.shutdown().await;
+}
+
+/// The counter above can see more than the bound: with a loose bound, it does.
+#[tokio::test]
+async fn with_a_loose_bound_the_same_fleet_sends_more_at_once() {
+    let idp = fleet_idp(FLEET).await;
+    idp.set_fault(Fault::Delay(DELAY));
+    let proxy = fleet(&idp, FLEET)
+        .max_fetches_per_upstream(64)
+        .fetch_timeout("5s")
+        .startup_grace("2m")
+        .start()
+        .await;
+    until_fresh(proxy.admin, Duration::from_secs(90)).await;
+    let most = idp.max_concurrent_requests();
+    assert!(
+        most > u64::from(BOUND),
+        "only {most} requests at once without a tight bound"
+    );
+    assert!(most <= 64, "{most} requests at once, bound 64");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fetch_queued_behind_a_hung_upstream_still_ends_and_says_why() {
+    let idp = fleet_idp(3).await;
+    idp.set_fault(Fault::Hang);
+    // The permit wait is bounded by the refresh period (1s here); each holder by
+    // fetch_timeout (1s): with one permit, the fetches behind the first give up.
+    let proxy = fleet(&idp, 3)
+        .max_fetches_per_upstream(1)
+        .fetch_timeout("1s")
+        .refresh("1s")
+        .start()
+        .await;
+    let admin = proxy.admin;
+    Wait::up_to(Duration::from_secs(30))
+        .every(Duration::from_millis(200))
+        .until("a queued fetch to fail naming the bound", async || {
+            let (_, detail) = readyz_detail(admin).await;
+            detail["issuers"].as_array().unwrap().iter().any(|issuer| {
+                issuer["discovery"]["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cache.max_fetches_per_upstream"))
+            })
+        })
+        .await;
+    assert_eq!(idp.max_concurrent_requests(), 1);
+    // And once the upstream answers again, every issuer recovers.
+    idp.set_fault(Fault::None);
+    until_fresh(admin, Duration::from_secs(30)).await;
+    assert_eq!(idp.max_concurrent_requests(), 1);
+    proxy.shutdown().await;
+}
