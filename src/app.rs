@@ -34,7 +34,7 @@ use crate::upstream::fetch::{Fetcher, UpstreamAccess};
 use crate::upstream::keyset::prepublished::PrepublishedError;
 use crate::upstream::keyset::KeySetRules;
 use crate::upstream::permits::UpstreamPermits;
-use crate::upstream::refresh::{spawn_all, IssuerRefresh};
+use crate::upstream::refresh::{spawn_all, IssuerRefresh, StartupReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -173,6 +173,10 @@ impl App {
         };
         let key_board = Arc::new(KeyBoard::new(config.issuers.len()));
         let permits = Arc::new(UpstreamPermits::new(config.cache.max_fetches_per_upstream));
+        let startup_report = Arc::new(StartupReport::new(
+            2 * config.issuers.len(),
+            2 * (config.cache.refresh + config.cache.fetch_timeout),
+        ));
         let mut refreshers = config
             .issuers
             .iter()
@@ -226,6 +230,7 @@ impl App {
                     restored_keys: None,
                     metrics: metrics.clone(),
                     revalidation: revalidation.clone(),
+                    startup: startup_report.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;

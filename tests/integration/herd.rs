@@ -141,3 +141,75 @@ async fn a_fetch_queued_behind_a_hung_upstream_still_ends_and_says_why() {
     assert_eq!(idp.max_concurrent_requests(), 1);
     proxy.shutdown().await;
 }
+
+/// Start-up with many issuers on a refusing upstream logs one line per kind of failure,
+/// with a count, not one WARN line per document.
+#[tokio::test]
+async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
+    const BROKEN: usize = 30;
+    let healthy = fleet_idp(3).await;
+    let broken = fake_idp().await;
+    broken.set_fault(Fault::Status(503));
+    let mut config = "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n".to_owned();
+    for n in 0..3 {
+        let issuer = Issuer::new(
+            &format!("https://h{n}.example.test"),
+            &format!("{}/h{n}", healthy.base_url()),
+        )
+        .name(&format!("h{n}"));
+        config.push_str(&issuer.to_string());
+    }
+    for n in 0..BROKEN {
+        let issuer = Issuer::new(
+            &format!("https://b{n}.example.test"),
+            &format!("{}/b{n}", broken.base_url()),
+        )
+        .name(&format!("b{n}"));
+        config.push_str(&issuer.to_string());
+    }
+    let serve = Serve::start_with(&["--log-format", "json"], &config, 2);
+    let summary = serve
+        .logged_event(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("failed their first fetch"))
+        })
+        .await;
+    assert_eq!(summary["level"], "WARN", "{summary}");
+    assert_eq!(summary["fields"]["count"], BROKEN, "{summary}");
+    assert_eq!(summary["fields"]["reason"], "status", "{summary}");
+    let message = summary["fields"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("b0 discovery") && message.contains("and 25 more"),
+        "{message}"
+    );
+    assert!(
+        summary["fields"]["example"].as_str().unwrap().contains("503"),
+        "{summary}"
+    );
+    let ended = serve
+        .logged_event(|e| {
+            e["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("first fetch of every document ended"))
+        })
+        .await;
+    assert_eq!(ended["fields"]["ok"], 6, "{ended}");
+    assert_eq!(ended["fields"]["blocked"], BROKEN, "{ended}");
+    // Let the broken ones retry a few times (1 s, 2 s...): still no line per document.
+    let hits = broken.total_hits();
+    eventually(
+        Duration::from_secs(20),
+        "the broken issuers to be retried",
+        async || broken.total_hits() >= hits + 2 * BROKEN as u64,
+    )
+    .await;
+    let log = serve.log.lock().unwrap().clone();
+    let per_document: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("\"level\":\"WARN\"") && l.contains("upstream fetch failed"))
+        .collect();
+    assert!(per_document.is_empty(), "{per_document:#?}");
+    let summaries = log.iter().filter(|l| l.contains("failed their first fetch")).count();
+    assert_eq!(summaries, 1, "{log:#?}");
+}

@@ -63,6 +63,7 @@ impl IssuerRefresh {
         let mut last_target = None;
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
+        let mut first = true;
         loop {
             let fetched = self
                 .measured(DocKind::Discovery, async {
@@ -79,6 +80,22 @@ impl IssuerRefresh {
                     Ok::<_, FetchError>((body, doc))
                 })
                 .await;
+            // Without a discovery document (none fetched, none restored) and no
+            // configured key set URL, the key set refresher has nothing to fetch yet.
+            let blocks_key_set = fetched.is_err()
+                && self.issuer.upstream_jwks_url.is_none()
+                && self
+                    .store
+                    .get(self.id(DocKind::Discovery))
+                    .is_none_or(|d| d.jwks.is_none());
+            let summarized = std::mem::take(&mut first)
+                && self.startup.first_attempt(
+                    self.index,
+                    &self.issuer.name,
+                    DocKind::Discovery,
+                    fetched.as_ref().err(),
+                    blocks_key_set,
+                );
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
@@ -100,7 +117,7 @@ impl IssuerRefresh {
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
-                    self.reject(DocKind::Discovery, &url, &err);
+                    self.reject(DocKind::Discovery, &url, &err, summarized);
                     backoff.next_delay()
                 }
             };
