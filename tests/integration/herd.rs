@@ -12,6 +12,12 @@ use crate::support::*;
 /// One fake IdP serving `count` Kubernetes-shaped issuers, `n` under `/h{n}`.
 async fn fleet_idp(count: usize) -> FakeIdp {
     let idp = fake_idp().await;
+    serve_fleet(&idp, count);
+    idp
+}
+
+/// Puts the documents of `count` issuers on `idp`, each naming itself by its public URL.
+fn serve_fleet(idp: &FakeIdp, count: usize) {
     let discovery = fixture("kubernetes/openid-configuration.json");
     let jwks = fixture("kubernetes/jwks.json");
     for n in 0..count {
@@ -25,7 +31,6 @@ async fn fleet_idp(count: usize) -> FakeIdp {
             Resource::json_with_idp_headers(jwks.clone()),
         );
     }
-    idp
 }
 
 fn fleet(idp: &FakeIdp, count: usize) -> ProxyBuilder {
@@ -212,4 +217,37 @@ async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
     assert!(per_document.is_empty(), "{per_document:#?}");
     let summaries = log.iter().filter(|l| l.contains("failed their first fetch")).count();
     assert_eq!(summaries, 1, "{log:#?}");
+}
+
+/// Start-up figures for a fleet of 1,000 issuers on one upstream whose listen backlog is
+/// small (32, like a simple threaded IdP's) and which answers in 10 ms, the default
+/// bound against an effectively unbounded one. A measurement, not a test of speed: `cargo test --test integration
+/// fleet_of_1000_start_up_figures -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement; prints figures"]
+async fn fleet_of_1000_start_up_figures() {
+    const COUNT: usize = 1000;
+    for bound in [8u32, 1024] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let idp = FakeIdp::serve(socket.listen(32).unwrap()).unwrap();
+        serve_fleet(&idp, COUNT);
+        // A real IdP takes a few milliseconds per answer.
+        idp.set_fault(Fault::Delay(Duration::from_millis(10)));
+        let started = std::time::Instant::now();
+        let proxy = fleet(&idp, COUNT)
+            .max_fetches_per_upstream(bound)
+            .startup_grace("5m")
+            .start()
+            .await;
+        until_fresh(proxy.admin, Duration::from_secs(240)).await;
+        println!(
+            "bound {bound}: ready after {:.2?}, {} upstream requests for {} documents, at most {} at once",
+            started.elapsed(),
+            idp.total_hits(),
+            2 * COUNT,
+            idp.max_concurrent_requests()
+        );
+        proxy.shutdown().await;
+    }
 }
