@@ -147,12 +147,13 @@ async fn a_fetch_queued_behind_a_hung_upstream_still_ends_and_says_why() {
     proxy.shutdown().await;
 }
 
-/// Start-up with many issuers on a refusing upstream logs one line per kind of failure,
-/// with a count, not one WARN line per document.
+/// Start-up with many issuers on a failing upstream, and many whose upstream names
+/// itself otherwise, logs one line per kind of problem with a count, not one per issuer.
 #[tokio::test]
-async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
+async fn start_up_problems_are_logged_once_per_kind_with_a_count() {
     const BROKEN: usize = 30;
-    let healthy = fleet_idp(3).await;
+    const MISMATCHED: usize = 10;
+    let healthy = fleet_idp(3 + MISMATCHED).await;
     let broken = fake_idp().await;
     broken.set_fault(Fault::Status(503));
     let mut config = "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n".to_owned();
@@ -162,6 +163,15 @@ async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
             &format!("{}/h{n}", healthy.base_url()),
         )
         .name(&format!("h{n}"));
+        config.push_str(&issuer.to_string());
+    }
+    // These upstreams say they are `https://h{n}.example.test`.
+    for n in 3..3 + MISMATCHED {
+        let issuer = Issuer::new(
+            &format!("https://m{n}.example.test"),
+            &format!("{}/h{n}", healthy.base_url()),
+        )
+        .name(&format!("m{n}"));
         config.push_str(&issuer.to_string());
     }
     for n in 0..BROKEN {
@@ -199,7 +209,7 @@ async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
                 .is_some_and(|m| m.starts_with("first fetch of every document ended"))
         })
         .await;
-    assert_eq!(ended["fields"]["ok"], 6, "{ended}");
+    assert_eq!(ended["fields"]["ok"], 2 * (3 + MISMATCHED), "{ended}");
     assert_eq!(ended["fields"]["blocked"], BROKEN, "{ended}");
     // Let the broken ones retry a few times (1 s, 2 s...): still no line per document.
     let hits = broken.total_hits();
@@ -217,6 +227,24 @@ async fn start_up_failures_are_logged_once_per_kind_with_a_count() {
     assert!(per_document.is_empty(), "{per_document:#?}");
     let summaries = log.iter().filter(|l| l.contains("failed their first fetch")).count();
     assert_eq!(summaries, 1, "{log:#?}");
+    let errors: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["level"] == "ERROR")
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one ERROR line for all mismatched issuers: {errors:#?}"
+    );
+    assert_eq!(errors[0]["fields"]["count"], MISMATCHED, "{errors:#?}");
+    let message = errors[0]["fields"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("m3 (upstream says \"https://h3.example.test\")")
+            && message.contains("and 5 more")
+            && message.contains("--service-account-issuer"),
+        "{message}"
+    );
 }
 
 /// Start-up figures for a fleet of 1,000 issuers on one upstream whose listen backlog is

@@ -15,6 +15,7 @@ use crate::upstream::fetch::FetchError;
 use crate::upstream::refresh::control::RefreshRequest;
 use crate::upstream::refresh::issuer::IssuerRefresh;
 use crate::upstream::refresh::schedule::{jitter, Backoff};
+use crate::upstream::refresh::startup::ISSUER_MISMATCH;
 use crate::upstream::rewrite::rewrite_discovery;
 
 /// The public discovery document for an upstream answer fetched at `fetched_at`, and
@@ -42,15 +43,18 @@ impl IssuerRefresh {
             return;
         }
         match mismatch {
+            Some(upstream_issuer)
+                if self.startup.issuer_mismatch(
+                    self.index,
+                    &self.issuer.name,
+                    &upstream_issuer,
+                    &self.issuer.public_url,
+                ) => {}
             Some(upstream_issuer) => error!(
                 issuer = %self.issuer.name,
                 upstream_issuer = %upstream_issuer,
                 public_url = %self.issuer.public_url,
-                "the upstream's `issuer` is {upstream_issuer:?}, not public_url {:?}: relying parties will \
-                 accept the document and refuse every token, whose `iss` is the upstream's value. jwks-edge never \
-                 rewrites `issuer`; make the IdP name itself by the public URL (GitLab: external_url or \
-                 ci_id_tokens_issuer_url; Keycloak: hostname / frontend URL; Kubernetes: kube-apiserver \
-                 --service-account-issuer), or set public_url to the tokens' `iss`",
+                "the upstream's `issuer` is {upstream_issuer:?}, not public_url {:?}: {ISSUER_MISMATCH}",
                 self.issuer.public_url
             ),
             None => info!(issuer = %self.issuer.name, "the upstream's `issuer` now matches public_url"),

@@ -8,11 +8,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::error_chain;
 use crate::model::document::DocKind;
 use crate::upstream::fetch::FetchError;
+
+/// What an issuer mismatch means and how to fix it, for its ERROR lines.
+pub(super) const ISSUER_MISMATCH: &str = "relying parties will accept the document and refuse every token, whose \
+     `iss` is the upstream's value. jwks-edge never rewrites `issuer`; make the IdP name itself by the public URL \
+     (GitLab: external_url or ci_id_tokens_issuer_url; Keycloak: hostname / frontend URL; Kubernetes: \
+     kube-apiserver --service-account-issuer), or set public_url to the tokens' `iss`";
 
 /// Names shown per kind of failure; the count says how many there are in all.
 const SHOWN: usize = 5;
@@ -39,6 +45,16 @@ struct Round {
     blocked: usize,
     /// By outcome (`reason`): the names of the failed documents, and one error in full.
     failed: BTreeMap<&'static str, Failed>,
+    /// Issuers whose upstream names itself otherwise.
+    mismatched: Vec<Mismatch>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Mismatch {
+    index: usize,
+    name: String,
+    upstream_issuer: String,
+    public_url: String,
 }
 
 #[derive(Debug)]
@@ -96,6 +112,22 @@ impl StartupReport {
         failure.is_some()
     }
 
+    /// Records an issuer whose upstream's `issuer` is not its public URL, seen while the
+    /// round is open. Returns true when the report is to log it.
+    pub fn issuer_mismatch(&self, index: usize, name: &str, upstream_issuer: &str, public_url: &str) -> bool {
+        let mut round = self.round.lock().unwrap_or_else(|e| e.into_inner());
+        if round.closed {
+            return false;
+        }
+        round.mismatched.push(Mismatch {
+            index,
+            name: name.to_owned(),
+            upstream_issuer: upstream_issuer.to_owned(),
+            public_url: public_url.to_owned(),
+        });
+        true
+    }
+
     /// Writes the summary now if it is not written yet (the deadline passed).
     pub fn finish(&self) {
         let mut round = self.round.lock().unwrap_or_else(|e| e.into_inner());
@@ -120,6 +152,37 @@ impl StartupReport {
             round.blocked,
             self.deadline
         );
+        round.mismatched.sort();
+        if let [one] = &round.mismatched[..] {
+            // One issuer: the line it would have had on its own, with its fields.
+            error!(
+                issuer = %one.name,
+                upstream_issuer = %one.upstream_issuer,
+                public_url = %one.public_url,
+                "the upstream's `issuer` is {:?}, not public_url {:?}: {ISSUER_MISMATCH}",
+                one.upstream_issuer,
+                one.public_url
+            );
+        } else if !round.mismatched.is_empty() {
+            let count = round.mismatched.len();
+            let more = count.saturating_sub(SHOWN);
+            let shown: Vec<String> = round
+                .mismatched
+                .iter()
+                .take(SHOWN)
+                .map(|m| format!("{} (upstream says {:?})", m.name, m.upstream_issuer))
+                .collect();
+            error!(
+                count,
+                "{count} issuer(s) whose upstream's `issuer` is not their public_url: {}{}: {ISSUER_MISMATCH}",
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
         for (reason, kind) in &mut round.failed {
             kind.names.sort();
             let more = kind.names.len().saturating_sub(SHOWN);
