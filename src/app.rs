@@ -33,7 +33,8 @@ use crate::tls::{self, TlsError};
 use crate::upstream::fetch::{Fetcher, UpstreamAccess};
 use crate::upstream::keyset::prepublished::PrepublishedError;
 use crate::upstream::keyset::KeySetRules;
-use crate::upstream::refresh::{spawn_all, IssuerRefresh};
+use crate::upstream::permits::UpstreamPermits;
+use crate::upstream::refresh::{spawn_all, IssuerRefresh, StartupReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -171,6 +172,11 @@ impl App {
             None => None,
         };
         let key_board = Arc::new(KeyBoard::new(config.issuers.len()));
+        let permits = Arc::new(UpstreamPermits::new(config.cache.max_fetches_per_upstream));
+        let startup_report = Arc::new(StartupReport::new(
+            2 * config.issuers.len(),
+            2 * (config.cache.refresh + config.cache.fetch_timeout),
+        ));
         let mut refreshers = config
             .issuers
             .iter()
@@ -207,6 +213,10 @@ impl App {
                                 .as_deref()
                                 .and_then(|h| HeaderValue::from_str(h).ok()),
                         },
+                        permits.clone(),
+                        // A fetch that cannot start within a period would overlap the
+                        // next one anyway; the wait does not eat into fetch_timeout.
+                        config.cache.refresh,
                     ),
                     store: store.clone(),
                     router: router.clone(),
@@ -220,6 +230,7 @@ impl App {
                     restored_keys: None,
                     metrics: metrics.clone(),
                     revalidation: revalidation.clone(),
+                    startup: startup_report.clone(),
                 })
             })
             .collect::<Result<Vec<_>, StartError>>()?;

@@ -72,6 +72,7 @@ impl fmt::Display for Config {
         writeln!(f, "max_document_bytes = {}", c.max_document_bytes)?;
         writeln!(f, "max_rsa_keys = {}", c.key_cap.rsa)?;
         writeln!(f, "max_ec_keys = {}", c.key_cap.ec)?;
+        writeln!(f, "max_fetches_per_upstream = {}", c.max_fetches_per_upstream)?;
         if let Some(total) = c.key_cap.total {
             writeln!(f, "max_keys = {total}")?;
         }

@@ -96,6 +96,7 @@ pub struct RawCache {
     pub max_rsa_keys: Option<i64>,
     pub max_ec_keys: Option<i64>,
     pub max_keys: Option<i64>,
+    pub max_fetches_per_upstream: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -141,6 +141,9 @@ pub struct Cache {
     pub state_dir: Option<PathBuf>,
     /// `max_rsa_keys`, `max_ec_keys`, `max_keys`: the most keys a published set holds.
     pub key_cap: KeyCap,
+    /// The most fetches in flight at once to one upstream authority (scheme, host,
+    /// port), whichever issuers and documents they are for.
+    pub max_fetches_per_upstream: usize,
 }
 
 #[derive(Clone, Debug)]

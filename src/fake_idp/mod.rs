@@ -47,6 +47,8 @@ impl FakeIdp {
             fault: watch::Sender::new(Fault::None),
             hits: Mutex::new(HashMap::new()),
             total: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             last_headers: Mutex::new(HeaderMap::new()),
             bearer: Mutex::new(None),
         });
@@ -85,6 +87,11 @@ impl FakeIdp {
     /// Requests seen on any path.
     pub fn total_hits(&self) -> u64 {
         self.state.total.load(Ordering::Relaxed)
+    }
+
+    /// The most requests it was answering at the same time, since it started.
+    pub fn max_concurrent_requests(&self) -> u64 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn last_request_headers(&self) -> HeaderMap {

@@ -81,6 +81,10 @@ pub(super) struct State {
     pub(super) fault: watch::Sender<Fault>,
     pub(super) hits: Mutex<HashMap<String, u64>>,
     pub(super) total: AtomicU64,
+    /// Requests being answered now, and the most there ever were at once: the bound a
+    /// client puts on its concurrency, as the IdP sees it.
+    pub(super) in_flight: AtomicU64,
+    pub(super) max_in_flight: AtomicU64,
     /// Headers of the most recent request, to check what the proxy forwards.
     pub(super) last_headers: Mutex<HeaderMap>,
     /// When set, requests without `Authorization: Bearer <token>` get a 401.
@@ -95,6 +99,24 @@ impl State {
     pub(super) fn count(&self, path: &str) {
         *lock(&self.hits).entry(path.to_owned()).or_default() += 1;
         self.total.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one request as in flight from its head to the end of its answer's production
+/// (a delay included); dropped when the answer is handed to the connection.
+pub(super) struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    pub(super) fn enter(state: &'a State) -> InFlight<'a> {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

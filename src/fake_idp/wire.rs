@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::fake_idp::state::{lock, Fault, State};
+use crate::fake_idp::state::{lock, Fault, InFlight, State};
 
 /// Reads a request head (bounded) and returns its path.
 async fn read_head(stream: &mut TcpStream) -> Option<String> {
@@ -138,6 +138,7 @@ fn full(body: impl Into<Bytes>) -> Body {
 }
 
 async fn answer(state: &State, request: Request<Incoming>) -> Response<Body> {
+    let _in_flight = InFlight::enter(state);
     let path = request.uri().path().to_owned();
     state.count(&path);
     *lock(&state.last_headers) = request.headers().clone();

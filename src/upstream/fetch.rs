@@ -1,9 +1,10 @@
 //! `Fetcher`: one bounded GET to an upstream, returning the body or a typed reason.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use std::path::PathBuf;
 
 use http::header::HeaderValue;
 use http::{header, Request, StatusCode, Uri};
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::model::outcome::FetchOutcome;
 use crate::upstream::checks::ValidationError;
+use crate::upstream::permits::UpstreamPermits;
 use crate::upstream::rotation::Unpublishable;
 
 const USER_AGENT: &str = concat!("jwks-edge/", env!("CARGO_PKG_VERSION"));
@@ -26,6 +28,12 @@ pub enum FetchError {
     Url(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The fetch never started: other fetches to the same upstream held every permit.
+    #[error(
+        "not started within {waited:?}: {limit} other fetches to this upstream were in flight \
+         all along (cache.max_fetches_per_upstream)"
+    )]
+    Queued { waited: Duration, limit: usize },
     #[error("connection failed")]
     Connect(#[source] hyper_util::client::legacy::Error),
     #[error("answered HTTP {status}{}", location.as_deref().map(|l| format!(", redirect to {l:?} not followed")).unwrap_or_default())]
@@ -59,7 +67,7 @@ impl FetchError {
     pub fn outcome(&self) -> FetchOutcome {
         match self {
             FetchError::Url(_) => FetchOutcome::BadUrl,
-            FetchError::Timeout(_) => FetchOutcome::Timeout,
+            FetchError::Timeout(_) | FetchError::Queued { .. } => FetchOutcome::Timeout,
             // Refused, reset or failed TLS: the connection never carried an answer.
             FetchError::Connect(_) => FetchOutcome::Refused,
             FetchError::Status { .. } => FetchOutcome::Status,
@@ -94,11 +102,24 @@ pub struct Fetcher {
     timeout: Duration,
     max_bytes: usize,
     access: UpstreamAccess,
+    /// Shared by every issuer's `Fetcher`: bounds the fetches in flight per upstream.
+    permits: Arc<UpstreamPermits>,
+    /// The longest a fetch waits for a permit before it fails as `Queued`.
+    queue_timeout: Duration,
 }
 
 impl Fetcher {
     /// `timeout` bounds the whole exchange, connect included; `max_bytes` the body.
-    pub fn new(tls: rustls::ClientConfig, timeout: Duration, max_bytes: usize, access: UpstreamAccess) -> Fetcher {
+    /// `permits` bounds the fetches in flight per upstream; the wait for one is not part
+    /// of `timeout` (which bounds the request to the IdP) but of `queue_timeout`.
+    pub fn new(
+        tls: rustls::ClientConfig,
+        timeout: Duration,
+        max_bytes: usize,
+        access: UpstreamAccess,
+        permits: Arc<UpstreamPermits>,
+        queue_timeout: Duration,
+    ) -> Fetcher {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -117,21 +138,30 @@ impl Fetcher {
             timeout,
             max_bytes,
             access,
+            permits,
+            queue_timeout,
         }
     }
 
     /// GETs `url` and returns the body of a 200 answer.
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+        // Held until the body is read, so the bound counts whole exchanges.
+        let _permit = tokio::time::timeout(self.queue_timeout, self.permits.acquire(&uri))
+            .await
+            .map_err(|_| FetchError::Queued {
+                waited: self.queue_timeout,
+                limit: self.permits.limit(),
+            })?;
         tokio::time::timeout(self.timeout, async {
-            let request = self.request(url).await?;
+            let request = self.request(uri, url).await?;
             self.exchange(request).await
         })
         .await
         .map_err(|_| FetchError::Timeout(self.timeout))?
     }
 
-    async fn request(&self, url: &str) -> Result<Request<Empty<Bytes>>, FetchError> {
-        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+    async fn request(&self, uri: Uri, url: &str) -> Result<Request<Empty<Bytes>>, FetchError> {
         let mut request = Request::get(uri)
             .header(header::ACCEPT, "application/json, application/jwk-set+json")
             .header(header::USER_AGENT, USER_AGENT)

@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod fetch;
 pub mod keyset;
+pub mod permits;
 pub mod refresh;
 pub mod rewrite;
 pub mod rotation;

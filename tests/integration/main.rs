@@ -8,6 +8,7 @@ mod connections;
 mod doctor;
 mod faults;
 mod files;
+mod herd;
 mod hostile;
 mod http2_idle;
 mod hygiene;

@@ -82,6 +82,12 @@ pub(in crate::config) fn validate_cache(
         max_document_bytes,
         state_dir,
         key_cap,
+        max_fetches_per_upstream: parse_count(
+            "cache.max_fetches_per_upstream",
+            raw.max_fetches_per_upstream,
+            DEFAULT_FETCHES_PER_UPSTREAM,
+            1..=MAX_FETCHES_PER_UPSTREAM,
+        )?,
     })
 }
 
@@ -103,6 +109,12 @@ fn validate_revalidate_after(value: Option<&str>) -> Result<Duration, ConfigErro
     }
     at_most_max(KEY, value, duration)
 }
+/// Fetches in flight at once per upstream authority: enough to fill a fleet's documents
+/// quickly, few enough for any IdP's listen backlog and worker pool.
+const DEFAULT_FETCHES_PER_UPSTREAM: usize = 8;
+/// Beyond this the bound no longer protects an upstream; a typo is likelier.
+const MAX_FETCHES_PER_UPSTREAM: usize = 1024;
+
 /// Highest key cap accepted: far above what any relying party takes, low enough that a
 /// typo (an extra zero or three) is caught.
 const MAX_KEYS: usize = 10_000;

@@ -59,3 +59,32 @@ fn revalidate_after_defaults_to_5s_and_0s_turns_it_off() {
     let shown = load(MINIMAL).unwrap().to_string();
     assert!(shown.contains("revalidate_after = \"5s\""), "{shown}");
 }
+
+#[test]
+fn max_fetches_per_upstream_defaults_to_8_and_refuses_0() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.cache.max_fetches_per_upstream, 8);
+    let config = load(&with("", "max_fetches_per_upstream = 2", ISSUER)).unwrap();
+    assert_eq!(config.cache.max_fetches_per_upstream, 2);
+    let rendered = config.to_string();
+    assert!(rendered.contains("max_fetches_per_upstream = 2"), "{rendered}");
+    assert_eq!(load(&rendered).unwrap().to_string(), rendered);
+    for (line, expected) in [
+        (
+            "max_fetches_per_upstream = 0",
+            "cache.max_fetches_per_upstream = \"0\": must be between 1 and 1024",
+        ),
+        (
+            "max_fetches_per_upstream = -3",
+            "cache.max_fetches_per_upstream = \"-3\": must be between 1 and 1024",
+        ),
+        (
+            "max_fetches_per_upstream = 5000",
+            "cache.max_fetches_per_upstream = \"5000\"",
+        ),
+        ("max_fetches_per_upstream = \"8\"", "invalid type"),
+    ] {
+        let msg = error_of(&with("", line, ISSUER));
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+    }
+}

@@ -29,6 +29,13 @@ pub struct RefreshControl {
 pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshControl>) {
     let mut set = JoinSet::new();
     let mut controls = Vec::with_capacity(issuers.len());
+    if let Some(report) = issuers.first().map(|i| i.startup.clone()) {
+        // Ends the start-up round even if some document never reports its first fetch.
+        set.spawn(async move {
+            tokio::time::sleep(report.deadline()).await;
+            report.finish();
+        });
+    }
     for issuer in issuers {
         let (discovery, discovery_requests) = mpsc::channel(4);
         let (jwks, jwks_requests) = mpsc::channel(4);

@@ -15,6 +15,7 @@ use crate::upstream::fetch::FetchError;
 use crate::upstream::refresh::control::RefreshRequest;
 use crate::upstream::refresh::issuer::IssuerRefresh;
 use crate::upstream::refresh::schedule::{jitter, Backoff};
+use crate::upstream::refresh::startup::ISSUER_MISMATCH;
 use crate::upstream::rewrite::rewrite_discovery;
 
 /// The public discovery document for an upstream answer fetched at `fetched_at`, and
@@ -42,15 +43,18 @@ impl IssuerRefresh {
             return;
         }
         match mismatch {
+            Some(upstream_issuer)
+                if self.startup.issuer_mismatch(
+                    self.index,
+                    &self.issuer.name,
+                    &upstream_issuer,
+                    &self.issuer.public_url,
+                ) => {}
             Some(upstream_issuer) => error!(
                 issuer = %self.issuer.name,
                 upstream_issuer = %upstream_issuer,
                 public_url = %self.issuer.public_url,
-                "the upstream's `issuer` is {upstream_issuer:?}, not public_url {:?}: relying parties will \
-                 accept the document and refuse every token, whose `iss` is the upstream's value. jwks-edge never \
-                 rewrites `issuer`; make the IdP name itself by the public URL (GitLab: external_url or \
-                 ci_id_tokens_issuer_url; Keycloak: hostname / frontend URL; Kubernetes: kube-apiserver \
-                 --service-account-issuer), or set public_url to the tokens' `iss`",
+                "the upstream's `issuer` is {upstream_issuer:?}, not public_url {:?}: {ISSUER_MISMATCH}",
                 self.issuer.public_url
             ),
             None => info!(issuer = %self.issuer.name, "the upstream's `issuer` now matches public_url"),
@@ -63,6 +67,7 @@ impl IssuerRefresh {
         let mut last_target = None;
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
+        let mut first = true;
         loop {
             let fetched = self
                 .measured(DocKind::Discovery, async {
@@ -79,6 +84,22 @@ impl IssuerRefresh {
                     Ok::<_, FetchError>((body, doc))
                 })
                 .await;
+            // Without a discovery document (none fetched, none restored) and no
+            // configured key set URL, the key set refresher has nothing to fetch yet.
+            let blocks_key_set = fetched.is_err()
+                && self.issuer.upstream_jwks_url.is_none()
+                && self
+                    .store
+                    .get(self.id(DocKind::Discovery))
+                    .is_none_or(|d| d.jwks.is_none());
+            let summarized = std::mem::take(&mut first)
+                && self.startup.first_attempt(
+                    self.index,
+                    &self.issuer.name,
+                    DocKind::Discovery,
+                    fetched.as_ref().err(),
+                    blocks_key_set,
+                );
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
@@ -100,7 +121,7 @@ impl IssuerRefresh {
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
-                    self.reject(DocKind::Discovery, &url, &err);
+                    self.reject(DocKind::Discovery, &url, &err, summarized);
                     backoff.next_delay()
                 }
             };

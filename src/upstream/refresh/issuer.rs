@@ -23,6 +23,7 @@ use crate::model::DocId;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::fetch::{FetchError, Fetcher};
 use crate::upstream::keyset::KeySetRules;
+use crate::upstream::refresh::startup::StartupReport;
 use crate::upstream::rotation::{KeyEvent, KeyRetention};
 
 /// Everything one issuer's two refreshers share.
@@ -52,6 +53,9 @@ pub struct IssuerRefresh {
     /// Requests poke the key set refresher through this; it tells the limiter when each
     /// of its fetches ended.
     pub revalidation: Arc<Revalidations>,
+    /// Every refresher reports its document's first fetch here, which logs the start-up
+    /// failures as one line per kind instead of one per document.
+    pub startup: Arc<StartupReport>,
 }
 
 impl IssuerRefresh {
@@ -134,11 +138,12 @@ impl IssuerRefresh {
         }
     }
 
-    /// Records a failed fetch; logs it when the document's state changes.
-    pub(super) fn reject(&self, kind: DocKind, url: &str, err: &FetchError) {
+    /// Records a failed fetch; logs it when the document's state changes, unless the
+    /// start-up report has it (`summarized`).
+    pub(super) fn reject(&self, kind: DocKind, url: &str, err: &FetchError, summarized: bool) {
         let reason = error_chain(err);
         let transition = self.health.failure(self.id(kind), reason.clone(), SystemTime::now());
-        if transition == Transition::Failing {
+        if transition == Transition::Failing && !summarized {
             warn!(
                 issuer = %self.issuer.name,
                 document = kind.as_str(),

@@ -94,6 +94,7 @@ impl IssuerRefresh {
         let mut retention = self.restored_keys.take().unwrap_or_else(|| self.new_retention());
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
+        let mut first = true;
         loop {
             let url = self.jwks_url(&mut discovery).await;
             let fetched = self
@@ -118,6 +119,14 @@ impl IssuerRefresh {
                 .revalidation
                 .gate(self.index)
                 .attempted(tokio::time::Instant::now());
+            let summarized = std::mem::take(&mut first)
+                && self.startup.first_attempt(
+                    self.index,
+                    &self.issuer.name,
+                    DocKind::Jwks,
+                    fetched.as_ref().err(),
+                    false,
+                );
             let outcome = fetched.as_ref().map(|_| ()).map_err(|e| error_chain(e));
             waiting.drain(..).for_each(|w| drop(w.send(outcome.clone())));
             let delay = match fetched {
@@ -131,7 +140,7 @@ impl IssuerRefresh {
                     jitter(self.policy.refresh)
                 }
                 Err(err) => {
-                    self.reject(DocKind::Jwks, &url, &err);
+                    self.reject(DocKind::Jwks, &url, &err, summarized);
                     // Retention timers run while the upstream fails, too.
                     let expired = retention.expire(SystemTime::now());
                     if !expired.is_empty() {

@@ -7,6 +7,8 @@ mod issuer;
 mod key_set;
 mod restore;
 mod schedule;
+mod startup;
 
 pub use control::{spawn_all, DropRequest, RefreshControl, RefreshRequest};
 pub use issuer::IssuerRefresh;
+pub use startup::StartupReport;

@@ -39,3 +39,23 @@ impl Backoff {
         jitter(delay)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Documents started in the same instant (a restart) must not refresh in step: each
+    /// draw is independent, and they cover the whole 90–100 % window.
+    #[test]
+    fn jitter_draws_spread_over_the_whole_window() {
+        let period = Duration::from_secs(60);
+        let draws: Vec<Duration> = (0..2000).map(|_| jitter(period)).collect();
+        assert!(draws.iter().all(|d| *d >= period * 9 / 10 && *d <= period));
+        let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        assert!(*hi - *lo >= period / 12, "draws span only {:?}", *hi - *lo);
+        let mut distinct = draws.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 50, "only {} distinct delays", distinct.len());
+    }
+}

@@ -228,6 +228,10 @@ impl ProxyBuilder {
         self.set("cache", "max_rsa_keys", count.to_string())
     }
 
+    pub fn max_fetches_per_upstream(self, count: u32) -> ProxyBuilder {
+        self.set("cache", "max_fetches_per_upstream", count.to_string())
+    }
+
     /// Snapshots written to and loaded from `dir`.
     pub fn state_dir(self, dir: &Path) -> ProxyBuilder {
         self.set("cache", "state_dir", quoted_path(dir))
