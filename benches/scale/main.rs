@@ -4,6 +4,8 @@
 //! time, req/s spread over every host, and upstream requests per minute.
 //!
 //! `cargo bench --bench scale [-- --issuers 1,100,1000,10000 --idps 1 --duration 5s --connections 32 --refresh 10s]`
+//! `cargo bench --bench scale -- --issuers 1000 --fleet-only /tmp/c.toml --duration 120s`: only
+//! the fake IdPs and the config, for a proxy started by hand (under heaptrack, say).
 //!
 //! Each size gets its own process: memory freed by a bigger fleet would stay in the
 //! allocator and blur the next row.
@@ -34,6 +36,9 @@ struct Args {
     refresh: Duration,
     /// How long a fleet may take to become ready before its row is given up.
     ready_within: Duration,
+    /// `--fleet-only PATH`: start the fake IdPs for the first size, write the proxy config
+    /// to PATH and keep serving for `--duration`, for a proxy run by hand (under heaptrack).
+    fleet_only: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -44,6 +49,7 @@ fn args() -> Args {
         connections: 32,
         refresh: Duration::from_secs(10),
         ready_within: Duration::from_secs(180),
+        fleet_only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,6 +74,7 @@ fn args() -> Args {
                 args.ready_within =
                     humantime::parse_duration(&value("--ready-within")).expect("--ready-within: such as 180s")
             }
+            "--fleet-only" => args.fleet_only = Some(value("--fleet-only").into()),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -162,6 +169,18 @@ async fn measure(n: usize, args: &Args) -> Result<Row, String> {
 }
 
 async fn run(args: Args) {
+    if let Some(path) = &args.fleet_only {
+        let n = args.issuers.first().copied().unwrap_or(1);
+        let fleet = Fleet::start(n, args.idps).await;
+        std::fs::write(path, fleet.config(args.refresh)).expect("the config is written");
+        println!(
+            "{n} issuers served for {:?}; config in {}",
+            args.duration,
+            path.display()
+        );
+        tokio::time::sleep(args.duration).await;
+        return;
+    }
     println!(
         "\njwks-edge scale benchmark: {} fake IdP(s), {} keep-alive connections for {:?} per size, access log off, cache defaults",
         args.idps, args.connections, args.duration
