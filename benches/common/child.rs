@@ -45,14 +45,20 @@ impl Proxy {
             }
         });
         let deadline = Instant::now() + within;
+        let mut last = String::new();
         while wanted.iter().any(|w| !proxy.listeners.contains_key(*w)) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).map_err(|_| {
-                format!(
-                    "jwks-edge announced {:?} of {wanted:?} within {within:?}",
-                    proxy.listeners
-                )
+            let line = rx.recv_timeout(left).map_err(|e| match e {
+                // stderr closed: the proxy exited, and its last line says why.
+                std::sync::mpsc::RecvTimeoutError::Disconnected => format!("jwks-edge exited: {last}"),
+                std::sync::mpsc::RecvTimeoutError::Timeout => {
+                    format!(
+                        "jwks-edge announced {:?} of {wanted:?} within {within:?}",
+                        proxy.listeners
+                    )
+                }
             })?;
+            last.clone_from(&line);
             if let Some(rest) = line.split("accepting connections listener=\"").nth(1) {
                 let name = rest.split('"').next().unwrap_or_default().to_owned();
                 let addr = rest

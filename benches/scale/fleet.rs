@@ -56,12 +56,13 @@ impl Fleet {
         self.idps.iter().map(FakeIdp::total_hits).sum()
     }
 
-    /// A plain listener for the load, an admin listener, the access log off (its cost is
+    /// A plain listener for the load (room for the generator's connections and little
+    /// more: the open-file check also reserves descriptors per issuer), an admin listener, the access log off (its cost is
     /// the load bench's subject), `refresh` as given and the other cache timings defaults.
     pub fn config(&self, refresh: Duration) -> String {
         let mut config = String::from(
-            "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 4096\n\
-             max_connections_per_address = 4096\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+            "[server]\nlisten_plain = \"127.0.0.1:0\"\nmax_connections = 256\n\
+             max_connections_per_address = 256\n[admin]\nlisten = \"127.0.0.1:0\"\n\
              [log]\naccess = false\n[cache]\nfetch_timeout = \"5s\"\n",
         );
         config.push_str(&format!("refresh = \"{}\"\n", humantime::format_duration(refresh)));
