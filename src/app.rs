@@ -177,6 +177,10 @@ impl App {
             2 * config.issuers.len(),
             2 * (config.cache.refresh + config.cache.fetch_timeout),
         ));
+        // One fetcher per trust setting, shared by its issuers with their own credentials:
+        // a client per issuer held its own TLS config (root store, a session cache sized
+        // for 256 servers) and its own idle connections to the same upstream.
+        let mut fetchers: std::collections::HashMap<_, Fetcher> = std::collections::HashMap::new();
         let mut refreshers = config
             .issuers
             .iter()
@@ -186,12 +190,42 @@ impl App {
                     .upstream_client_auth
                     .as_ref()
                     .map(|t| (t.cert.as_path(), t.key.as_path()));
-                let client = tls::client_config(issuer.upstream_ca.as_deref(), client_auth).map_err(|source| {
-                    StartError::UpstreamTls {
-                        issuer: issuer.name.clone(),
-                        source,
+                let access = UpstreamAccess {
+                    bearer_token_file: issuer.upstream_bearer_token_file.clone(),
+                    // Validated as an authority, hence a valid header value.
+                    host: issuer
+                        .upstream_host
+                        .as_deref()
+                        .and_then(|h| HeaderValue::from_str(h).ok()),
+                };
+                let trust = (
+                    issuer.upstream_ca.clone(),
+                    client_auth.map(|(c, k)| (c.to_owned(), k.to_owned())),
+                );
+                let fetcher = match fetchers.get(&trust) {
+                    Some(shared) => shared.with_access(access),
+                    None => {
+                        let client =
+                            tls::client_config(issuer.upstream_ca.as_deref(), client_auth).map_err(|source| {
+                                StartError::UpstreamTls {
+                                    issuer: issuer.name.clone(),
+                                    source,
+                                }
+                            })?;
+                        let fetcher = Fetcher::new(
+                            client,
+                            config.cache.fetch_timeout,
+                            config.cache.max_document_bytes,
+                            access,
+                            permits.clone(),
+                            // A fetch that cannot start within a period would overlap the
+                            // next one anyway; the wait does not eat into fetch_timeout.
+                            config.cache.refresh,
+                        );
+                        fetchers.insert(trust, fetcher.clone());
+                        fetcher
                     }
-                })?;
+                };
                 let key_rules = KeySetRules::new(issuer, config.cache.key_cap, config.cache.max_document_bytes)
                     .map_err(|source| StartError::Prepublished {
                         index,
@@ -201,23 +235,7 @@ impl App {
                 Ok(IssuerRefresh {
                     index,
                     issuer: Arc::new(issuer.clone()),
-                    fetcher: Fetcher::new(
-                        client,
-                        config.cache.fetch_timeout,
-                        config.cache.max_document_bytes,
-                        UpstreamAccess {
-                            bearer_token_file: issuer.upstream_bearer_token_file.clone(),
-                            // Validated as an authority, hence a valid header value.
-                            host: issuer
-                                .upstream_host
-                                .as_deref()
-                                .and_then(|h| HeaderValue::from_str(h).ok()),
-                        },
-                        permits.clone(),
-                        // A fetch that cannot start within a period would overlap the
-                        // next one anyway; the wait does not eat into fetch_timeout.
-                        config.cache.refresh,
-                    ),
+                    fetcher,
                     store: store.clone(),
                     router: router.clone(),
                     health: health.clone(),

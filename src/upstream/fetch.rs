@@ -143,6 +143,12 @@ impl Fetcher {
         }
     }
 
+    /// This fetcher's client (connection pool, TLS config and session cache) and bounds,
+    /// with another issuer's `access`: issuers with one trust setting share them.
+    pub fn with_access(&self, access: UpstreamAccess) -> Fetcher {
+        Fetcher { access, ..self.clone() }
+    }
+
     /// GETs `url` and returns the body of a 200 answer.
     pub async fn get(&self, url: &str) -> Result<Bytes, FetchError> {
         let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;

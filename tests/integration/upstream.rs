@@ -171,3 +171,39 @@ async fn redirects_are_upstream_errors_that_name_the_location() {
     );
     assert_eq!(idp.hits("/login"), 0);
 }
+
+#[tokio::test]
+async fn issuers_sharing_an_upstream_and_its_trust_keep_their_own_credentials() {
+    // One client serves every issuer with the same upstream trust; the bearer token
+    // stays the issuer's own, whichever issuer the shared client was made for.
+    let ca = TestCa::new("internal CA");
+    let idp = https_idp(&ca, None).await;
+    idp.require_bearer(Some("token-one"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "token-one\n").unwrap();
+    let upstream = format!("https://{}", idp.addr());
+    let proxy = Proxy::builder()
+        .issuer(Issuer::new("https://first.example.com", &upstream).upstream_ca(&ca_file))
+        .issuer(
+            over_https(&idp)
+                .upstream_ca(&ca_file)
+                .upstream_bearer_token_file(&token),
+        )
+        .issuer(Issuer::new("https://third.example.com", &upstream).upstream_ca(&ca_file))
+        .start()
+        .await;
+    until_served(proxy.plain.unwrap(), GITLAB, KEYS).await;
+    for tokenless in [0, 2] {
+        let error = eventually(Duration::from_secs(10), "the tokenless issuer refused", async || {
+            let (_, body) = readyz_detail(proxy.admin).await;
+            body["issuers"][tokenless]["discovery"]["last_error"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .await;
+        assert!(error.contains("401"), "issuer {tokenless}: {error}");
+    }
+}
