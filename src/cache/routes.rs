@@ -43,42 +43,55 @@ struct HostRoutes {
     /// The issuers on the host whose key set path is not known yet, in config order, with
     /// their public base path.
     pending: Vec<(String, usize)>,
+    /// Each issuer on the host and its key set path in this table (configured, learned, or
+    /// `None` while not known), in config order.
+    jwks_paths: Vec<(usize, Option<String>)>,
 }
 
-/// One routing table: a value, never changed once published. Routes by host (port
-/// ignored, case-insensitive) then exact path.
-#[derive(Debug)]
-pub struct RouteTable {
-    hosts: HashMap<String, HostRoutes>,
-    /// Each issuer's key set path in this table, by issuer index: configured, learned, or
-    /// `None` while not known.
-    jwks_paths: Vec<Option<String>>,
-}
-
-impl RouteTable {
-    fn build(issuers: &[IssuerRoute], jwks_paths: Vec<Option<String>>) -> RouteTable {
-        let mut hosts: HashMap<String, HostRoutes> = HashMap::new();
-        // Discovery paths first: they are fixed by the config and cannot be shadowed by a
-        // key set path some upstream advertises. Within each kind the first issuer in the
-        // config wins.
-        for r in issuers {
-            let host = hosts.entry(r.host.clone()).or_default();
+impl HostRoutes {
+    /// The routes of the issuers `on_host` (config order), given each one's key set path.
+    /// Discovery paths first: they are fixed by the config and cannot be shadowed by a
+    /// key set path some upstream advertises. Within each kind the first issuer in the
+    /// config wins.
+    fn build(on_host: &[&IssuerRoute], jwks_path: impl Fn(usize) -> Option<String>) -> HostRoutes {
+        let mut host = HostRoutes::default();
+        for r in on_host {
             host.paths
                 .entry(r.discovery_path.clone())
                 .or_insert(DocId::discovery(r.index));
         }
-        for r in issuers {
-            let host = hosts.entry(r.host.clone()).or_default();
-            match &jwks_paths[r.index] {
+        for r in on_host {
+            let path = jwks_path(r.index);
+            match &path {
                 Some(path) => {
                     host.paths.entry(path.clone()).or_insert(DocId::jwks(r.index));
                 }
                 None => host.pending.push((r.base_path.clone(), r.index)),
             }
+            host.jwks_paths.push((r.index, path));
         }
-        RouteTable { hosts, jwks_paths }
+        host
     }
 
+    fn jwks_path(&self, index: usize) -> Option<&str> {
+        self.jwks_paths
+            .iter()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, path)| path.as_deref())
+    }
+}
+
+/// One routing table: a value, never changed once published. Routes by host (port
+/// ignored, case-insensitive) then exact path. Hosts are shared between successive tables,
+/// so a claim rebuilds only its own host's routes.
+#[derive(Debug)]
+pub struct RouteTable {
+    hosts: HashMap<Arc<str>, Arc<HostRoutes>>,
+    /// Each issuer's host, by issuer index (shared by every table of one router).
+    host_of: Arc<[Arc<str>]>,
+}
+
+impl RouteTable {
     /// `host` is the request's host (with or without port); `path` its exact path.
     pub fn route(&self, host: &str, path: &str) -> Route {
         let Some(host) = normalize_host(host) else {
@@ -99,7 +112,7 @@ impl RouteTable {
 
     /// The key set path issuer `index` publishes at in this table, if known.
     pub fn jwks_path(&self, index: usize) -> Option<&str> {
-        self.jwks_paths.get(index)?.as_deref()
+        self.hosts.get(self.host_of.get(index)?)?.jwks_path(index)
     }
 }
 
@@ -113,6 +126,8 @@ impl RouteTable {
 #[derive(Debug)]
 pub struct Router {
     issuers: Vec<IssuerRoute>,
+    /// The issuers of each host, in config order.
+    on_host: HashMap<Arc<str>, Vec<usize>>,
     table: ArcSwap<RouteTable>,
     /// Bumped after every publication, to wake requests waiting for a key set path.
     published: watch::Sender<u64>,
@@ -134,10 +149,23 @@ impl Router {
                 fixed_jwks_path: issuer.public_jwks_path.clone(),
             })
             .collect();
-        let jwks_paths = issuers.iter().map(|r| r.fixed_jwks_path.clone()).collect();
-        let table = RouteTable::build(&issuers, jwks_paths);
+        let host_of: Arc<[Arc<str>]> = issuers.iter().map(|r| Arc::<str>::from(r.host.as_str())).collect();
+        let mut on_host: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+        for r in &issuers {
+            on_host.entry(host_of[r.index].clone()).or_default().push(r.index);
+        }
+        let hosts = on_host
+            .iter()
+            .map(|(host, members)| {
+                let members: Vec<&IssuerRoute> = members.iter().map(|&i| &issuers[i]).collect();
+                let routes = HostRoutes::build(&members, |i| issuers[i].fixed_jwks_path.clone());
+                (host.clone(), Arc::new(routes))
+            })
+            .collect();
+        let table = RouteTable { hosts, host_of };
         Router {
             issuers,
+            on_host,
             table: ArcSwap::from_pointee(table),
             published: watch::Sender::new(0),
             writer: Mutex::new(()),
@@ -181,7 +209,8 @@ impl Router {
 
     fn conflict_in(&self, table: &RouteTable, index: usize, path: &str) -> Option<String> {
         let me = self.issuers.get(index)?;
-        for r in self.issuers.iter().filter(|r| r.host == me.host) {
+        let on_host = self.on_host.get(me.host.as_str())?;
+        for r in on_host.iter().map(|&i| &self.issuers[i]) {
             if r.discovery_path == path {
                 return Some(if r.index == index {
                     format!("key set path {path:?} is the issuer's own discovery path")
@@ -233,9 +262,22 @@ impl Router {
                 return Err(conflict);
             }
         }
-        let mut jwks_paths = current.jwks_paths.clone();
-        jwks_paths[index] = path.map(str::to_owned);
-        self.table.store(Arc::new(RouteTable::build(&self.issuers, jwks_paths)));
+        // Only this issuer's host changes; every other host's routes are shared.
+        let host = &current.host_of[index];
+        let members: Vec<&IssuerRoute> = self.on_host[host].iter().map(|&i| &self.issuers[i]).collect();
+        let routes = HostRoutes::build(&members, |i| {
+            if i == index {
+                path.map(str::to_owned)
+            } else {
+                current.jwks_path(i).map(str::to_owned)
+            }
+        });
+        let mut hosts = current.hosts.clone();
+        hosts.insert(host.clone(), Arc::new(routes));
+        self.table.store(Arc::new(RouteTable {
+            hosts,
+            host_of: current.host_of.clone(),
+        }));
         self.published.send_modify(|version| *version = version.wrapping_add(1));
         Ok(())
     }
