@@ -46,9 +46,17 @@ impl UpstreamPermits {
 
     fn semaphore(&self, authority: &str) -> Arc<Semaphore> {
         let mut map = self.by_authority.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(authority.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
-            .clone()
+        if let Some(semaphore) = map.get(authority) {
+            return semaphore.clone();
+        }
+        // An upstream chooses its `jwks_uri`, so authorities can come and go: before adding
+        // one, forget those no fetch holds or waits for (only the map's own reference is
+        // left), which a fresh semaphore would replace exactly. The map stays bounded by
+        // the authorities in use.
+        map.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+        let semaphore = Arc::new(Semaphore::new(self.limit));
+        map.insert(authority.to_owned(), semaphore.clone());
+        semaphore
     }
 }
 
@@ -96,6 +104,20 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), permits.acquire(&a))
             .await
             .expect("a released permit is handed on");
+    }
+
+    #[tokio::test]
+    async fn authorities_no_fetch_uses_are_forgotten() {
+        let permits = UpstreamPermits::new(1);
+        let held: Uri = "http://127.0.0.1:1000/a".parse().unwrap();
+        let _permit = permits.acquire(&held).await;
+        for port in 2000..2100 {
+            let uri: Uri = format!("http://127.0.0.1:{port}/x").parse().unwrap();
+            drop(permits.acquire(&uri).await);
+        }
+        let map = permits.by_authority.lock().unwrap();
+        assert!(map.len() <= 2, "only authorities in use are kept: {}", map.len());
+        assert!(map.contains_key(&authority(&held)), "a held permit's authority stays");
     }
 
     #[test]
