@@ -7,12 +7,15 @@
 
 use crate::config::limits::ADMIN_MAX_CONNECTIONS;
 use crate::config::Config;
+use crate::upstream::permits::authority;
+use std::collections::{HashMap, HashSet};
 
 /// Descriptors besides client connections: listeners, the log, snapshot and certificate
 /// files, the runtime's own.
 pub const RESERVED: u64 = 64;
-/// Descriptors per issuer: pooled upstream connections of its fetcher.
-pub const PER_ISSUER: u64 = 4;
+/// Idle connections one upstream client keeps per authority (`pool_max_idle_per_host` in
+/// `upstream/fetch.rs`).
+pub const IDLE_PER_CLIENT: u64 = 2;
 
 /// The process's RLIMIT_NOFILE; `None` is unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,13 +42,45 @@ impl FdNeed {
             max_connections: limits.max_connections,
             public_listeners,
             admin: limits.max_connections.min(ADMIN_MAX_CONNECTIONS),
-            reserved: RESERVED + PER_ISSUER * config.issuers.len() as u64,
+            reserved: RESERVED + upstream_connections(config),
         }
     }
 
     pub fn total(&self) -> u64 {
         (self.max_connections * self.public_listeners + self.admin) as u64 + self.reserved
     }
+}
+
+/// Upstream connections open at once, at most: per upstream authority, the fetches
+/// `cache.max_fetches_per_upstream` lets run, plus the idle connections each client (one
+/// per trust setting) keeps to it. It grows with distinct upstreams, not with issuers: a
+/// thousand realms of one Keycloak need ten, not four thousand.
+pub fn upstream_connections(config: &Config) -> u64 {
+    let mut clients_by_authority: HashMap<String, HashSet<_>> = HashMap::new();
+    for issuer in &config.issuers {
+        // The client key of `app.rs`: one client per CA and client certificate.
+        let client = (
+            issuer.upstream_ca.as_deref(),
+            issuer
+                .upstream_client_auth
+                .as_ref()
+                .map(|t| (t.cert.as_path(), t.key.as_path())),
+        );
+        // A key set URL that the discovery document names on another host is not known
+        // before the first fetch; it falls in the same bound once known, and RESERVED
+        // absorbs the few such hosts.
+        let urls = std::iter::once(issuer.upstream_discovery_url()).chain(issuer.upstream_jwks_url.clone());
+        for url in urls {
+            if let Ok(uri) = url.parse::<http::Uri>() {
+                clients_by_authority.entry(authority(&uri)).or_default().insert(client);
+            }
+        }
+    }
+    let in_flight = config.cache.max_fetches_per_upstream as u64;
+    clients_by_authority
+        .values()
+        .map(|clients| in_flight + IDLE_PER_CLIENT * clients.len() as u64)
+        .sum()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +178,33 @@ mod tests {
         ] {
             assert!(msg.contains(part), "{part:?} in {msg:?}");
         }
+    }
+
+    fn fleet(issuers: &str) -> Config {
+        let text = format!("[server]\nlisten_plain = \"127.0.0.1:8080\"\n{issuers}");
+        Config::from_toml(&text, std::path::Path::new("/etc/jwks-edge")).unwrap()
+    }
+
+    fn issuer(n: usize, upstream: &str, extra: &str) -> String {
+        format!("[[issuer]]\npublic_url = \"https://i{n}.example.test\"\nupstream = \"{upstream}\"\n{extra}\n")
+    }
+
+    #[test]
+    fn upstream_connections_grow_with_upstreams_not_with_issuers() {
+        let one_idp: String = (0..1000)
+            .map(|n| issuer(n, &format!("http://idp:8080/realms/r{n}"), ""))
+            .collect();
+        // max_fetches_per_upstream (8) in flight, two idle for the one client.
+        assert_eq!(upstream_connections(&fleet(&one_idp)), 10);
+        let two_idps = issuer(0, "http://idp-a:8080", "") + &issuer(1, "https://idp-b", "");
+        assert_eq!(upstream_connections(&fleet(&two_idps)), 20);
+        // A key set host of its own adds what it can hold open; so does a second trust
+        // setting on one authority, with idle connections of its own.
+        let mixed = issuer(0, "http://idp:8080", "upstream_jwks_url = \"http://keys:9000/jwks\"")
+            + &issuer(1, "http://IDP:8080/other", "")
+            + &issuer(2, "https://idp:9443/x", "upstream_ca = \"ca.pem\"")
+            + &issuer(3, "https://idp:9443/y", "");
+        assert_eq!(upstream_connections(&fleet(&mixed)), (8 + 2) + (8 + 2) + (8 + 2 * 2));
     }
 
     #[test]
