@@ -225,6 +225,9 @@ impl Fetcher {
                     FetchError::Body(err)
                 }
             })?;
-        Ok(body.to_bytes())
+        // A body that came in one read is a slice of the connection's read buffer (8 KiB
+        // or more), and whatever keeps the document would keep that whole buffer alive:
+        // 7.5 KiB per issuer at 1,000 issuers. One copy per fetch keeps only the bytes.
+        Ok(Bytes::copy_from_slice(&body.to_bytes()))
     }
 }

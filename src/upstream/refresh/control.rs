@@ -36,7 +36,7 @@ pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshContro
             report.finish();
         });
     }
-    for issuer in issuers {
+    for mut issuer in issuers {
         let (discovery, discovery_requests) = mpsc::channel(4);
         let (jwks, jwks_requests) = mpsc::channel(4);
         let (drop_retained, drop_requests) = mpsc::channel(4);
@@ -46,8 +46,12 @@ pub fn spawn_all(issuers: Vec<IssuerRefresh>) -> (JoinSet<()>, Vec<RefreshContro
             jwks,
             drop_retained,
         });
+        // Both refreshers share one copy: each sleeping task holds a pointer, not the
+        // 900 bytes of clients, boards and policy.
+        let restored_keys = issuer.restored_keys.take();
+        let issuer = std::sync::Arc::new(issuer);
         set.spawn(issuer.clone().refresh_discovery(discovery_requests));
-        set.spawn(issuer.refresh_jwks(jwks_requests, drop_requests));
+        set.spawn(issuer.refresh_jwks(restored_keys, jwks_requests, drop_requests));
     }
     (set, controls)
 }

@@ -61,7 +61,7 @@ impl IssuerRefresh {
         }
     }
 
-    pub(super) async fn refresh_discovery(self, mut requests: mpsc::Receiver<RefreshRequest>) {
+    pub(super) async fn refresh_discovery(self: Arc<Self>, mut requests: mpsc::Receiver<RefreshRequest>) {
         let url = self.issuer.upstream_discovery_url();
         let mut backoff = Backoff::new(self.policy.refresh);
         let mut last_target = None;
@@ -69,21 +69,22 @@ impl IssuerRefresh {
         let mut waiting: Vec<RefreshRequest> = Vec::new();
         let mut first = true;
         loop {
-            let fetched = self
-                .measured(DocKind::Discovery, async {
-                    let body = self.fetcher.get(&url).await?;
-                    let (doc, upstream_issuer) =
-                        discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
-                            .map_err(FetchError::Invalid)?;
-                    self.note_issuer(&upstream_issuer);
-                    self.router
-                        .claim(self.index, doc.jwks.as_ref())
-                        .map_err(FetchError::RouteConflict)?;
-                    let doc = Arc::new(doc);
-                    self.store.put(self.id(DocKind::Discovery), doc.clone());
-                    Ok::<_, FetchError>((body, doc))
-                })
-                .await;
+            // Boxed, like `accept` below: a future is as big as its largest state, and the
+            // fetch's (the client's request, the body, the rewrite) would otherwise be held
+            // by every sleeping refresher, 4 KiB each, for the few milliseconds it runs.
+            let fetched = Box::pin(self.measured(DocKind::Discovery, async {
+                let body = self.fetcher.get(&url).await?;
+                let (doc, upstream_issuer) = discovery_document(&self.issuer, &body, SystemTime::now(), &self.policy)
+                    .map_err(FetchError::Invalid)?;
+                self.note_issuer(&upstream_issuer);
+                self.router
+                    .claim(self.index, doc.jwks.as_ref())
+                    .map_err(FetchError::RouteConflict)?;
+                let doc = Arc::new(doc);
+                self.store.put(self.id(DocKind::Discovery), doc.clone());
+                Ok::<_, FetchError>((body, doc))
+            }))
+            .await;
             // Without a discovery document (none fetched, none restored) and no
             // configured key set URL, the key set refresher has nothing to fetch yet.
             let blocks_key_set = fetched.is_err()
@@ -116,7 +117,7 @@ impl IssuerRefresh {
                         }
                         last_target = doc.jwks.clone();
                     }
-                    self.accept(&doc, body, None, &mut snapshot_failing).await;
+                    Box::pin(self.accept(&doc, body, None, &mut snapshot_failing)).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }

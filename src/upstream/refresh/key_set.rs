@@ -85,34 +85,35 @@ impl IssuerRefresh {
     }
 
     pub(super) async fn refresh_jwks(
-        mut self,
+        self: Arc<Self>,
+        restored_keys: Option<KeyRetention>,
         mut requests: mpsc::Receiver<RefreshRequest>,
         mut drops: mpsc::Receiver<DropRequest>,
     ) {
         let mut discovery = self.store.changes(self.id(DocKind::Discovery));
         let mut backoff = Backoff::new(self.policy.refresh);
-        let mut retention = self.restored_keys.take().unwrap_or_else(|| self.new_retention());
+        let mut retention = restored_keys.unwrap_or_else(|| self.new_retention());
         let mut snapshot_failing = false;
         let mut waiting: Vec<RefreshRequest> = Vec::new();
         let mut first = true;
         loop {
             let url = self.jwks_url(&mut discovery).await;
-            let fetched = self
-                .measured(DocKind::Jwks, async {
-                    let body = self.fetcher.get(&url).await?;
-                    let discovery = self.store.get(self.id(DocKind::Discovery));
-                    let discovery = discovery.as_ref().map(|d| &d.body[..]);
-                    let body = self
-                        .key_rules
-                        .prepare(body, discovery)
-                        .await
-                        .map_err(FetchError::Invalid)?;
-                    // Checked above; retention only adds keys that were published before.
-                    let now = SystemTime::now();
-                    let (published, events) = retention.publish(body, now).map_err(FetchError::Unpublishable)?;
-                    Ok::<_, FetchError>((published, events, now))
-                })
-                .await;
+            // Boxed, as in the discovery refresher: only a running fetch holds its state.
+            let fetched = Box::pin(self.measured(DocKind::Jwks, async {
+                let body = self.fetcher.get(&url).await?;
+                let discovery = self.store.get(self.id(DocKind::Discovery));
+                let discovery = discovery.as_ref().map(|d| &d.body[..]);
+                let body = self
+                    .key_rules
+                    .prepare(body, discovery)
+                    .await
+                    .map_err(FetchError::Invalid)?;
+                // Checked above; retention only adds keys that were published before.
+                let now = SystemTime::now();
+                let (published, events) = retention.publish(body, now).map_err(FetchError::Unpublishable)?;
+                Ok::<_, FetchError>((published, events, now))
+            }))
+            .await;
             // Whatever its outcome, this fetch answers every request until one more
             // `revalidate_after` has passed (the limiter's bound holds during backoff too).
             let attempt = self
@@ -134,8 +135,7 @@ impl IssuerRefresh {
                     let doc = Arc::new(Document::new(DocKind::Jwks, published.clone(), now, None, &self.policy));
                     self.store.put(self.id(DocKind::Jwks), doc.clone());
                     self.note_keys(&retention, &events);
-                    self.accept(&doc, published, Some(retention.saved()), &mut snapshot_failing)
-                        .await;
+                    Box::pin(self.accept(&doc, published, Some(retention.saved()), &mut snapshot_failing)).await;
                     backoff.reset();
                     jitter(self.policy.refresh)
                 }
@@ -144,7 +144,7 @@ impl IssuerRefresh {
                     // Retention timers run while the upstream fails, too.
                     let expired = retention.expire(SystemTime::now());
                     if !expired.is_empty() {
-                        self.republish(&retention, &expired, &mut snapshot_failing).await;
+                        Box::pin(self.republish(&retention, &expired, &mut snapshot_failing)).await;
                     }
                     backoff.next_delay()
                 }
@@ -169,7 +169,9 @@ impl IssuerRefresh {
                         }
                     }
                     // Answered at once, without a fetch; the sleep goes on.
-                    Some(request) = drops.recv() => self.drop_retained(&mut retention, request, &mut snapshot_failing).await,
+                    Some(request) = drops.recv() => {
+                        Box::pin(self.drop_retained(&mut retention, request, &mut snapshot_failing)).await;
+                    }
                     changed = discovery.changed() => {
                         if changed.is_err() {
                             (&mut sleep).await;
