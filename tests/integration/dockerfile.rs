@@ -101,15 +101,35 @@ fn copy(context: &Path, relative: &Path, to: &Path, ignored: &[PathBuf]) {
         );
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(&from, to).unwrap();
+        // Docker keeps the context's modification times; so must the replay, or it would
+        // hide a stage whose sources look older than the stub build (cargo: "Fresh").
+        let modified = std::fs::metadata(&from).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(to)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
     }
 }
 
-/// What a replay saw: how long it took, and the paths the stage strips.
+/// What a replay saw: how long it took, what each RUN printed, and the paths the stage
+/// strips.
 #[derive(Debug)]
 struct Replay {
     took: Duration,
+    printed: Vec<String>,
     stripped: Vec<String>,
     workdir: String,
+}
+
+impl Replay {
+    /// Whether the last RUN compiled the crate, rather than find the stub build fresh.
+    fn checked_the_sources_last(&self) -> bool {
+        self.printed
+            .last()
+            .is_some_and(|out| out.contains("Checking jwks-edge v"))
+    }
 }
 
 /// Replays the build stage (the first) of `dockerfile` on the files of `context` it
@@ -129,6 +149,7 @@ fn replay(context: &Path, dockerfile: &str) -> Result<Replay, String> {
     let ignored = ignored(context);
     let stage = stages(dockerfile).into_iter().next().expect("a build stage");
     let mut workdir: Option<(String, PathBuf)> = None;
+    let mut printed = Vec::new();
     for (keyword, args) in &stage {
         match keyword.as_str() {
             "FROM" => {}
@@ -162,7 +183,7 @@ fn replay(context: &Path, dockerfile: &str) -> Result<Replay, String> {
             }
             "RUN" => {
                 let dir = &workdir.as_ref().expect("WORKDIR before RUN").1;
-                run(args, dir, &shims, &stripped, root.path())?;
+                printed.push(run(args, dir, &shims, &stripped, root.path())?);
             }
             other => panic!("{other} in the build stage: teach tests/integration/dockerfile.rs what it means"),
         }
@@ -170,6 +191,7 @@ fn replay(context: &Path, dockerfile: &str) -> Result<Replay, String> {
     let stripped = std::fs::read_to_string(&stripped).unwrap();
     Ok(Replay {
         took: started.elapsed(),
+        printed,
         stripped: stripped.lines().map(str::to_owned).collect(),
         workdir: workdir.expect("a WORKDIR").0,
     })
@@ -177,7 +199,7 @@ fn replay(context: &Path, dockerfile: &str) -> Result<Replay, String> {
 
 /// One RUN line through `sh -c`, as Docker runs the shell form, with the shims first on
 /// PATH and cargo's variables of this test process removed (a build has none).
-fn run(command: &str, dir: &Path, shims: &Path, stripped: &Path, scratch: &Path) -> Result<(), String> {
+fn run(command: &str, dir: &Path, shims: &Path, stripped: &Path, scratch: &Path) -> Result<String, String> {
     let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let path = std::env::join_paths(
         [shims.to_owned()]
@@ -202,9 +224,10 @@ fn run(command: &str, dir: &Path, shims: &Path, stripped: &Path, scratch: &Path)
     let file = std::fs::File::create(&log).unwrap();
     sh.stdout(file.try_clone().unwrap()).stderr(file);
     let status = ChildProcess::spawn(&mut sh).exit_within_blocking(RUN_LIMIT, &format!("RUN {command}"));
+    let printed = std::fs::read_to_string(&log).unwrap();
     match status.success() {
-        true => Ok(()),
-        false => Err(format!("RUN {command}\n{}", std::fs::read_to_string(&log).unwrap())),
+        true => Ok(printed),
+        false => Err(format!("RUN {command}\n{printed}")),
     }
 }
 
@@ -227,6 +250,11 @@ fn context_with_manifest(manifest: &str) -> tempfile::TempDir {
 fn the_build_stage_builds_from_exactly_the_files_it_copies() {
     let replay = replay(Path::new(ROOT), &dockerfile()).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("replayed the Dockerfile's build stage in {:.1?}", replay.took);
+    assert!(
+        replay.checked_the_sources_last(),
+        "the sources were not compiled: {:#?}",
+        replay.printed
+    );
     // What the final stage takes from the build stage is what the build stage made.
     assert_eq!(replay.stripped, ["target/release/jwks-edge"]);
     let taken = format!("--from=build {}/target/release/jwks-edge ", replay.workdir);
@@ -270,4 +298,14 @@ fn a_declared_target_the_build_stage_does_not_provide_fails() {
     let context = context_with_manifest(&manifest);
     let error = replay(context.path(), &dockerfile()).expect_err("a declared test with no file");
     assert!(error.contains("can't find `planted` test"), "{error}");
+}
+
+#[test]
+fn a_build_stage_whose_sources_look_older_than_the_stubs_is_caught() {
+    // Without the touch, the copied sources keep their older times and cargo finds the
+    // stub build fresh: the image would ship `fn main() {}`.
+    let untouched = dockerfile().replace("RUN touch src/main.rs src/lib.rs && ", "RUN ");
+    assert_ne!(untouched, dockerfile(), "the touch was found and taken out");
+    let replay = replay(Path::new(ROOT), &untouched).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!replay.checked_the_sources_last(), "{:#?}", replay.printed);
 }
