@@ -74,7 +74,7 @@ fn alerts(rules: &str) -> Vec<(String, String)> {
 }
 
 /// The `expr:` of each rule: a block scalar (`expr: |`) or a single line.
-pub(crate) fn exprs(rules: &str) -> Vec<String> {
+fn exprs(rules: &str) -> Vec<String> {
     let lines: Vec<&str> = rules.lines().collect();
     let mut exprs = Vec::new();
     for (i, line) in lines.iter().enumerate() {

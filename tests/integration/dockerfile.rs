@@ -173,15 +173,21 @@ fn replay(context: &Path, dockerfile: &str) -> Result<Replay, String> {
                         source.is_relative() && !source.starts_with(".."),
                         "COPY source {source:?}"
                     );
+                    // An absolute destination is in the image's root, never this machine's.
+                    let dest_dir = match dest.strip_prefix('/') {
+                        Some(absolute) => root.path().join("fs").join(absolute),
+                        None => dir.join(dest),
+                    };
                     let into_dir = dest.ends_with('/') && !context.join(source).is_dir();
                     let to = match into_dir {
-                        true => dir.join(dest).join(source.file_name().unwrap()),
-                        false => dir.join(dest),
+                        true => dest_dir.join(source.file_name().unwrap()),
+                        false => dest_dir,
                     };
                     copy(context, source, &to, &ignored);
                 }
             }
             "RUN" => {
+                assert!(!args.starts_with('['), "RUN {args}: only the shell form is replayed");
                 let dir = &workdir.as_ref().expect("WORKDIR before RUN").1;
                 printed.push(run(args, dir, &shims, &stripped, root.path())?);
             }
