@@ -2,12 +2,16 @@
 
 mod acme;
 mod acme_listeners;
+mod alerts;
 mod certificates;
 mod cli;
 mod connections;
+mod dashboard;
+mod dockerfile;
 mod doctor;
 mod faults;
 mod files;
+mod hardening;
 mod herd;
 mod hostile;
 mod http2_idle;

@@ -8,7 +8,8 @@
 //! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
 //! - `waiting`: bounded waits that poll a check and return what it waited for;
 //! - `child`: child processes, waited for with a bound and killed when the test ends;
-//! - `serve`: the `jwks-edge serve` binary as a child process, and its log.
+//! - `serve`: the `jwks-edge serve` binary as a child process, and its log;
+//! - `promql`: metric names a PromQL query reads and a `/metrics` text declares.
 
 mod certificates;
 mod child;
@@ -16,6 +17,7 @@ mod client;
 mod config;
 mod handshake;
 mod idp;
+mod promql;
 mod proxy;
 mod serve;
 mod waiting;
@@ -28,6 +30,7 @@ pub use client::*;
 pub use config::Issuer;
 pub use handshake::*;
 pub use idp::*;
+pub use promql::*;
 pub use proxy::*;
 pub use serve::*;
 pub use waiting::*;
