@@ -149,7 +149,10 @@ impl KeyRetention {
             }
             record.removed_at = removed_at.filter(|_| !withdrawn);
             match record.removed_at {
-                Some(_) => retained.push(record),
+                Some(_) => {
+                    record.key = Some(key.clone());
+                    retained.push(record);
+                }
                 None => records.push(record),
             }
         }
@@ -232,12 +235,14 @@ impl KeyRetention {
                 KeyState::Withdrawn => {}
                 KeyState::Retained => records.push(record),
                 KeyState::Current => {
+                    // Kept from here on: the upstream's set no longer holds it.
+                    record.key = self.upstream_key(&record.id).cloned();
                     let retained_until = (!self.keep.is_zero()).then(|| timestamp::add(now, self.keep));
                     events.push(KeyEvent::Removed {
                         kid: record.kid.clone(),
                         retained_until,
                     });
-                    if retained_until.is_some() {
+                    if retained_until.is_some() && record.key.is_some() {
                         record.removed_at = Some(now);
                         newly_removed.push(record);
                     }
@@ -295,6 +300,11 @@ impl KeyRetention {
             !retained
         });
         Ok(events)
+    }
+
+    /// The key with this id in the upstream set published last.
+    fn upstream_key(&self, id: &str) -> Option<&Value> {
+        self.upstream.as_ref()?.keys.iter().find(|k| key_id(k) == id)
     }
 
     fn retained_keys(&self) -> impl Iterator<Item = &Value> {

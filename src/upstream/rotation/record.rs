@@ -21,8 +21,9 @@ pub(super) struct KeyRecord {
     pub id: String,
     pub kid: Option<String>,
     pub kty: Option<String>,
-    /// The key as published; `None` for a withdrawn key, which is never published and
-    /// so never kept.
+    /// The key as published, kept exactly while it is retained: a current key is in the
+    /// upstream's set already (a second parsed copy was a third of an issuer's memory),
+    /// and a withdrawn key is never published.
     pub key: Option<Value>,
     pub first_seen: SystemTime,
     pub last_seen_upstream: SystemTime,
@@ -37,7 +38,7 @@ impl KeyRecord {
             id: key_id(key),
             kid: key.get("kid").and_then(Value::as_str).map(str::to_owned),
             kty: key.get("kty").and_then(Value::as_str).map(str::to_owned),
-            key: (!withdrawn).then(|| key.clone()),
+            key: None,
             first_seen: now,
             last_seen_upstream: now,
             removed_at: None,
