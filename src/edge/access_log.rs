@@ -111,17 +111,42 @@ fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// `0` to `255` as text, for IPv4 peers: one copy per octet instead of a division loop.
+static OCTETS: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut n = 0;
+    while n < 256 {
+        let digits = [(n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8];
+        let len: u8 = if n >= 100 {
+            3
+        } else if n >= 10 {
+            2
+        } else {
+            1
+        };
+        let mut text = [0u8; 3];
+        let mut i = 0;
+        while i < len as usize {
+            text[i] = b'0' + digits[3 - len as usize + i];
+            i += 1;
+        }
+        table[n] = (text, len);
+        n += 1;
+    }
+    table
+};
+
 /// The peer as `SocketAddr`'s `Display` writes it; IPv4 without the formatting machinery,
 /// which pads and buffers and cost more than the rest of the line.
 fn peer(out: &mut Vec<u8>, peer: SocketAddr) {
     match peer {
         SocketAddr::V4(v4) => {
-            let [a, b, c, d] = v4.ip().octets();
-            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
                 }
-                number(out, octet);
+                let (text, len) = &OCTETS[usize::from(octet)];
+                out.extend_from_slice(&text[..usize::from(*len)]);
             }
             out.push(b':');
             number(out, v4.port());
@@ -144,6 +169,8 @@ impl AccessLog {
         SCRATCH.with(|scratch| {
             let Scratch { line, stamp } = &mut *scratch.borrow_mut();
             line.clear();
+            // One capacity check for the common line instead of one per piece.
+            line.reserve(256);
             self.format(line, entry, stamp.at(SystemTime::now()));
             self.sink.append(line);
         });
