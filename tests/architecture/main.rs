@@ -19,6 +19,7 @@ const LIB_LAYERS: &[&[&str]] = &[
     &["cache"],
     &["tls"],
     &["upstream"],
+    &["publish"],
     &["edge"],
     &["ops"],
     &["app"],
