@@ -157,4 +157,26 @@ mod tests {
         retyped.insert(Attribute::ContentType, "binary/octet-stream".into());
         assert!(!wanted.held_by(&retyped));
     }
+
+    #[tokio::test]
+    async fn a_document_is_written_once_and_again_only_after_it_changed_or_drifted() {
+        use object_store::memory::InMemory;
+        use object_store::ObjectStoreExt;
+        let store = InMemory::new();
+        let key = Path::from("p/oauth/discovery/keys");
+        let first = Wanted::of(&doc(b"{\"keys\":[]}"));
+        assert_eq!(write(&store, &key, &first).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(write(&store, &key, &first).await.unwrap(), UploadOutcome::Unchanged);
+        let held = store.get(&key).await.unwrap();
+        assert!(first.held_by(&held.attributes));
+        let second = Wanted::of(&doc(b"{\"keys\":[{}]}"));
+        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(store.get(&key).await.unwrap().bytes().await.unwrap(), second.body);
+        // Edited by hand (no hash, other type), then deleted by hand: repaired each time.
+        store.put(&key, PutPayload::from_static(b"{}")).await.unwrap();
+        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
+        store.delete(&key).await.unwrap();
+        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Unchanged);
+    }
 }
