@@ -24,5 +24,6 @@ mod revalidation;
 mod scale;
 mod serving;
 mod serving_upstream;
+mod stores;
 mod support;
 mod upstream;

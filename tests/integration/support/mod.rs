@@ -8,8 +8,11 @@
 //! - `client`: connections over plain HTTP, TLS or HTTP/2, and whole replies;
 //! - `waiting`: bounded waits that poll a check and return what it waited for;
 //! - `child`: child processes, waited for with a bound and killed when the test ends;
-//! - `serve`: the `jwks-edge serve` binary as a child process, and its log.
+//! - `serve`: the `jwks-edge serve` binary as a child process, and its log;
+//! - `stores`, `seaweedfs`, `azurite`: object-store servers on loopback (S3 by SeaweedFS,
+//!   Azure Blob by Azurite) with one bucket each, and what they hold, read back.
 
+mod azurite;
 mod certificates;
 mod child;
 mod client;
@@ -17,11 +20,14 @@ mod config;
 mod handshake;
 mod idp;
 mod proxy;
+mod seaweedfs;
 mod serve;
+mod stores;
 mod waiting;
 
 use std::time::Duration;
 
+pub use azurite::*;
 pub use certificates::*;
 pub use child::*;
 pub use client::*;
@@ -29,7 +35,9 @@ pub use config::Issuer;
 pub use handshake::*;
 pub use idp::*;
 pub use proxy::*;
+pub use seaweedfs::*;
 pub use serve::*;
+pub use stores::*;
 pub use waiting::*;
 
 /// Every network wait in the tests is bounded by this.
