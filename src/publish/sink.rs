@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::config::{Cloud, Publish};
 use crate::publish::transport::Transport;
@@ -39,11 +39,10 @@ impl Sink {
     pub fn open(config: &Publish, tls: rustls::ClientConfig) -> Result<Sink, SinkError> {
         let transport = Transport::new(tls);
         let plain_endpoint = config.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
-        let options = ClientOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            // Only toward an endpoint the operator wrote as http:// (a local store).
-            .with_allow_http(plain_endpoint);
+        // Set key by key: replacing the client options would drop those the environment
+        // gave (`AWS_ALLOW_HTTP`, proxies...).
+        let timeout = humantime::format_duration(REQUEST_TIMEOUT).to_string();
+        let connect_timeout = humantime::format_duration(CONNECT_TIMEOUT).to_string();
         // Few, quick retries inside one attempt; the publisher's backoff does the rest,
         // and records each failed attempt where /readyz shows it.
         let retry = RetryConfig {
@@ -59,11 +58,18 @@ impl Sink {
             Cloud::S3 => {
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(&config.bucket)
-                    .with_client_options(options)
+                    .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        &connect_timeout,
+                    )
                     .with_retry(retry)
                     .with_http_connector(transport);
                 if let Some(endpoint) = &config.endpoint {
                     builder = builder.with_endpoint(endpoint);
+                }
+                if plain_endpoint {
+                    builder = builder.with_allow_http(true);
                 }
                 if let Some(region) = &config.region {
                     builder = builder.with_region(region);
@@ -73,22 +79,36 @@ impl Sink {
             Cloud::Gcs => {
                 let mut builder = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&config.bucket)
-                    .with_client_options(options)
+                    .with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(
+                        GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        &connect_timeout,
+                    )
                     .with_retry(retry)
                     .with_http_connector(transport);
                 if let Some(endpoint) = &config.endpoint {
                     builder = builder.with_base_url(endpoint);
+                }
+                if plain_endpoint {
+                    builder = builder.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
                 }
                 builder.build().map(|s| Arc::new(s) as _)
             }
             Cloud::Azure => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
                     .with_container_name(&config.bucket)
-                    .with_client_options(options)
+                    .with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), &timeout)
+                    .with_config(
+                        AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        &connect_timeout,
+                    )
                     .with_retry(retry)
                     .with_http_connector(transport);
                 if let Some(endpoint) = &config.endpoint {
                     builder = builder.with_endpoint(endpoint.clone());
+                }
+                if plain_endpoint {
+                    builder = builder.with_allow_http(true);
                 }
                 builder.build().map(|s| Arc::new(s) as _)
             }

@@ -19,6 +19,7 @@ mod pebble_probe;
 mod prepublished;
 mod process;
 mod properties;
+mod publish;
 mod readiness;
 mod revalidation;
 mod scale;
