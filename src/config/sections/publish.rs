@@ -113,10 +113,12 @@ fn parse_url(url: &str) -> Result<(Cloud, String, String), String> {
         return Err("the bucket and prefix may not hold '?', '#', '%', spaces or '\\'".into());
     }
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let bucket_ok = !bucket.is_empty()
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
+    // `$web` is the container an Azure storage account's static website serves.
+    let bucket_ok = (cloud == Cloud::Azure && bucket == "$web")
+        || !bucket.is_empty()
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_'));
     if !bucket_ok {
         return Err(format!(
             "{bucket:?} is not a bucket name: lower-case letters, digits, '-', '.' and '_'"
@@ -144,7 +146,9 @@ mod tests {
             (Cloud::Gcs, "my-bucket".into(), "a/b".into())
         );
         assert_eq!(parts("az://docs/oidc"), (Cloud::Azure, "docs".into(), "oidc".into()));
+        assert_eq!(parts("az://$web"), (Cloud::Azure, "$web".into(), "".into()));
         for bad in [
+            "s3://$web",
             "https://b/x",
             "s3:/b",
             "s3://",
