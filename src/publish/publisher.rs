@@ -30,10 +30,10 @@ const ONCE_PARALLEL: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("{0}")]
-    Layout(#[source] LayoutError),
-    #[error("{0}")]
-    Write(#[source] WriteError),
+    #[error(transparent)]
+    Layout(LayoutError),
+    #[error(transparent)]
+    Write(WriteError),
 }
 
 /// Why `publish --once` left a sink without an issuer's current documents.

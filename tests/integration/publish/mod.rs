@@ -1,10 +1,12 @@
 //! `[[publish]]` against real object stores on loopback: the same core cases on SeaweedFS
 //! (S3, `s3`) and Azurite (Azure Blob, `azure`), and what needs no store (`cli`: exit
 //! codes, an unreachable sink). GCS has no emulator object_store can write to (see
-//! `support/stores.rs`); its object layout is covered by the library's unit tests.
+//! `support/stores.rs`): `gcs` checks the requests against a fake of its XML API, and the
+//! library's unit tests cover its object layout.
 
 mod azure;
 mod cli;
+mod gcs;
 mod s3;
 
 use std::process::Command;
