@@ -1,5 +1,6 @@
-//! `jwks-edge publish` without a store: exit 2 on a config error, and a sink that cannot
-//! be reached retried and reported (`--once` exits 1; `serve` stays ready).
+//! `jwks-edge publish` without a store: exit 2 on a config error (or a sink the environment
+//! cannot set up), and a sink that cannot be reached retried and reported (`--once` exits
+//! 1; `serve` stays ready).
 
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ async fn publish_exits_2_on_a_config_error_or_without_a_sink() {
         (
             format!("[server]\nlisten_plain = \"127.0.0.1:0\"\n{issuer}"),
             "no [[publish]] section",
+        ),
+        // Azure needs its account from the environment, which has none here.
+        (
+            format!("{issuer}[[publish]]\nurl = \"az://docs\"\n"),
+            "cannot set up publish[0]: cannot set up az://docs",
         ),
     ] {
         let run = publish_once(&config, &fake_aws()).await;

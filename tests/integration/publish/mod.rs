@@ -124,15 +124,26 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `jwks-edge publish --config <config> --once` with `env` (bounded).
+/// Runs `jwks-edge publish --config <config> --once` with `env` (bounded). The clouds'
+/// variables of this process are not passed on: a stray account name or profile would
+/// send the child to a credential service that is not on loopback.
 async fn publish_once(config: &str, env: &[(String, String)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, config).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_jwks-edge"));
-    command
-        .args(["publish", "--once", "--config", path.to_str().unwrap()])
-        .envs(env.iter().map(|(k, v)| (k, v)));
+    command.args(["publish", "--once", "--config", path.to_str().unwrap()]);
+    for (name, _) in std::env::vars_os() {
+        let cloud = name.to_str().is_some_and(|n| {
+            ["AWS_", "AZURE_", "GOOGLE_", "AZURITE_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        });
+        if cloud {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     let output = tokio::task::spawn_blocking(move || try_tool_blocking(&mut command, "publish --once"))
         .await
         .unwrap();

@@ -94,3 +94,51 @@ async fn serve_with_publish_keeps_s3_current_repairs_it_and_shows_the_sink() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn publish_runs_the_admin_listener_and_no_public_one_and_keeps_s3_current() {
+    let store = SeaweedFs::start().await;
+    let idps = Idps::start().await;
+    // [server] names a public listener; `publish` opens none of it.
+    let config = format!(
+        "[server]\nlisten_plain = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[cache]\nrefresh = \"1s\"\n{}{}",
+        idps.issuers(),
+        sink(&store, "")
+    );
+    let serve = Serve::run(&[], "publish", &store.env(), &config, 1);
+    object_until(
+        &store,
+        REALM_DISCOVERY,
+        "the realm's discovery document at the bucket root",
+        |_| true,
+    )
+    .await;
+    object_until(
+        &store,
+        GITLAB_DISCOVERY,
+        "GitLab's discovery document at the bucket root",
+        |_| true,
+    )
+    .await;
+    let admin = serve.addr("admin");
+    let (status, body) = readyz_detail(admin).await;
+    assert_eq!(status, http::StatusCode::OK, "{body}");
+    let log = serve.log.lock().unwrap().join("\n");
+    assert_eq!(
+        log.matches("accepting connections").count(),
+        1,
+        "the admin listener only: {log}"
+    );
+    idps.rotate_gitlab();
+    let rotated: serde_json::Value = serde_json::from_str(&fixture("kubernetes/jwks.json")).unwrap();
+    object_until(&store, GITLAB_KEYS, "the rotated key set published", |o| {
+        serde_json::from_slice::<serde_json::Value>(&o.bytes).is_ok_and(|keys| {
+            keys["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == rotated["keys"][0]["kid"])
+        })
+    })
+    .await;
+}
