@@ -1,7 +1,8 @@
 //! `Publisher`: one task per (sink, issuer) that keeps the sink holding the issuer's
 //! current documents, and `publish_once` for `jwks-edge publish --once`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::task::JoinSet;
@@ -53,6 +54,10 @@ pub struct Publisher {
     claims: Vec<Arc<Claims>>,
     /// (sink index, issuer index), in the order of `board` and the metrics' pairs.
     pairs: Vec<(usize, usize)>,
+    /// Per pair: object key -> hash of what this process last wrote or found there; the
+    /// comparison for a sink that may be written but not read. Only the pair's task
+    /// locks its entry, never across an await.
+    written: Vec<Mutex<HashMap<String, String>>>,
     pub store: Arc<DocumentStore>,
     /// Read to know when an issuer's first fetches are done, and whether they failed.
     pub health: Arc<HealthBoard>,
@@ -97,6 +102,7 @@ impl Publisher {
         ));
         Publisher {
             claims: sinks.iter().map(|_| Arc::default()).collect(),
+            written: pairs.iter().map(|_| Mutex::default()).collect(),
             issuers,
             sinks,
             pairs,
@@ -153,9 +159,12 @@ impl Publisher {
                 DocKind::Jwks => &jwks,
                 DocKind::Discovery => &discovery,
             };
-            let outcome = write(sink.store.as_ref(), &object.key, &Wanted::of(doc))
+            let wanted = Wanted::of(doc);
+            let last = self.last_written(pair, &object.key);
+            let outcome = write(sink.store.as_ref(), &object.key, &wanted, last.as_deref())
                 .await
                 .map_err(SyncError::Write)?;
+            self.lock_written(pair).insert(object.key.to_string(), wanted.hash);
             self.metrics.publish_upload(pair, outcome);
             if outcome == UploadOutcome::Written {
                 info!(
@@ -169,6 +178,14 @@ impl Publisher {
             }
         }
         Ok(true)
+    }
+
+    fn lock_written(&self, pair: usize) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.written[pair].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn last_written(&self, pair: usize, key: &object_store::path::Path) -> Option<String> {
+        self.lock_written(pair).get(key.as_ref()).cloned()
     }
 
     /// One attempt, recorded on the board, counted and logged; `Err` holds the reason.

@@ -76,7 +76,17 @@ impl Wanted {
 }
 
 /// Writes `wanted` to `key` unless the object already holds it: `Written` or `Unchanged`.
-pub async fn write(store: &dyn ObjectStore, key: &Path, wanted: &Wanted) -> Result<UploadOutcome, WriteError> {
+///
+/// `last_written` is the hash this process last wrote there. It decides only when the
+/// sink refuses to be read (credentials allowed to write objects, not to read them, as
+/// a tight bucket policy grants): then a document is written once per process and again
+/// when it changes, and drift cannot be seen.
+pub async fn write(
+    store: &dyn ObjectStore,
+    key: &Path,
+    wanted: &Wanted,
+    last_written: Option<&str>,
+) -> Result<UploadOutcome, WriteError> {
     let head = GetOptions {
         head: true,
         ..GetOptions::default()
@@ -86,6 +96,13 @@ pub async fn write(store: &dyn ObjectStore, key: &Path, wanted: &Wanted) -> Resu
             return Ok(UploadOutcome::Unchanged)
         }
         Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+            if last_written == Some(wanted.hash.as_str()) =>
+        {
+            return Ok(UploadOutcome::Unchanged)
+        }
+        // Write-only credentials; if they cannot write either, the write says so.
+        Err(object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }) => {}
         Err(source) => {
             return Err(WriteError::Head {
                 key: key.to_string(),
@@ -165,18 +182,33 @@ mod tests {
         let store = InMemory::new();
         let key = Path::from("p/oauth/discovery/keys");
         let first = Wanted::of(&doc(b"{\"keys\":[]}"));
-        assert_eq!(write(&store, &key, &first).await.unwrap(), UploadOutcome::Written);
-        assert_eq!(write(&store, &key, &first).await.unwrap(), UploadOutcome::Unchanged);
+        assert_eq!(write(&store, &key, &first, None).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(
+            write(&store, &key, &first, None).await.unwrap(),
+            UploadOutcome::Unchanged
+        );
         let held = store.get(&key).await.unwrap();
         assert!(first.held_by(&held.attributes));
         let second = Wanted::of(&doc(b"{\"keys\":[{}]}"));
-        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(
+            write(&store, &key, &second, None).await.unwrap(),
+            UploadOutcome::Written
+        );
         assert_eq!(store.get(&key).await.unwrap().bytes().await.unwrap(), second.body);
         // Edited by hand (no hash, other type), then deleted by hand: repaired each time.
         store.put(&key, PutPayload::from_static(b"{}")).await.unwrap();
-        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
+        assert_eq!(
+            write(&store, &key, &second, None).await.unwrap(),
+            UploadOutcome::Written
+        );
         store.delete(&key).await.unwrap();
-        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Written);
-        assert_eq!(write(&store, &key, &second).await.unwrap(), UploadOutcome::Unchanged);
+        assert_eq!(
+            write(&store, &key, &second, None).await.unwrap(),
+            UploadOutcome::Written
+        );
+        assert_eq!(
+            write(&store, &key, &second, None).await.unwrap(),
+            UploadOutcome::Unchanged
+        );
     }
 }
