@@ -31,6 +31,8 @@ struct State {
     objects: BTreeMap<String, Held>,
     /// Keys PUT, in order.
     writes: Vec<String>,
+    /// Answer 403 to reads, as to credentials allowed to write only.
+    deny_reads: bool,
 }
 
 /// An XML-API bucket on loopback: `HEAD|GET|PUT /{bucket}/{key}`; stops when dropped.
@@ -75,6 +77,10 @@ impl FakeGcs {
 
     fn object(&self, key: &str) -> Option<Held> {
         self.state.lock().unwrap().objects.get(key).cloned()
+    }
+
+    fn deny_reads(&self) {
+        self.state.lock().unwrap().deny_reads = true;
     }
 
     fn delete(&self, key: &str) {
@@ -124,6 +130,7 @@ async fn answer(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
             );
             Ok(Response::builder().header("etag", tag).body(Full::default()).unwrap())
         }
+        Method::HEAD | Method::GET if state.lock().unwrap().deny_reads => Ok(status(StatusCode::FORBIDDEN)),
         Method::HEAD | Method::GET => {
             let Some(held) = state.lock().unwrap().objects.get(&key).cloned() else {
                 return Ok(status(StatusCode::NOT_FOUND));
@@ -157,7 +164,7 @@ fn no_oauth() -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn publish_once_to_gcs_writes_the_key_set_first_with_the_headers_and_only_what_changed() {
+async fn publish_once_to_gcs_writes_the_key_set_first_with_the_headers_and_only_what_changed_or_unreadable() {
     let gcs = FakeGcs::start().await;
     let idps = Idps::start().await;
     let config = format!("{}{}", Issuer::gitlab(&idps.gitlab).name("gitlab"), gcs.publish());
@@ -188,7 +195,13 @@ async fn publish_once_to_gcs_writes_the_key_set_first_with_the_headers_and_only_
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(
         gcs.writes()[2..],
-        [keys, discovery],
+        [keys.clone(), discovery.clone()],
         "the new key set, then the deleted document"
     );
+
+    // Credentials that may write but not read: each run writes, as it cannot compare.
+    gcs.deny_reads();
+    let run = publish_once(&config, &no_oauth()).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(gcs.writes()[4..], [keys, discovery]);
 }
