@@ -447,8 +447,9 @@ impl App {
                 store: self.store.clone(),
                 health: self.health.clone(),
                 keys: self.keys.clone(),
-                certs: self.certs.clone(),
-                acme: acme_status,
+                // Without public listeners no certificate is served, nor can it fail readiness.
+                certs: self.certs.clone().filter(|_| public),
+                acme: acme_status.filter(|_| public),
                 policy: self.policy,
                 metrics: self.metrics.clone(),
                 refresh: controls,
