@@ -315,7 +315,13 @@ fn publish(path: PathBuf, once: bool) -> Outcome<ExitCode> {
                 anyhow::anyhow!("{}: no [[publish]] section, nothing to publish to", path.display()),
             ));
         }
-        let app = App::new(config.clone()).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        // No public listener runs, so their certificates are neither loaded nor ordered:
+        // a config shared with the serving replicas works where its TLS files are absent.
+        let mut publishing = config.clone();
+        publishing.server.tls = None;
+        publishing.server.listen = None;
+        publishing.server.listen_plain = None;
+        let app = App::new(publishing).map_err(|err| (CONFIG_ERROR, err.into()))?;
         tracing::info!(
             config = %path.display(),
             issuers = config.issuers.len(),

@@ -55,7 +55,9 @@ async fn an_unreachable_sink_is_retried_and_reported_and_never_affects_serving()
     let publish = format!("[[publish]]\nurl = {url:?}\nendpoint = {endpoint:?}\n");
     let issuer = Issuer::gitlab(&idp).name("gitlab");
 
-    let run = publish_once(&format!("{issuer}{publish}"), &fake_aws()).await;
+    // The serving replicas' certificates are not here, and `publish` needs none.
+    let tls = "[server.tls]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n";
+    let run = publish_once(&format!("{tls}{issuer}{publish}"), &fake_aws()).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let line = run
         .stderr
