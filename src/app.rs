@@ -25,6 +25,8 @@ use crate::edge::server::{serve, Endpoint};
 use crate::model::document::CachePolicy;
 use crate::model::listener::Listener;
 use crate::ops::admin::{Admin, Startup};
+use crate::publish::publisher::{pairs, OnceFailure, Publisher};
+use crate::publish::sink::{Sink, SinkError};
 use crate::telemetry::metrics::Metrics;
 use crate::tls::acme::{AcmeError, AcmeManager};
 use crate::tls::challenges::Challenges;
@@ -65,6 +67,14 @@ pub enum StartError {
     },
     #[error("[server.tls] is configured but no HTTPS listener was given")]
     NoHttpsListener,
+    #[error("cannot set up publish[{index}]")]
+    Publish {
+        index: usize,
+        #[source]
+        source: SinkError,
+    },
+    #[error("the config has no [[publish]]: nothing to publish to")]
+    NothingToPublish,
 }
 
 /// The listeners `App::run` serves; the caller binds them (tests bind port 0).
@@ -117,6 +127,8 @@ pub struct App {
     acme: Option<AcmeManager>,
     /// HTTP-01 answers for the public listeners, with `challenge = "http-01"`.
     acme_http: Option<Arc<Challenges>>,
+    /// With `[[publish]]`: keeps the sinks holding the current documents.
+    publisher: Option<Arc<Publisher>>,
 }
 
 impl App {
@@ -128,7 +140,25 @@ impl App {
             fetch_timeout: config.cache.fetch_timeout,
             stale_if_error: config.cache.stale_if_error,
         };
-        let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
+        // Public roots only: the clouds' endpoints (and their credential services) are
+        // public; an S3-compatible store on plain http is written as http:// in `endpoint`.
+        let sinks = config
+            .publish
+            .iter()
+            .enumerate()
+            .map(|(index, sink)| {
+                let tls = tls::client_config(None, None).map_err(StartError::Tls)?;
+                Sink::open(sink, tls).map_err(|source| StartError::Publish { index, source })
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        let publish_pairs = pairs(&sinks)
+            .into_iter()
+            .map(|(s, i)| (sinks[s].url().to_owned(), config.issuers[i].name.clone()))
+            .collect();
+        let metrics = Arc::new(Metrics::with_publish(
+            config.issuers.iter().map(|i| i.name.clone()).collect(),
+            publish_pairs,
+        ));
         let (mut tls, mut certs, mut acme, mut acme_http) = (None, None, None, None);
         match config.server.tls.as_ref().map(|t| (t, t.acme.as_ref())) {
             Some((_, Some(acme_config))) => {
@@ -254,6 +284,17 @@ impl App {
             .collect::<Result<Vec<_>, StartError>>()?;
         // Last good copies are in memory before any listener accepts.
         refreshers.iter_mut().for_each(IssuerRefresh::restore);
+        let publisher = (!sinks.is_empty()).then(|| {
+            Arc::new(Publisher::new(
+                refreshers.iter().map(|r| r.issuer.clone()).collect(),
+                sinks,
+                store.clone(),
+                health.clone(),
+                metrics.clone(),
+                config.cache.refresh,
+                startup_report.deadline(),
+            ))
+        });
         Ok(App {
             config: Arc::new(config),
             store,
@@ -270,6 +311,7 @@ impl App {
             revalidation,
             acme,
             acme_http,
+            publisher,
         })
     }
 
@@ -283,15 +325,62 @@ impl App {
         self.reload.clone()
     }
 
-    /// Starts the refreshers (and certificate reloads), serves until `shutdown` completes, then drains and stops.
+    /// Starts the refreshers (and certificate reloads, and publishers with `[[publish]]`),
+    /// serves until `shutdown` completes, then drains and stops.
     pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         if self.tls.is_some() && listeners.https.is_none() {
             return Err(StartError::NoHttpsListener);
         }
+        self.run_on(listeners, shutdown, true).await
+    }
+
+    /// `jwks-edge publish`: the refreshers and publishers, and the admin listener if
+    /// given, without public listeners (nor certificates for them) until `shutdown`.
+    pub async fn run_publishing(
+        self,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        if self.publisher.is_none() {
+            return Err(StartError::NothingToPublish);
+        }
+        let listeners = Listeners {
+            https: None,
+            plain: None,
+            admin,
+        };
+        self.run_on(listeners, shutdown, false).await
+    }
+
+    /// `jwks-edge publish --once`: fetches each document once, brings every sink up to
+    /// date, and returns what could not be published (empty when every sink holds the
+    /// current documents).
+    pub async fn publish_once(self) -> Result<Vec<OnceFailure>, StartError> {
+        let Some(publisher) = self.publisher else {
+            return Err(StartError::NothingToPublish);
+        };
+        let (refreshers, _controls) = spawn_all(self.refreshers);
+        let failures = publisher.publish_once().await;
+        drop(refreshers);
+        Ok(failures)
+    }
+
+    async fn run_on(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+        public: bool,
+    ) -> Result<(), StartError> {
         let startup = Startup::new(self.config.admin.startup_grace);
         let (mut refreshers, controls) = spawn_all(self.refreshers);
+        if let Some(publisher) = &self.publisher {
+            publisher.clone().spawn(&mut refreshers);
+        }
+        let publish_board = self.publisher.as_ref().map(|p| p.board.clone());
         let acme_status = self.acme.as_ref().map(AcmeManager::status);
-        if let Some(acme) = self.acme {
+        if !public {
+            // No public listener: no certificate to order or reload.
+        } else if let Some(acme) = self.acme {
             refreshers.spawn(acme.run());
         } else if let (Some(resolver), Some(server_tls)) = (&self.certs, &self.config.server.tls) {
             refreshers.spawn(reload_loop(
@@ -362,14 +451,16 @@ impl App {
                 store: self.store.clone(),
                 health: self.health.clone(),
                 keys: self.keys.clone(),
-                certs: self.certs.clone(),
-                acme: acme_status,
+                // Without public listeners no certificate is served, nor can it fail readiness.
+                certs: self.certs.clone().filter(|_| public),
+                acme: acme_status.filter(|_| public),
                 policy: self.policy,
                 metrics: self.metrics.clone(),
                 refresh: controls,
                 token_file: self.config.admin.token_file.clone(),
                 readiness: self.config.admin.readiness,
                 startup,
+                publish: publish_board,
             });
             servers.spawn(serve(endpoint(Listener::Admin, listener, None), admin, until_stopped()));
         }

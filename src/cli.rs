@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check-config` and `demo`, with their exit codes.
+//! The command line: `serve`, `publish`, `check-config`, `doctor` and `demo`, with their exit codes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +45,16 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
         config: PathBuf,
+    },
+    /// Fetch, check and rewrite the documents and push them to the [[publish]] sinks,
+    /// without public listeners (the admin listener still runs). Exit 2 on a config error.
+    Publish {
+        #[arg(long, env = "JWKS_EDGE_CONFIG", value_name = "PATH")]
+        config: PathBuf,
+        /// Fetch each document once, publish, and exit: 0 when every sink holds the
+        /// current documents, 1 when any failed (each named with its reason).
+        #[arg(long)]
+        once: bool,
     },
     /// Load and validate a configuration, print the effective configuration, exit 2 on
     /// error. Certificate, CA and pre-published key files are checked when present, warned
@@ -116,6 +126,7 @@ pub fn main() -> ExitCode {
     let succeeded = |()| ExitCode::SUCCESS;
     let result = match cli.command {
         Command::Serve { config } => serve(config, access_log).map(succeeded),
+        Command::Publish { config, once } => publish(config, once),
         Command::CheckConfig { config } => check_config(config).map(succeeded),
         Command::Healthcheck { url } => runtime().and_then(|rt| rt.block_on(healthcheck(url))).map(succeeded),
         Command::Doctor {
@@ -289,6 +300,57 @@ fn serve(path: PathBuf, access_log: AccessLog) -> Outcome {
         app.run(listeners, crate::shutdown::signal())
             .await
             .map_err(|err| (RUNTIME_FAILURE, err.into()))
+    })
+}
+
+/// `publish`: the refreshers and publishers (and the admin listener) until a signal, or
+/// with `--once` a single round whose failures decide the exit code.
+fn publish(path: PathBuf, once: bool) -> Outcome<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let config = Config::load(&path).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        if config.publish.is_empty() {
+            return Err((
+                CONFIG_ERROR,
+                anyhow::anyhow!("{}: no [[publish]] section, nothing to publish to", path.display()),
+            ));
+        }
+        // No public listener runs, so their certificates are neither loaded nor ordered:
+        // a config shared with the serving replicas works where its TLS files are absent.
+        let mut publishing = config.clone();
+        publishing.server.tls = None;
+        publishing.server.listen = None;
+        publishing.server.listen_plain = None;
+        let app = App::new(publishing).map_err(|err| (CONFIG_ERROR, err.into()))?;
+        tracing::info!(
+            config = %path.display(),
+            issuers = config.issuers.len(),
+            sinks = config.publish.len(),
+            once,
+            "jwks-edge publishing"
+        );
+        if once {
+            let failures = app.publish_once().await.map_err(|err| (RUNTIME_FAILURE, err.into()))?;
+            for failure in &failures {
+                eprintln!(
+                    "error: {}: issuer {:?}: {}",
+                    failure.sink, failure.issuer, failure.reason
+                );
+            }
+            return Ok(if failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(RUNTIME_FAILURE)
+            });
+        }
+        let admin = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.admin.listen))
+            .map_err(|err| (RUNTIME_FAILURE, err))?;
+        app.run_publishing(Some(admin), crate::shutdown::signal())
+            .await
+            .map_err(|err| (RUNTIME_FAILURE, err.into()))?;
+        Ok(ExitCode::SUCCESS)
     })
 }
 

@@ -12,6 +12,8 @@
 //! edge       accept loop and connection budgets -> one connection under its deadlines
 //!            -> Proxy: route lookup -> store -> pre-rendered document (or a rejection),
 //!            access log
+//! publish    one task per [[publish]] sink and issuer: the store's copies -> object
+//!            layout (key set first) -> write when the bytes or headers differ -> status
 //! upstream   one refresher per document: fetch -> checks -> rewrite (discovery), or
 //!            keyset rules -> rotation (key set) -> store, routes, health, key board,
 //!            snapshot; on its period, on a failure's backoff, or when revalidate pokes it
@@ -35,6 +37,7 @@ pub mod edge;
 pub mod fake_idp;
 pub mod model;
 pub mod ops;
+pub mod publish;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -122,6 +122,26 @@ impl fmt::Display for Config {
                 writeln!(f, "prepublished_jwks_file = {:?}", file.display().to_string())?;
             }
         }
+        for sink in &self.publish {
+            writeln!(f, "\n[[publish]]")?;
+            writeln!(f, "url = {:?}", sink.url)?;
+            if let Some(endpoint) = &sink.endpoint {
+                writeln!(f, "endpoint = {endpoint:?}")?;
+            }
+            if let Some(region) = &sink.region {
+                writeln!(f, "region = {region:?}")?;
+            }
+            let names: Vec<&str> = sink.issuers.iter().map(|&i| self.issuers[i].name.as_str()).collect();
+            writeln!(f, "issuers = {names:?}")?;
+            if let Some(&first) = sink.issuers.first() {
+                writeln!(
+                    f,
+                    "# {:?} discovery written to {:?}",
+                    self.issuers[first].name,
+                    sink.object_key(&self.issuers[first].discovery_path())
+                )?;
+            }
+        }
         Ok(())
     }
 }

@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::collisions::validate_routes;
+use crate::config::collisions::{validate_objects, validate_routes};
 use crate::config::error::{invalid, ConfigError};
 use crate::config::raw::RawConfig;
 use crate::config::sections::acme::default_acme_domains;
 use crate::config::sections::admin::validate_admin;
 use crate::config::sections::cache::validate_cache;
 use crate::config::sections::issuer::validate_issuer;
+use crate::config::sections::publish::validate_publish;
 use crate::config::sections::server::validate_server;
 use crate::config::settings::{Config, Log};
 
@@ -38,7 +39,7 @@ impl Config {
             source,
         })?;
         let resolve = |p: &str| base_dir.join(p);
-        let mut server = validate_server(raw.server, &resolve)?;
+        let mut server = validate_server(raw.server, !raw.publish.is_empty(), &resolve)?;
         let admin = validate_admin(raw.admin, &resolve)?;
         let log = Log {
             access: raw.log.access.unwrap_or(true),
@@ -72,6 +73,13 @@ impl Config {
             issuers.push(issuer);
         }
         validate_routes(&issuers)?;
+        let publish = raw
+            .publish
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| validate_publish(i, raw, &issuers))
+            .collect::<Result<Vec<_>, _>>()?;
+        validate_objects(&publish, &issuers)?;
         if let Some(acme) = server.tls.as_mut().and_then(|t| t.acme.as_mut()) {
             default_acme_domains(acme, &issuers)?;
         }
@@ -81,6 +89,7 @@ impl Config {
             cache,
             log,
             issuers,
+            publish,
         })
     }
 }

@@ -16,8 +16,8 @@ mod settings;
 
 pub use error::ConfigError;
 pub use settings::{
-    Acme, AcmeChallenge, Admin, Cache, Config, Issuer, Log, Readiness, Server, ServerTls, Tls, LETS_ENCRYPT,
-    LETS_ENCRYPT_STAGING,
+    Acme, AcmeChallenge, Admin, Cache, Cloud, Config, Issuer, Log, Publish, Readiness, Server, ServerTls, Tls,
+    LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
 
 #[cfg(test)]

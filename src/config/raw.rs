@@ -15,6 +15,17 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub issuer: Vec<RawIssuer>,
+    #[serde(default)]
+    pub publish: Vec<RawPublish>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublish {
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub issuers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

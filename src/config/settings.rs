@@ -17,6 +17,8 @@ pub struct Config {
     pub cache: Cache,
     pub log: Log,
     pub issuers: Vec<Issuer>,
+    /// `[[publish]]`: object storage sinks the issuers' documents are pushed to.
+    pub publish: Vec<Publish>,
 }
 
 #[derive(Clone, Debug)]
@@ -195,5 +197,59 @@ impl Issuer {
                 .upstream_jwks_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("http://"))
+    }
+}
+
+/// The object storage services a `[[publish]]` url can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cloud {
+    /// `s3://bucket/prefix`: AWS S3 or an S3-compatible store (`endpoint`).
+    S3,
+    /// `gs://bucket/prefix`: Google Cloud Storage.
+    Gcs,
+    /// `az://container/prefix`: Azure Blob Storage (the account comes from the environment).
+    Azure,
+}
+
+impl Cloud {
+    /// The url scheme.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::S3 => "s3",
+            Cloud::Gcs => "gs",
+            Cloud::Azure => "az",
+        }
+    }
+}
+
+/// `[[publish]]`: one bucket (or container) and prefix the documents are written to.
+#[derive(Clone, Debug)]
+pub struct Publish {
+    /// As written: the sink's name in metrics, `/readyz` and errors.
+    pub url: String,
+    pub cloud: Cloud,
+    /// The bucket (S3, GCS) or container (Azure).
+    pub bucket: String,
+    /// Segments joined by `/`, without a leading or trailing one; empty for the bucket root.
+    pub prefix: String,
+    /// Another service than the cloud's own (an S3-compatible store, an emulator).
+    pub endpoint: Option<String>,
+    /// S3 only.
+    pub region: Option<String>,
+    /// The issuers published here, as indexes into `Config::issuers`, in config order.
+    pub issuers: Vec<usize>,
+}
+
+impl Publish {
+    /// The object a document published at `public_path` (absolute, on the issuer's
+    /// host) is written to: the prefix, then the path, so that a bucket website or CDN
+    /// on the issuer's host serves it at the URL relying parties use.
+    pub fn object_key(&self, public_path: &str) -> String {
+        let path = public_path.trim_start_matches('/');
+        if self.prefix.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{}/{path}", self.prefix)
+        }
     }
 }

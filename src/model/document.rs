@@ -174,6 +174,12 @@ impl Document {
             .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag).as_bytes() == ours)
     }
 
+    /// One of the headers that do not depend on the request or the clock, as every
+    /// response carries it (the publisher writes `Content-Type` and `Cache-Control`).
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.headers.get(name)
+    }
+
     /// The response headers for this document at `now`.
     pub fn response_headers(&self, status: CacheStatus, now: SystemTime) -> HeaderMap {
         let mut headers = self.headers.clone();

@@ -12,6 +12,7 @@ use crate::cache::key_board::KeyBoard;
 use crate::cache::store::DocumentStore;
 use crate::config::{Issuer, Readiness};
 use crate::model::document::CachePolicy;
+use crate::publish::status::PublishBoard;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::acme::AcmeStatus;
 use crate::tls::resolver::CertResolver;
@@ -36,6 +37,9 @@ pub struct Admin {
     pub token_file: Option<PathBuf>,
     pub readiness: Readiness,
     pub startup: Startup,
+    /// Each `[[publish]]` sink's state per issuer; `None` without `[[publish]]`. Never
+    /// part of readiness: a failing sink must not take serving replicas out.
+    pub publish: Option<Arc<PublishBoard>>,
 }
 
 /// The start-up phase of `/readyz`: "starting" (503) until every document has had a

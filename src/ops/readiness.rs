@@ -263,7 +263,30 @@ impl Admin {
             "discovery": discovery,
             "jwks": jwks,
             "keys": self.keys_report(i),
+            "publish": self.publish_report(i),
         })
+    }
+
+    /// The issuer's sinks: when each last held the current documents, its last error
+    /// and how many attempts in a row failed. Empty without `[[publish]]`.
+    fn publish_report(&self, issuer: usize) -> serde_json::Value {
+        let Some(board) = &self.publish else {
+            return json!([]);
+        };
+        let sinks: Vec<_> = board
+            .of_issuer(issuer)
+            .into_iter()
+            .map(|(pair, record)| {
+                json!({
+                    "sink": pair.sink,
+                    "last_success": rfc3339(record.last_success),
+                    "last_error": record.last_error,
+                    "last_error_at": rfc3339(record.last_error_at),
+                    "consecutive_failures": record.consecutive_failures,
+                })
+            })
+            .collect();
+        json!(sinks)
     }
 
     /// The process's readiness: during start-up (see `Startup`) 503 `starting`; then,
@@ -308,6 +331,10 @@ impl Admin {
             "issuers_omitted": survey.attention.saturating_sub(survey.issuers.len()),
             "issuers": survey.issuers,
             "tls": tls,
+            "publish": self.publish.as_ref().map(|board| json!({
+                "sinks": board.pairs().iter().map(|p| p.sink.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+                "sinks_failing": board.failing_sinks(),
+            })),
         });
         (ready, body)
     }

@@ -33,6 +33,13 @@ impl Admin {
             };
             self.metrics.set_published_keys(issuer, published);
         }
+        if let Some(board) = &self.publish {
+            for pair in 0..board.pairs().len() {
+                let record = board.get(pair);
+                let age = record.last_success.map(|t| now.duration_since(t).unwrap_or_default());
+                self.metrics.set_publish_pair(pair, age, record.consecutive_failures);
+            }
+        }
         if let Some(resolver) = &self.certs {
             let set = resolver.current();
             self.metrics.set_certificates(

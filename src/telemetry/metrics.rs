@@ -17,6 +17,7 @@ use crate::model::listener::Listener;
 use crate::model::outcome::FetchOutcome;
 use crate::telemetry::connections::{ConnMetrics, ConnectionMetrics};
 use crate::telemetry::documents::DocumentMetrics;
+use crate::telemetry::publish::{PublishMetrics, UploadOutcome};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AcmeLabels {
@@ -34,6 +35,7 @@ pub struct Metrics {
     registry: Registry,
     documents: DocumentMetrics,
     connections: ConnectionMetrics,
+    publish: PublishMetrics,
     certificate_expiry: Family<CertLabels, Gauge<f64, AtomicU64>>,
     pub certificate_reload_failures: Counter,
     /// ACME orders that ended with a certificate.
@@ -44,6 +46,11 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(issuers: Vec<String>) -> Metrics {
+        Metrics::with_publish(issuers, Vec::new())
+    }
+
+    /// With the `[[publish]]` pairs, (sink url, issuer name), whose publishers count here.
+    pub fn with_publish(issuers: Vec<String>, publish_pairs: Vec<(String, String)>) -> Metrics {
         let mut registry = Registry::with_prefix("jwks_edge");
         registry.register(
             "build",
@@ -52,6 +59,7 @@ impl Metrics {
         );
         let documents = DocumentMetrics::register(&mut registry, issuers);
         let connections = ConnectionMetrics::register(&mut registry);
+        let publish = PublishMetrics::register(&mut registry, publish_pairs);
         let certificate_expiry = Family::<CertLabels, Gauge<f64, AtomicU64>>::default();
         registry.register_with_unit(
             "certificate_expiry_timestamp",
@@ -77,6 +85,7 @@ impl Metrics {
             registry,
             documents,
             connections,
+            publish,
             certificate_expiry,
             certificate_reload_failures,
             acme_issued,
@@ -122,6 +131,17 @@ impl Metrics {
     /// Counts one change to an issuer's keys.
     pub fn key_event(&self, issuer: usize, event: KeyEventKind) {
         self.documents.key_event(issuer, event);
+    }
+
+    /// Counts one object a publisher checked in a sink (`pair`: index of the
+    /// `with_publish` pairs).
+    pub fn publish_upload(&self, pair: usize, outcome: UploadOutcome) {
+        self.publish.upload(pair, outcome);
+    }
+
+    /// Sets a publish pair's gauges (called at scrape time).
+    pub fn set_publish_pair(&self, pair: usize, last_success_age: Option<Duration>, consecutive_failures: u64) {
+        self.publish.set_pair(pair, last_success_age, consecutive_failures);
     }
 
     /// Replaces the certificate expiry gauges (called at scrape time).
@@ -231,6 +251,41 @@ mod tests {
         assert_eq!(
             counted(&metrics, "jwks_edge_requests_total"),
             [r#"jwks_edge_requests_total{issuer="a",document="jwks",status="405",cache_status="collapsed"} 2"#]
+        );
+    }
+
+    #[test]
+    fn publish_series_exist_for_the_pairs_that_occur_under_the_names_alerts_use() {
+        let pairs = vec![
+            ("s3://b/p".to_owned(), "a".to_owned()),
+            ("gs://g".to_owned(), "a".to_owned()),
+        ];
+        let metrics = Metrics::with_publish(vec!["a".into()], pairs);
+        assert!(!metrics
+            .encode()
+            .lines()
+            .any(|l| l.starts_with("jwks_edge_publish_") && !l.starts_with('#')));
+        for outcome in UploadOutcome::ALL {
+            metrics.publish_upload(1, outcome);
+        }
+        metrics.publish_upload(1, UploadOutcome::Written);
+        metrics.set_publish_pair(0, None, 3);
+        metrics.set_publish_pair(1, Some(Duration::from_secs(7)), 0);
+        assert_eq!(
+            counted(&metrics, "jwks_edge_publish_uploads_total"),
+            [
+                r#"jwks_edge_publish_uploads_total{sink="gs://g",issuer="a",outcome="failed"} 1"#,
+                r#"jwks_edge_publish_uploads_total{sink="gs://g",issuer="a",outcome="unchanged"} 1"#,
+                r#"jwks_edge_publish_uploads_total{sink="gs://g",issuer="a",outcome="written"} 2"#,
+            ]
+        );
+        assert_eq!(
+            counted(&metrics, "jwks_edge_publish_last_success_age_seconds"),
+            [r#"jwks_edge_publish_last_success_age_seconds{sink="gs://g",issuer="a"} 7.0"#]
+        );
+        assert_eq!(
+            counted(&metrics, "jwks_edge_publish_consecutive_failures"),
+            [r#"jwks_edge_publish_consecutive_failures{sink="s3://b/p",issuer="a"} 3"#]
         );
     }
 

@@ -7,3 +7,4 @@ pub mod histogram;
 pub mod lazy;
 pub mod log_sink;
 pub mod metrics;
+pub mod publish;

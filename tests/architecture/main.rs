@@ -19,6 +19,7 @@ const LIB_LAYERS: &[&[&str]] = &[
     &["cache"],
     &["tls"],
     &["upstream"],
+    &["publish"],
     &["edge"],
     &["ops"],
     &["app"],
@@ -29,6 +30,7 @@ const LIB_LAYERS: &[&[&str]] = &[
 /// The binary's modules (`src/main.rs`), bottom to top; all of them may use the library.
 const BIN_LAYERS: &[&[&str]] = &[&["shutdown"], &["demo"], &["cli"]];
 
+mod dependencies;
 mod source;
 
 use source::{blank_comments_and_literals, declared_modules, referenced_paths, tokenize};

@@ -15,6 +15,7 @@ const STS_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(in crate::config) fn validate_server(
     raw: RawServer,
+    publishes: bool,
     resolve: &dyn Fn(&str) -> PathBuf,
 ) -> Result<Server, ConfigError> {
     let deadline = parse_duration("server.deadline", raw.deadline.as_deref(), "2s")?;
@@ -44,10 +45,13 @@ pub(in crate::config) fn validate_server(
             )),
             (None, None) => None,
         };
-    if listen.is_none() && listen_plain.is_none() {
+    // A config that only publishes to object storage needs no inbound port.
+    if listen.is_none() && listen_plain.is_none() && !publishes {
         return Err(ConfigError::Missing {
             key: "server".into(),
-            reason: "no listener: set [server.tls] (cert and key, or acme) for HTTPS, or server.listen_plain".into(),
+            reason: "no listener: set [server.tls] (cert and key, or acme) for HTTPS, or server.listen_plain \
+                     (or publish to object storage with [[publish]])"
+                .into(),
         });
     }
     if listen.is_some_and(|a| a.port() != 0) && listen == listen_plain {

@@ -7,6 +7,7 @@ mod effective;
 mod fixtures;
 mod issuer;
 mod keys;
+mod publish;
 mod server;
 mod tls;
 mod values;

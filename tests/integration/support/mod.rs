@@ -9,8 +9,11 @@
 //! - `waiting`: bounded waits that poll a check and return what it waited for;
 //! - `child`: child processes, waited for with a bound and killed when the test ends;
 //! - `serve`: the `jwks-edge serve` binary as a child process, and its log;
-//! - `promql`: metric names a PromQL query reads and a `/metrics` text declares.
+//! - `promql`: metric names a PromQL query reads and a `/metrics` text declares;
+//! - `stores`, `seaweedfs`, `azurite`: object-store servers on loopback (S3 by SeaweedFS,
+//!   Azure Blob by Azurite) with one bucket each, and what they hold, read back.
 
+mod azurite;
 mod certificates;
 mod child;
 mod client;
@@ -19,11 +22,14 @@ mod handshake;
 mod idp;
 mod promql;
 mod proxy;
+mod seaweedfs;
 mod serve;
+mod stores;
 mod waiting;
 
 use std::time::Duration;
 
+pub use azurite::*;
 pub use certificates::*;
 pub use child::*;
 pub use client::*;
@@ -32,7 +38,9 @@ pub use handshake::*;
 pub use idp::*;
 pub use promql::*;
 pub use proxy::*;
+pub use seaweedfs::*;
 pub use serve::*;
+pub use stores::*;
 pub use waiting::*;
 
 /// Every network wait in the tests is bounded by this.

@@ -1,5 +1,5 @@
-//! A `jwks-edge serve` child process: the real binary on a config file, its listeners
-//! found in its log.
+//! A `jwks-edge serve` (or `publish`) child process: the real binary on a config file,
+//! its listeners found in its log.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -27,13 +27,20 @@ impl Serve {
 
     /// As `start`, with extra command-line arguments before `serve`.
     pub fn start_with(args: &[&str], config: &str, expected: usize) -> Serve {
+        Serve::run(args, "serve", &[], config, expected)
+    }
+
+    /// `command` (`serve` or `publish`) with `env` added to the environment (a store's
+    /// credentials), waiting for `expected` listeners to log.
+    pub fn run(args: &[&str], command: &str, env: &[(String, String)], config: &str, expected: usize) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = ChildProcess::spawn(
             Command::new(env!("CARGO_BIN_EXE_jwks-edge"))
                 .args(args)
-                .args(["serve", "--config", path.to_str().unwrap()])
+                .args([command, "--config", path.to_str().unwrap()])
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );

@@ -1,0 +1,171 @@
+//! What the object-store servers have in common for the tests: where their tools are,
+//! what an object looks like read back, and the order objects were written in.
+//!
+//! The servers themselves are `SeaweedFs` (S3, in `seaweedfs`) and `Azurite` (Azure Blob,
+//! in `azurite`). There is no GCS server: object_store's GCS client speaks the XML API,
+//! which neither PyPI emulator (gcp-storage-emulator, fake-gcs-server) implements for
+//! writes (see docs/publish.md and the issue's closing note).
+//!
+//! Tools live in the project-local prefix `target/test-tools/` that
+//! `.ci/install-test-deps` fills: `venv/bin/{weed,aws,python}` and
+//! `npm/node_modules/.bin/azurite-blob`. Nothing is looked up on PATH, so the pinned
+//! versions are the ones run.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// How long a server may take to answer after it was started, on a loaded machine.
+pub const STORE_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One call of a server's own command-line tool or official client may take this long.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An object as the server holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    /// User metadata, names lowercased and without the protocol's prefix
+    /// (`x-amz-meta-`, `x-ms-meta-`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What happened to one object, in the order the server did it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    Written(String),
+    Deleted(String),
+}
+
+/// An object to write by the server's own means (not by jwks-edge).
+#[derive(Clone, Debug, Default)]
+pub struct NewObject<'a> {
+    pub bytes: &'a [u8],
+    pub content_type: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub metadata: &'a [(&'a str, &'a str)],
+}
+
+/// Keys written, in order, from a server's events.
+pub fn written(events: &[StoreEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            StoreEvent::Written(key) => Some(key.clone()),
+            StoreEvent::Deleted(_) => None,
+        })
+        .collect()
+}
+
+/// The project-local prefix `.ci/install-test-deps` installs the store tools into.
+pub fn test_tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools")
+}
+
+/// A tool under `test_tools_dir()`; fails the test, naming the install script, when it
+/// is not there.
+pub fn test_tool(relative: &str) -> PathBuf {
+    let path = test_tools_dir().join(relative);
+    if !path.is_file() {
+        panic!(
+            "{} is not installed: run .ci/install-test-deps, which installs the object-store \
+             servers and clients into target/test-tools/",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A loopback port that was free when picked. Another process may take it before the
+/// server binds it; the servers' `start` retries with fresh ports when that happens.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// Runs a tool to completion off the async runtime, bounded by `TOOL_TIMEOUT`; fails the
+/// test with its output when it does not succeed.
+pub async fn run_tool(mut command: Command, what: &str) -> Output {
+    let what = what.to_string();
+    tokio::task::spawn_blocking(move || run_tool_blocking(&mut command, &what))
+        .await
+        .expect("the tool's thread")
+}
+
+/// As `run_tool`, without the runtime: for start-up, before any test code runs.
+pub fn run_tool_blocking(command: &mut Command, what: &str) -> Output {
+    let output = try_tool_blocking(command, what);
+    if !output.status.success() {
+        panic!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+/// Runs a tool to completion, bounded by `TOOL_TIMEOUT`, and returns what it did
+/// whether it succeeded or not.
+pub fn try_tool_blocking(command: &mut Command, what: &str) -> Output {
+    use std::process::Stdio;
+    let mut child = super::ChildProcess::spawn(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // Read both pipes while waiting, so a chatty tool cannot block on a full pipe.
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let (stdout, stderr) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let status = child.exit_within_blocking(TOOL_TIMEOUT, what);
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Whether something accepts TCP connections at `addr` now.
+pub fn accepts(addr: SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Decodes `%XX` escapes in a URL path as the servers log it.
+pub fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
