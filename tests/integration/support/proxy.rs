@@ -31,8 +31,8 @@ pub struct Proxy {
 /// Plain HTTP and the admin listener are always on, on ephemeral loopback ports.
 pub struct ProxyBuilder {
     tables: Tables,
-    /// `[[server.tls.certs]]` tables.
-    sni_certificates: Vec<String>,
+    /// Array tables: `[[server.tls.certs]]`, `[[publish]]`.
+    array_tables: Vec<String>,
     issuers: Vec<Issuer>,
     /// Kept alive while the proxy reads its files.
     certs: Option<Arc<TestCerts>>,
@@ -47,7 +47,7 @@ impl Proxy {
         tables.set("admin", "listen", quoted("127.0.0.1:0"));
         ProxyBuilder {
             tables,
-            sni_certificates: Vec::new(),
+            array_tables: Vec::new(),
             issuers: Vec::new(),
             certs: None,
             listeners: None,
@@ -178,10 +178,22 @@ impl ProxyBuilder {
 
     /// One more certificate (`[[server.tls.certs]]`), chosen by SNI.
     pub fn sni_certificate(mut self, cert: &Path, key: &Path) -> ProxyBuilder {
-        self.sni_certificates.push(format!(
+        self.array_tables.push(format!(
             "[[server.tls.certs]]\ncert = {}\nkey = {}\n",
             quoted_path(cert),
             quoted_path(key)
+        ));
+        self
+    }
+
+    // [[publish]]
+
+    /// Publishes every issuer to the object store at `url`, through `endpoint`.
+    pub fn publish_to(mut self, url: &str, endpoint: &str) -> ProxyBuilder {
+        self.array_tables.push(format!(
+            "[[publish]]\nurl = {}\nendpoint = {}\n",
+            quoted(url),
+            quoted(endpoint)
         ));
         self
     }
@@ -240,7 +252,7 @@ impl ProxyBuilder {
     /// The config file this builder says.
     fn toml_text(&self) -> String {
         let mut text = self.tables.to_string();
-        for table in &self.sni_certificates {
+        for table in &self.array_tables {
             text.push_str(table);
         }
         for issuer in &self.issuers {
