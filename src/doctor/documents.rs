@@ -1,15 +1,16 @@
 //! Checks of the two documents: status, latency, caching headers, content.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use super::escape::quote;
 use super::keys;
-use super::net::{Fetched, Net};
+use super::net::{host_of, Fetched, Net};
 use super::options::Options;
 use super::report::{Report, Sts};
+use super::thumbprint::{check_thumbprint, KEY_SET};
 use super::transport::{check_reachable, Host};
 
 /// Discovery or key set latency over this is a warning (STS gives up near 5 s).
@@ -186,6 +187,7 @@ pub(super) async fn check_jwks(
     issuer_url: &Uri,
     jwks_uri: &Uri,
     options: &Options,
+    now: SystemTime,
 ) -> Option<Vec<Value>> {
     // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
@@ -218,6 +220,14 @@ pub(super) async fn check_jwks(
                 Sts::Unreachable,
             );
         }
+        check_thumbprint(
+            report,
+            KEY_SET,
+            host_of(jwks_uri),
+            first.tls.as_ref(),
+            &options.thumbprints,
+            now,
+        );
     }
     if let Some(bad) = fetches.iter().find(|f| f.status != http::StatusCode::OK) {
         report.fail(

@@ -170,6 +170,10 @@ impl Idp {
             allow_private: true,
             assume_public: Vec::new(),
             jwks_fetches: 3,
+            trust_policy: None,
+            provider_audiences: Vec::new(),
+            thumbprints: Vec::new(),
+            cloud: doctor::Cloud::Aws,
         }
     }
 }
