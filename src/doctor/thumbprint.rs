@@ -124,12 +124,11 @@ pub(super) fn check_thumbprint(
     );
     let listed: Vec<String> = thumbprints.iter().map(|t| normalise(t)).collect();
     match (listed.is_empty(), listed.contains(&hex), public) {
-        (true, _, true) | (false, true, _) => report.pass(whose.thumbprint, computed),
-        (true, _, false) => report.warn(
+        (_, true, _) | (true, _, true) => report.pass(whose.thumbprint, computed),
+        // The provider's list is unknown: say what to register, without guessing a fault.
+        (true, _, false) => report.pass(
             whose.thumbprint,
-            computed,
-            format!("register {hex} as the provider's thumbprint (or serve a certificate from a public CA); pass --thumbprint to compare"),
-            None,
+            format!("{computed}: the provider must list {hex} (pass --thumbprint to compare)"),
         ),
         (false, false, true) => report.warn(
             whose.thumbprint,
@@ -139,7 +138,10 @@ pub(super) fn check_thumbprint(
         ),
         (false, false, false) => report.fail(
             whose.thumbprint,
-            format!("{computed}; it is not in the provider's thumbprints [{}]", listed.join(", ")),
+            format!(
+                "{computed}; it is not in the provider's thumbprints [{}]",
+                listed.join(", ")
+            ),
             format!("add {hex} to the provider's thumbprints (aws iam update-open-id-connect-provider-thumbprint)"),
             Sts::Thumbprint,
         ),

@@ -7,6 +7,7 @@
 
 mod cli;
 mod issuer;
+mod policy;
 mod token;
 
 use std::sync::Arc;
