@@ -42,7 +42,7 @@ pub use address::is_private;
 pub use options::{Cloud, Options, UnknownCloud};
 pub use report::{Check, Report, Status, Sts};
 pub use resolver::ResolveOverride;
-pub use thumbprint::normalise as normalise_thumbprint;
+pub use thumbprint::{normalise as normalise_thumbprint, publicly_trusted};
 
 use address::AddressPolicy;
 use documents::{check_discovery, check_jwks};
