@@ -6,6 +6,7 @@
 //! The tests are split by what they exercise.
 
 mod cli;
+mod clouds;
 mod issuer;
 mod policy;
 mod thumbprint;
