@@ -119,6 +119,11 @@ fn evaluate(statement: &Value, claims: &Value, provider: &str, unevaluated: &mut
             let values = strings(Some(values));
             let lower = key.to_ascii_lowercase();
             let claim = lower.strip_prefix(&prefix);
+            // Request context (`aws:SourceIp`, `sts:RoleSessionName`…) is not in the token.
+            if claim.is_none() && (lower.starts_with("aws:") || lower.starts_with("sts:")) {
+                unevaluated.push(format!("{name} {key}"));
+                continue;
+            }
             let actual = claim.and_then(|c| key_values(claims, c));
             if operator.holds(actual.as_deref(), &values) {
                 continue;
@@ -281,7 +286,7 @@ pub fn check_policy(
         unevaluated.dedup();
         report.warn(
             "policy.operators",
-            format!("operators the doctor does not evaluate: {}", unevaluated.join(", ")),
+            format!("conditions the doctor does not evaluate: {}", unevaluated.join(", ")),
             "check these conditions by hand",
             None,
         );

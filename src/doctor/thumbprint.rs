@@ -128,7 +128,7 @@ pub(super) fn check_thumbprint(
         // The provider's list is unknown: say what to register, without guessing a fault.
         (true, _, false) => report.pass(
             whose.thumbprint,
-            format!("{computed}: the provider must list {hex} (pass --thumbprint to compare)"),
+            format!("{computed}, which must include this one (pass --thumbprint to compare)"),
         ),
         (false, false, true) => report.warn(
             whose.thumbprint,
