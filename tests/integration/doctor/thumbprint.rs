@@ -13,6 +13,10 @@ struct Chain {
 }
 
 fn chain() -> Chain {
+    chain_for(HOST, "thumbprint test intermediate")
+}
+
+fn chain_for(host: &str, intermediate_name: &str) -> Chain {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let root_key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -25,15 +29,13 @@ fn chain() -> Chain {
     let intermediate_key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "thumbprint test intermediate");
+    params.distinguished_name.push(DnType::CommonName, intermediate_name);
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
     params.not_after = rcgen::date_time_ymd(1970, 1, 1) + (now + Duration::from_secs(20 * 86_400));
     let intermediate = params.signed_by(&intermediate_key, &root, &root_key).unwrap();
 
     let leaf_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec![HOST.to_owned()]).unwrap();
+    let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let leaf = params.signed_by(&leaf_key, &intermediate, &intermediate_key).unwrap();
     Chain {
@@ -121,6 +123,54 @@ async fn the_thumbprint_is_the_intermediates_sha1_and_is_compared_with_the_provi
         check.message
     );
     assert!(check.fix.as_ref().unwrap().contains(&hex));
+}
+
+#[tokio::test]
+async fn a_key_set_on_another_host_gets_its_own_thumbprint() {
+    let signer = Signer::new("key-1", 2048);
+    let issuer_chain = chain();
+    let idp = idp_trusting(&issuer_chain.root_pem, &issuer_chain.issued, &signer).await;
+    let keys_chain = chain_for("keys.test", "key set intermediate");
+    let key = certified_key_from_pem(&keys_chain.issued.chain_pem, &keys_chain.issued.key_pem).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(CertResolver::new(CertSet::single(key))));
+    let keys_host = FakeIdp::serve_tls(TcpListener::bind("127.0.0.1:0").await.unwrap(), Arc::new(config)).unwrap();
+    keys_host.put(KEYS, resource(json!({"keys": [signer.jwk]}).to_string(), &[]));
+    let port = keys_host.addr().port();
+    idp.serve_discovery_naming(&idp.issuer, &format!("https://keys.test:{port}{KEYS}"), &[]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, format!("{}{}", issuer_chain.root_pem, keys_chain.root_pem)).unwrap();
+    let issuer_hex = openssl_sha1(&issuer_chain.intermediate_pem)
+        .replace(':', "")
+        .to_ascii_lowercase();
+    let keys_hex = openssl_sha1(&keys_chain.intermediate_pem)
+        .replace(':', "")
+        .to_ascii_lowercase();
+    let mut options = idp.options();
+    options.ca_file = Some(roots);
+    options
+        .resolve
+        .push(format!("keys.test:{port}:127.0.0.1").parse().unwrap());
+    // The provider lists the issuer's thumbprint only.
+    options.thumbprints = vec![issuer_hex.clone()];
+    let report = doctor::run(options).await;
+    let text = report.render(false);
+    assert_eq!(status(&report, "jwks.status"), Status::Pass, "{text}");
+    let issuer = report.get("tls.thumbprint").unwrap();
+    assert_eq!(issuer.status, Status::Pass, "{text}");
+    assert!(issuer.message.contains(&issuer_hex), "{}", issuer.message);
+    let keys = report.get("jwks.thumbprint").unwrap();
+    assert_eq!(keys.status, Status::Fail, "{text}");
+    assert!(
+        keys.message.contains(&keys_hex) && keys.message.contains("jwks_uri's host keys.test"),
+        "{}",
+        keys.message
+    );
 }
 
 #[test]
