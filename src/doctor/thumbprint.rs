@@ -150,12 +150,14 @@ pub(super) fn check_thumbprint(
         let not_after = cert.validity().not_after.timestamp();
         let days = days_until(not_after, unix(now));
         if days < EXPIRY_WARNING_DAYS {
+            let when = if not_after <= unix(now) {
+                format!("expired at {}", rfc3339(not_after))
+            } else {
+                format!("expires at {} (in {days} day(s))", rfc3339(not_after))
+            };
             report.warn(
                 whose.expiry,
-                format!(
-                    "the top CA certificate expires at {} ({days} day(s))",
-                    rfc3339(not_after)
-                ),
+                format!("the top CA certificate {when}"),
                 "the chain, and so the thumbprint, will change: register the new one before it does",
                 (!public).then_some(Sts::Thumbprint),
             );

@@ -135,3 +135,45 @@ async fn a_self_signed_issuer_under_gcp_fails() {
     let report = doctor::run(options).await;
     assert!(report.get("gcp.tls").is_some() && report.get("azure.tls").is_some());
 }
+
+#[test]
+fn the_readme_error_table_names_every_new_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table: String = readme
+        .lines()
+        .filter(|l| l.starts_with("| "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for message in [
+        "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity",
+        "InvalidIdentityToken: Incorrect token audience",
+        "doesn't match configured thumbprint",
+        "AADSTS70021",
+        "AADSTS7000272",
+        "AADSTS50166",
+        "AADSTS90061",
+        "invalid_grant",
+    ] {
+        assert!(table.contains(message), "the README's error table lacks {message:?}");
+    }
+    for id in [
+        "policy.provider_audience",
+        "policy.statements",
+        "policy.parse",
+        "tls.thumbprint",
+        "jwks.thumbprint",
+        "tls.thumbprint_expiry",
+        "azure.alg",
+        "azure.keys",
+        "azure.issuer",
+        "azure.audience",
+        "azure.tls",
+        "gcp.tls",
+        "gcp.audiences",
+    ] {
+        assert!(
+            table.contains(&format!("`{id}`")),
+            "the README's error table lacks `{id}`"
+        );
+    }
+}
