@@ -28,6 +28,7 @@ mod options;
 mod policy;
 mod report;
 mod resolver;
+mod statement;
 mod thumbprint;
 mod token;
 mod transport;
@@ -69,8 +70,14 @@ pub async fn run(options: Options) -> Report {
     // The token's own checks need no network: they run whatever happened above.
     let claims = options.token.as_deref().and_then(token::claims_of);
     let alg = options.token.as_deref().and_then(token::alg_of);
+    // The provider's client IDs are expected audiences too, when --audience names none.
+    let audiences = if options.audiences.is_empty() {
+        &options.provider_audiences
+    } else {
+        &options.audiences
+    };
     if let Some(token) = &options.token {
-        token::check_token(&mut report, token, &options.issuer, keys, &options.audiences, now);
+        token::check_token(&mut report, token, &options.issuer, keys, audiences, now);
     }
     match &claims {
         Some(claims) => policy::check_policy(

@@ -7,148 +7,9 @@
 
 use serde_json::Value;
 
-use super::conditions::Operator;
 use super::escape::quote;
 use super::report::{Report, Sts};
-
-const ACTION: &str = "sts:assumerolewithwebidentity";
-
-/// The IAM OIDC provider's name for an issuer: its URL without `https://` (host and path).
-pub fn provider_name(issuer: &str) -> String {
-    let bare = issuer.strip_prefix("https://").unwrap_or(issuer);
-    bare.trim_end_matches('/').to_owned()
-}
-
-/// A claim's values as IAM compares them: a string, each string of a list, or a scalar's
-/// JSON text; `None` when the token lacks it.
-fn claim_values(claims: &Value, name: &str) -> Option<Vec<String>> {
-    let value = claims
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)?;
-    Some(match value {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(list) => list
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-            .collect(),
-        Value::Null => return None,
-        other => vec![other.to_string()],
-    })
-}
-
-/// The value of condition key `<provider>:<claim>` for this token. IAM fills `:aud` from
-/// `azp` when the token has one, and `:oaud` with the `aud` values then.
-fn key_values(claims: &Value, claim: &str) -> Option<Vec<String>> {
-    let azp = claim_values(claims, "azp");
-    match claim {
-        "aud" => azp.or_else(|| claim_values(claims, "aud")),
-        "oaud" => azp.and_then(|_| claim_values(claims, "aud")),
-        other => claim_values(claims, other),
-    }
-}
-
-/// A string or a list of strings, as policy elements are written.
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        Some(Value::Bool(b)) => vec![b.to_string()],
-        _ => Vec::new(),
-    }
-}
-
-fn names_action(statement: &Value) -> bool {
-    strings(statement.get("Action"))
-        .iter()
-        .any(|a| super::conditions::like(&a.to_ascii_lowercase(), ACTION))
-}
-
-/// Whether `arn` is `arn:aws:iam::ACCOUNT:oidc-provider/<provider>` (any partition).
-fn names_provider(arn: &str, provider: &str) -> bool {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("iam"), Some(""), Some(_account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    resource
-        .strip_prefix("oidc-provider/")
-        .is_some_and(|name| name.eq_ignore_ascii_case(provider))
-}
-
-/// What one statement says about the token.
-enum Verdict {
-    /// Principal and every condition match.
-    Matches,
-    /// The first reason it does not.
-    Fails(String),
-}
-
-/// Evaluates one statement; `unevaluated` collects the operators the doctor skipped.
-fn evaluate(statement: &Value, claims: &Value, provider: &str, unevaluated: &mut Vec<String>) -> Verdict {
-    let federated = strings(statement.get("Principal").and_then(|p| p.get("Federated")));
-    if !federated.iter().any(|arn| names_provider(arn, provider)) {
-        return Verdict::Fails(format!(
-            "Principal.Federated is {}, not the provider arn:aws:iam::ACCOUNT:oidc-provider/{provider}",
-            if federated.is_empty() {
-                "absent".to_owned()
-            } else {
-                federated.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", ")
-            }
-        ));
-    }
-    let prefix = format!("{}:", provider.to_ascii_lowercase());
-    let Some(conditions) = statement.get("Condition").and_then(Value::as_object) else {
-        return Verdict::Matches;
-    };
-    // Operators and keys are AND'd: the first that fails is the reason.
-    for (name, block) in conditions {
-        let Some(operator) = Operator::parse(name) else {
-            unevaluated.push(name.clone());
-            continue;
-        };
-        let Some(block) = block.as_object() else { continue };
-        for (key, values) in block {
-            let values = strings(Some(values));
-            let lower = key.to_ascii_lowercase();
-            let claim = lower.strip_prefix(&prefix);
-            // Request context (`aws:SourceIp`, `sts:RoleSessionName`…) is not in the token.
-            if claim.is_none() && (lower.starts_with("aws:") || lower.starts_with("sts:")) {
-                unevaluated.push(format!("{name} {key}"));
-                continue;
-            }
-            let actual = claim.and_then(|c| key_values(claims, c));
-            if operator.holds(actual.as_deref(), &values) {
-                continue;
-            }
-            let shown = |v: &[String]| v.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", ");
-            let found = match (&claim, &actual) {
-                (None, _) => format!(
-                    "{} is not a key of this provider (its keys start with {prefix})",
-                    quote(key)
-                ),
-                (Some(c), None) => format!("the token has no {c}"),
-                (Some(c), Some(v)) => format!("the token's {c} is [{}]", shown(v)),
-            };
-            return Verdict::Fails(format!("{name} {} [{}] fails: {found}", quote(key), shown(&values)));
-        }
-    }
-    Verdict::Matches
-}
-
-fn label(index: usize, statement: &Value) -> String {
-    match statement.get("Sid").and_then(Value::as_str) {
-        Some(sid) => format!("statement {} ({})", index + 1, quote(sid)),
-        None => format!("statement {}", index + 1),
-    }
-}
+use super::statement::{claim_values, evaluate, label, names_action, provider_name, Verdict};
 
 /// Checks the provider's client IDs (when given), then the trust policy (when given).
 pub fn check_policy(
@@ -296,32 +157,92 @@ pub fn check_policy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::report::Status;
     use serde_json::json;
 
+    const ISSUER: &str = "https://gitlab.example.com";
+
+    fn run(policy: Value, claims: Value, provider_audiences: &[&str]) -> Report {
+        let mut report = Report::default();
+        let audiences: Vec<String> = provider_audiences.iter().map(|a| a.to_string()).collect();
+        check_policy(&mut report, &claims, ISSUER, Some(&policy.to_string()), &audiences);
+        report
+    }
+
+    fn allow(condition: Value) -> Value {
+        json!({
+            "Effect": "Allow",
+            "Principal": {"Federated": ["arn:aws:iam::1:oidc-provider/other.example", "arn:aws:iam::1:oidc-provider/gitlab.example.com"]},
+            "Action": "sts:*",
+            "Condition": condition,
+        })
+    }
+
     #[test]
-    fn provider_arns_and_audience_keys() {
-        assert_eq!(provider_name("https://gitlab.example.com/"), "gitlab.example.com");
-        assert!(names_provider(
-            "arn:aws:iam::123456789012:oidc-provider/gitlab.example.com",
-            "gitlab.example.com"
-        ));
-        assert!(names_provider(
-            "arn:aws-cn:iam::123456789012:oidc-provider/idp.test/realms/x",
-            "idp.test/realms/x"
-        ));
-        assert!(!names_provider(
-            "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com",
-            "gitlab.example.com"
-        ));
-        let with_azp = json!({"aud": ["a", "b"], "azp": "client"});
-        assert_eq!(key_values(&with_azp, "aud"), Some(vec!["client".to_owned()]));
-        assert_eq!(
-            key_values(&with_azp, "oaud"),
-            Some(vec!["a".to_owned(), "b".to_owned()])
+    fn a_single_statement_object_with_a_wildcard_action_and_a_principal_list() {
+        let policy = json!({"Statement": allow(json!({"StringEquals": {"GITLAB.EXAMPLE.COM:AUD": "sts"}}))});
+        let report = run(policy, json!({"aud": "sts", "sub": "s"}), &[]);
+        assert_eq!(report.get("policy.statements").unwrap().status, Status::Pass);
+        assert!(
+            report.get("policy.audience_condition").is_none(),
+            "keys are case-insensitive"
         );
-        let plain = json!({"aud": "sts.amazonaws.com", "project_id": 42});
-        assert_eq!(key_values(&plain, "aud"), Some(vec!["sts.amazonaws.com".to_owned()]));
-        assert_eq!(key_values(&plain, "oaud"), None);
-        assert_eq!(key_values(&plain, "project_id"), Some(vec!["42".to_owned()]));
+    }
+
+    #[test]
+    fn values_are_case_sensitive_and_request_keys_are_not_evaluated() {
+        let policy = json!({"Statement": [allow(json!({
+            "StringEquals": {"gitlab.example.com:aud": "sts", "aws:SourceIp": "203.0.113.7"},
+            "Bool": {"aws:MultiFactorAuthPresent": "true"},
+        }))]});
+        let report = run(policy.clone(), json!({"aud": "sts"}), &[]);
+        assert_eq!(report.get("policy.statements").unwrap().status, Status::Pass);
+        let skipped = report.get("policy.operators").unwrap();
+        assert_eq!(skipped.status, Status::Warn);
+        assert!(skipped.message.contains("aws:SourceIp") && skipped.message.contains("Bool"));
+        let report = run(policy, json!({"aud": "STS"}), &[]);
+        let refused = report.get("policy.statements").unwrap();
+        assert_eq!(refused.sts_error, Some(Sts::AccessDenied));
+        assert!(
+            refused.message.contains(r#"the token's aud is ["STS"]"#),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_provider_and_a_policy_without_the_action() {
+        let policy =
+            json!({"Statement": [allow(json!({"StringEquals": {"token.actions.githubusercontent.com:sub": "x"}}))]});
+        let report = run(policy, json!({"sub": "x"}), &[]);
+        let refused = report.get("policy.statements").unwrap();
+        assert!(
+            refused.message.contains("is not a key of this provider"),
+            "{}",
+            refused.message
+        );
+        let policy = json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Principal": "*"}]});
+        let report = run(policy, json!({"sub": "x"}), &[]);
+        assert!(report
+            .get("policy.statements")
+            .unwrap()
+            .message
+            .contains("no statement allows"));
+        let report = run(json!({"Version": "2012-10-17"}), json!({}), &[]);
+        assert_eq!(report.get("policy.parse").unwrap().status, Status::Fail);
+    }
+
+    #[test]
+    fn the_provider_audience_comes_first_and_stops_the_policy() {
+        let policy = json!({"Statement": [allow(json!({}))]});
+        let report = run(policy.clone(), json!({"aud": ["a", "b"]}), &["c"]);
+        assert_eq!(
+            report.get("policy.provider_audience").unwrap().sts_error,
+            Some(Sts::Audience)
+        );
+        assert_eq!(report.get("policy.statements").unwrap().status, Status::Skip);
+        let report = run(policy, json!({"aud": ["a", "b"]}), &["c", "b"]);
+        assert_eq!(report.get("policy.provider_audience").unwrap().status, Status::Pass);
+        assert_eq!(report.get("policy.statements").unwrap().status, Status::Pass);
     }
 }
