@@ -18,7 +18,8 @@ pub(super) struct Seen<'a> {
     pub alg: Option<&'a str>,
     pub claims: Option<&'a Value>,
     pub keys: Option<&'a [Value]>,
-    /// Whether the issuer's chain leads to a public root; `None` when it was not seen.
+    /// Whether the issuer's and jwks_uri's chains lead to a public root; `None` when
+    /// neither was seen.
     pub public_ca: Option<bool>,
     pub provider_audiences: &'a [String],
 }
@@ -46,10 +47,10 @@ pub(super) fn check_clouds(report: &mut Report, cloud: Cloud, seen: &Seen<'_>) {
 
 fn check_public_ca(report: &mut Report, id: &'static str, seen: &Seen<'_>, who: &str, sts: Sts) {
     match seen.public_ca {
-        Some(true) => report.pass(id, "the issuer's certificate chains to a public root"),
+        Some(true) => report.pass(id, "the issuer's certificates chain to a public root"),
         Some(false) => report.fail(
             id,
-            format!("the issuer's certificate is self-signed or from a private CA: {who} accepts only certificates from public CAs"),
+            format!("the issuer's (or jwks_uri's) certificate is self-signed or from a private CA: {who} accepts only certificates from public CAs"),
             "serve the issuer with a certificate from a public CA (jwks-edge with ACME)",
             sts,
         ),

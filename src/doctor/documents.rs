@@ -181,6 +181,14 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
     }
 }
 
+/// What the key set checks found that later checks use.
+#[derive(Default)]
+pub(super) struct KeySet {
+    pub keys: Option<Vec<Value>>,
+    /// Whether jwks_uri's chain leads to a public root, when it is on another host.
+    pub public_ca: Option<bool>,
+}
+
 pub(super) async fn check_jwks(
     report: &mut Report,
     net: &Net,
@@ -188,12 +196,12 @@ pub(super) async fn check_jwks(
     jwks_uri: &Uri,
     options: &Options,
     now: SystemTime,
-) -> Option<Vec<Value>> {
+) -> KeySet {
     // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
     if !same_host && !check_reachable(report, net, jwks_uri, Host::KeySet).await {
         report.skip("jwks.fetch", "the key set's host is not reachable");
-        return None;
+        return KeySet::default();
     }
     let mut fetches = Vec::new();
     for _ in 0..options.jwks_fetches.max(1) {
@@ -206,11 +214,12 @@ pub(super) async fn check_jwks(
                     "make jwks_uri answer quickly over HTTPS",
                     Sts::Unreachable,
                 );
-                return None;
+                return KeySet::default();
             }
         }
     }
     let first = &fetches[0];
+    let mut public_ca = None;
     if !same_host {
         if let Some(Err(reason)) = first.tls.as_ref().map(|t| &t.verified) {
             report.fail(
@@ -220,7 +229,7 @@ pub(super) async fn check_jwks(
                 Sts::Unreachable,
             );
         }
-        check_thumbprint(
+        public_ca = check_thumbprint(
             report,
             KEY_SET,
             host_of(jwks_uri),
@@ -236,7 +245,7 @@ pub(super) async fn check_jwks(
             "serve the key set with 200 at jwks_uri",
             Sts::Unreachable,
         );
-        return None;
+        return KeySet { keys: None, public_ca };
     }
     report.pass("jwks.status", format!("200 on {} fetches", fetches.len()));
     let slowest = fetches.iter().map(|f| f.elapsed).max().unwrap_or_default();
@@ -270,7 +279,7 @@ pub(super) async fn check_jwks(
             Some(Sts::NotValidated),
         );
     }
-    keys
+    KeySet { keys, public_ca }
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ pub async fn run(options: Options) -> Report {
 #[derive(Default)]
 struct Remote {
     keys: Option<Vec<Value>>,
-    /// Whether the issuer's chain leads to a public root (`None`: no chain seen).
+    /// Whether the issuer's chain (and jwks_uri's, on another host) leads to a public
+    /// root (`None`: no chain seen).
     public_ca: Option<bool>,
 }
 
@@ -192,9 +193,14 @@ async fn check_remote(report: &mut Report, options: &Options, url: &Uri, now: Sy
         report.skip("jwks", "the discovery document names no key set the doctor can fetch");
         return Remote { keys: None, public_ca };
     };
+    let key_set = check_jwks(report, &net, url, &jwks_uri, options, now).await;
     Remote {
-        keys: check_jwks(report, &net, url, &jwks_uri, options, now).await,
-        public_ca,
+        keys: key_set.keys,
+        // A relying party needing a public CA fetches from both hosts.
+        public_ca: match (public_ca, key_set.public_ca) {
+            (Some(issuer), Some(keys)) => Some(issuer && keys),
+            (issuer, keys) => issuer.or(keys),
+        },
     }
 }
 
