@@ -102,6 +102,18 @@ enum Command {
         /// Accept private, loopback and link-local addresses (testing a deployment).
         #[arg(long)]
         allow_private: bool,
+        /// The role's trust policy (JSON), evaluated against the token's claims.
+        #[arg(long, value_name = "POLICY.json")]
+        trust_policy: Option<PathBuf>,
+        /// A client ID of the IAM OIDC provider, checked before the trust policy; repeatable.
+        #[arg(long = "provider-audience", value_name = "AUD")]
+        provider_audiences: Vec<String>,
+        /// A thumbprint of the IAM OIDC provider (SHA-1 hex, either case); repeatable.
+        #[arg(long = "thumbprint", value_name = "SHA1")]
+        thumbprints: Vec<String>,
+        /// Also check this cloud's limits: aws, gcp, azure or all.
+        #[arg(long, default_value = "aws", value_name = "aws|gcp|azure|all")]
+        cloud: jwks_edge::doctor::Cloud,
     },
     /// Exit 0 when the admin listener's /healthz answers 200 within 3 s, else 1 (for
     /// container HEALTHCHECKs: the image has no shell or curl).
@@ -138,6 +150,10 @@ pub fn main() -> ExitCode {
             timeout,
             json,
             allow_private,
+            trust_policy,
+            provider_audiences,
+            thumbprints,
+            cloud,
         } => doctor(
             jwks_edge::doctor::Options {
                 issuer: issuer_url,
@@ -149,8 +165,13 @@ pub fn main() -> ExitCode {
                 allow_private,
                 assume_public: Vec::new(),
                 jwks_fetches: 3,
+                trust_policy: None,
+                provider_audiences,
+                thumbprints,
+                cloud,
             },
             token,
+            trust_policy,
             json,
         ),
         Command::Demo {
@@ -388,7 +409,12 @@ async fn healthcheck(url: http::Uri) -> Outcome {
     }
 }
 
-fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: bool) -> Outcome<ExitCode> {
+fn doctor(
+    mut options: jwks_edge::doctor::Options,
+    token: Option<String>,
+    trust_policy: Option<PathBuf>,
+    json: bool,
+) -> Outcome<ExitCode> {
     use std::io::Read;
     options.token = match token.as_deref() {
         None => None,
@@ -406,6 +432,22 @@ fn doctor(mut options: jwks_edge::doctor::Options, token: Option<String>, json: 
                 .map_err(|err| (CONFIG_ERROR, err))?,
         ),
     };
+    if let Some(path) = &trust_policy {
+        options.trust_policy = Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --trust-policy {}", path.display()))
+                .map_err(|err| (CONFIG_ERROR, err))?,
+        );
+    }
+    if let Some(bad) = options.thumbprints.iter().find(|t| {
+        let hex = jwks_edge::doctor::normalise_thumbprint(t);
+        hex.len() != 40 || !hex.chars().all(|c| c.is_ascii_hexdigit())
+    }) {
+        return Err((
+            CONFIG_ERROR,
+            anyhow::anyhow!("--thumbprint {bad:?} is not a SHA-1 (40 hex digits)"),
+        ));
+    }
     if let Some(ca) = &options.ca_file {
         // An unusable --ca-file is a usage error (exit 2), not a finding about the issuer.
         use rustls_pki_types::pem::PemObject;

@@ -1,15 +1,16 @@
 //! Checks of the two documents: status, latency, caching headers, content.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Uri};
 use serde_json::Value;
 
 use super::escape::quote;
 use super::keys;
-use super::net::{Fetched, Net};
+use super::net::{host_of, Fetched, Net};
 use super::options::Options;
 use super::report::{Report, Sts};
+use super::thumbprint::{check_thumbprint, KEY_SET};
 use super::transport::{check_reachable, Host};
 
 /// Discovery or key set latency over this is a warning (STS gives up near 5 s).
@@ -180,18 +181,27 @@ pub(super) fn check_discovery(report: &mut Report, issuer: &str, fetched: &Fetch
     }
 }
 
+/// What the key set checks found that later checks use.
+#[derive(Default)]
+pub(super) struct KeySet {
+    pub keys: Option<Vec<Value>>,
+    /// Whether jwks_uri's chain leads to a public root, when it is on another host.
+    pub public_ca: Option<bool>,
+}
+
 pub(super) async fn check_jwks(
     report: &mut Report,
     net: &Net,
     issuer_url: &Uri,
     jwks_uri: &Uri,
     options: &Options,
-) -> Option<Vec<Value>> {
+    now: SystemTime,
+) -> KeySet {
     // The same host is already resolved, checked and pinned: the fetch reuses that address.
     let same_host = jwks_uri.authority() == issuer_url.authority();
     if !same_host && !check_reachable(report, net, jwks_uri, Host::KeySet).await {
         report.skip("jwks.fetch", "the key set's host is not reachable");
-        return None;
+        return KeySet::default();
     }
     let mut fetches = Vec::new();
     for _ in 0..options.jwks_fetches.max(1) {
@@ -204,11 +214,12 @@ pub(super) async fn check_jwks(
                     "make jwks_uri answer quickly over HTTPS",
                     Sts::Unreachable,
                 );
-                return None;
+                return KeySet::default();
             }
         }
     }
     let first = &fetches[0];
+    let mut public_ca = None;
     if !same_host {
         if let Some(Err(reason)) = first.tls.as_ref().map(|t| &t.verified) {
             report.fail(
@@ -218,6 +229,14 @@ pub(super) async fn check_jwks(
                 Sts::Unreachable,
             );
         }
+        public_ca = check_thumbprint(
+            report,
+            KEY_SET,
+            host_of(jwks_uri),
+            first.tls.as_ref(),
+            &options.thumbprints,
+            now,
+        );
     }
     if let Some(bad) = fetches.iter().find(|f| f.status != http::StatusCode::OK) {
         report.fail(
@@ -226,7 +245,7 @@ pub(super) async fn check_jwks(
             "serve the key set with 200 at jwks_uri",
             Sts::Unreachable,
         );
-        return None;
+        return KeySet { keys: None, public_ca };
     }
     report.pass("jwks.status", format!("200 on {} fetches", fetches.len()));
     let slowest = fetches.iter().map(|f| f.elapsed).max().unwrap_or_default();
@@ -260,7 +279,7 @@ pub(super) async fn check_jwks(
             Some(Sts::NotValidated),
         );
     }
-    keys
+    KeySet { keys, public_ca }
 }
 
 #[cfg(test)]

@@ -54,6 +54,18 @@ pub enum Sts {
     Expired,
     NotValidated,
     Throttled,
+    /// The role's trust policy refuses the token (after the provider accepted it).
+    AccessDenied,
+    /// IAM falls back to thumbprints for this chain, and none matches.
+    Thumbprint,
+    /// Azure: no federated credential matches the token's issuer, subject or audience.
+    AzureNoMatch,
+    /// Azure: the assertion's signature cannot be validated (RS256 only).
+    AzureSignature,
+    /// Azure: the issuer's discovery document or keys cannot be fetched (public TLS needed).
+    AzureEndpoint,
+    /// GCP: the STS token exchange is refused.
+    GcpInvalidGrant,
 }
 
 impl Sts {
@@ -69,6 +81,16 @@ impl Sts {
             Sts::Throttled => {
                 "IDPCommunicationError / InvalidIdentityToken under load (STS re-fetches and is throttled)"
             }
+            Sts::AccessDenied => "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            Sts::Thumbprint => {
+                "InvalidIdentityToken: OpenIDConnect provider's HTTPS certificate doesn't match configured thumbprint"
+            }
+            Sts::AzureNoMatch => "AADSTS70021: No matching federated identity record found for presented assertion",
+            Sts::AzureSignature => {
+                "AADSTS7000272: the assertion's signature cannot be validated with the issuer's keys (Azure accepts RS256 only)"
+            }
+            Sts::AzureEndpoint => "AADSTS50166 / AADSTS90061: Request to External OIDC endpoint failed",
+            Sts::GcpInvalidGrant => "invalid_grant (GCP STS token exchange refused)",
         }
     }
 }

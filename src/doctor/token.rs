@@ -19,6 +19,19 @@ fn decode_part(part: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The token's claims, when it decodes as a compact JWS.
+pub fn claims_of(token: &str) -> Option<Value> {
+    let mut parts = token.trim().split('.');
+    let (_, claims) = (parts.next()?, parts.next()?);
+    decode_part(claims)
+}
+
+/// The token's `alg` header, when it decodes.
+pub fn alg_of(token: &str) -> Option<String> {
+    let header = decode_part(token.trim().split('.').next()?)?;
+    header.get("alg").and_then(Value::as_str).map(str::to_owned)
+}
+
 /// Runs every token check. `keys` is the published key set, when it could be read.
 pub fn check_token(
     report: &mut Report,

@@ -245,22 +245,4 @@ pub(super) async fn check_tls(
     } else {
         report.pass("tls.versions", format!("offers {}", versions.join(" and ")));
     }
-    match facts.chain.as_slice() {
-        [] => {}
-        [_leaf] => report.warn(
-            "tls.thumbprint",
-            "the server sends only its leaf certificate, no intermediate",
-            "serve the full chain (leaf first, then intermediates)",
-            None,
-        ),
-        chain => {
-            let top = chain.last().expect("non-empty");
-            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, top);
-            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            let subject = x509_parser::parse_x509_certificate(top)
-                .map(|(_, c)| c.subject().to_string())
-                .unwrap_or_default();
-            report.pass("tls.thumbprint", format!("top intermediate CA {subject}: SHA-1 {hex}"));
-        }
-    }
 }

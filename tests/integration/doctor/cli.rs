@@ -299,3 +299,80 @@ async fn extreme_token_times_through_the_cli_do_not_panic() {
         assert!(text.contains("token.signature"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_contract_flags_reach_the_json_report() {
+    let signer = Signer::new("key-1", 2048);
+    let (_ca, idp) = healthy(&signer).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(
+        &token_file,
+        signer.sign(&json!({"alg": "RS256", "kid": "key-1"}), &claims(&idp.issuer)),
+    )
+    .unwrap();
+    let provider = idp.issuer.trim_start_matches("https://").to_owned();
+    let policy_file = dir.path().join("trust.json");
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{provider}")},
+        "Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"],
+        "Condition": {"StringEquals": {format!("{provider}:aud"): "sts.amazonaws.com"}},
+    }]});
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let token = token_file.display().to_string();
+    let policy = policy_file.display().to_string();
+    let thumbprint = "AB".repeat(20);
+    let args = idp.cli_args(&[
+        "--token",
+        &token,
+        "--trust-policy",
+        &policy,
+        "--provider-audience",
+        "other",
+        "--provider-audience",
+        "sts.amazonaws.com",
+        "--thumbprint",
+        &thumbprint,
+        "--cloud",
+        "all",
+        "--json",
+    ]);
+    let (code, stdout, stderr) = doctor_cli(args).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    let doc: Value = serde_json::from_slice(&stdout).unwrap();
+    let find = |id: &str| {
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {doc:#}"))
+            .clone()
+    };
+    assert_eq!(find("policy.provider_audience")["status"], "pass");
+    assert_eq!(find("policy.statements")["status"], "pass");
+    let thumb = find("tls.thumbprint");
+    assert_eq!(thumb["status"], "fail", "{thumb}");
+    assert!(thumb["sts_error"].as_str().unwrap().contains("thumbprint"));
+    for id in [
+        "tls.thumbprint_expiry",
+        "azure.alg",
+        "azure.issuer",
+        "azure.audience",
+        "gcp.tls",
+        "gcp.audiences",
+    ] {
+        find(id);
+    }
+
+    // Malformed values are usage errors, exit 2.
+    for bad in [
+        idp.cli_args(&["--cloud", "oracle"]),
+        idp.cli_args(&["--thumbprint", "not-hex"]),
+        idp.cli_args(&["--trust-policy", "/nonexistent/trust.json"]),
+    ] {
+        let (code, _, stderr) = doctor_cli(bad).await;
+        assert_eq!(code, Some(2), "{stderr}");
+    }
+}

@@ -6,7 +6,10 @@
 //! The tests are split by what they exercise.
 
 mod cli;
+mod clouds;
 mod issuer;
+mod policy;
+mod thumbprint;
 mod token;
 
 use std::sync::Arc;
@@ -81,6 +84,11 @@ struct Idp {
 }
 
 async fn idp_with(ca: &TestCa, issued: &Issued, signer: &Signer) -> Idp {
+    idp_trusting(&ca.pem(), issued, signer).await
+}
+
+/// A TLS fake IdP serving `issued`'s chain, with `--ca-file` holding `root_pem`.
+async fn idp_trusting(root_pem: &str, issued: &Issued, signer: &Signer) -> Idp {
     let key = certified_key_from_pem(&issued.chain_pem, &issued.key_pem).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -91,7 +99,7 @@ async fn idp_with(ca: &TestCa, issued: &Issued, signer: &Signer) -> Idp {
     let issuer = format!("https://{HOST}:{}", idp.addr().port());
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&ca_file, root_pem).unwrap();
     let idp = Idp {
         idp,
         issuer,
@@ -170,6 +178,10 @@ impl Idp {
             allow_private: true,
             assume_public: Vec::new(),
             jwks_fetches: 3,
+            trust_policy: None,
+            provider_audiences: Vec::new(),
+            thumbprints: Vec::new(),
+            cloud: doctor::Cloud::Aws,
         }
     }
 }
