@@ -3,9 +3,9 @@
 //!
 //! `sink` opens each bucket; `layout` names the objects (prefix + public path, key set
 //! first); `writer` writes one object when its hash or headers differ; `publisher` runs
-//! one task per (sink, issuer) with `backoff`; `status` is what `/readyz` shows.
+//! one task per (sink, issuer), retrying with the refreshers' backoff
+//! (`upstream::refresh::schedule`); `status` is what `/readyz` shows.
 
-pub mod backoff;
 pub mod layout;
 pub mod publisher;
 pub mod sink;

@@ -14,13 +14,13 @@ use crate::config::Issuer;
 use crate::error_chain;
 use crate::model::document::DocKind;
 use crate::model::DocId;
-use crate::publish::backoff::{jitter, Backoff};
 use crate::publish::layout::{Claims, Layout, LayoutError};
 use crate::publish::sink::Sink;
 use crate::publish::status::{Pair, PublishBoard};
 use crate::publish::writer::{write, Wanted, WriteError};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::publish::UploadOutcome;
+use crate::upstream::refresh::schedule::{jitter, Backoff};
 
 /// Attempts `publish --once` makes per pair before it reports the sink as failed.
 const ONCE_ATTEMPTS: u32 = 3;

@@ -6,7 +6,7 @@ mod discovery;
 mod issuer;
 mod key_set;
 mod restore;
-mod schedule;
+pub mod schedule;
 mod startup;
 
 pub use control::{spawn_all, DropRequest, RefreshControl, RefreshRequest};

@@ -1,39 +1,40 @@
-//! When a refresher fetches next: the jittered period after a success, exponential
-//! backoff after a failure.
+//! When a refresher fetches (or a publisher writes) next: the jittered period after a
+//! success, exponential backoff after a failure.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-/// First retry delay after a failed fetch; doubles up to the refresh period.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// First retry delay after a failed fetch or upload; doubles up to the period.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// 90–100 % of `period`, so that replicas and documents drift apart without ever
-/// waiting longer than the period itself.
-pub(super) fn jitter(period: Duration) -> Duration {
+/// 90–100 % of `period`, so that replicas, documents and publishers that failed together
+/// (a sink outage) drift apart without ever waiting longer than the period itself.
+pub fn jitter(period: Duration) -> Duration {
     let random = RandomState::new().hash_one(std::time::Instant::now());
     let permille = 900 + (random % 101);
     period * permille as u32 / 1000
 }
 
-/// Exponential backoff from `FIRST_RETRY`, capped at the refresh period.
-pub(super) struct Backoff {
+/// Exponential backoff from `FIRST_RETRY`, capped at `cap` (the refresh period).
+#[derive(Debug)]
+pub struct Backoff {
     next: Duration,
     cap: Duration,
 }
 
 impl Backoff {
-    pub(super) fn new(cap: Duration) -> Backoff {
+    pub fn new(cap: Duration) -> Backoff {
         Backoff {
             next: FIRST_RETRY.min(cap),
             cap,
         }
     }
 
-    pub(super) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.next = FIRST_RETRY.min(self.cap);
     }
 
-    pub(super) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(self.cap);
         jitter(delay)
@@ -57,5 +58,17 @@ mod tests {
         distinct.sort();
         distinct.dedup();
         assert!(distinct.len() >= 50, "only {} distinct delays", distinct.len());
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap_within_their_jitter() {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        let bounds = [1, 2, 4, 5, 5].map(Duration::from_secs);
+        for bound in bounds {
+            let delay = backoff.next_delay();
+            assert!(delay <= bound && delay >= bound * 9 / 10, "{delay:?} for {bound:?}");
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= FIRST_RETRY);
     }
 }
