@@ -43,6 +43,8 @@ pub struct SeaweedFs {
     s3: SocketAddr,
     filer: SocketAddr,
     filer_grpc: u16,
+    /// `(service, port)` of its gRPC listeners, whose unix sockets it puts in /tmp.
+    grpc: Vec<(&'static str, u16)>,
     started: Instant,
     dir: tempfile::TempDir,
 }
@@ -110,6 +112,12 @@ impl SeaweedFs {
             // The Iceberg and Lance catalogs would listen on fixed ports.
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-s3.config={}", identities.display()))
+            // Its unix sockets go to /tmp by default and outlive a killed server.
+            .arg(format!(
+                "-filer.localSocket={}",
+                dir.path().join("filer.sock").display()
+            ))
+            .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
             .stdin(Stdio::null())
             .stdout(File::create(&log).unwrap())
             .stderr(File::create(&log).unwrap());
@@ -135,6 +143,12 @@ impl SeaweedFs {
                 s3: s3_addr,
                 filer: filer_addr,
                 filer_grpc,
+                grpc: vec![
+                    ("master", master_grpc),
+                    ("volume", volume_grpc),
+                    ("filer", filer_grpc),
+                    ("s3", s3_grpc),
+                ],
                 started: Instant::now(),
                 dir,
             }),
@@ -323,6 +337,16 @@ impl SeaweedFs {
             .await
             .send(method, &host, path, headers)
             .await
+    }
+}
+
+impl Drop for SeaweedFs {
+    /// Removes the gRPC unix sockets weed makes in /tmp whatever TMPDIR says (the
+    /// process itself is killed after this, when its field is dropped).
+    fn drop(&mut self) {
+        for (service, port) in &self.grpc {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{service}-grpc-{port}.sock"));
+        }
     }
 }
 
