@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -46,6 +47,8 @@ pub struct SeaweedFs {
     /// `(service, port)` of its gRPC listeners, whose unix sockets it puts in /tmp.
     grpc: Vec<(&'static str, u16)>,
     started: Instant,
+    /// Numbers the body files `put` writes.
+    puts: AtomicU32,
     dir: tempfile::TempDir,
 }
 
@@ -150,6 +153,7 @@ impl SeaweedFs {
                     ("s3", s3_grpc),
                 ],
                 started: Instant::now(),
+                puts: AtomicU32::new(0),
                 dir,
             }),
             Err(_) => Err(log_tail(&log)),
@@ -189,7 +193,10 @@ impl SeaweedFs {
 
     /// Writes an object over signed S3 with AWS's own CLI, as another client would.
     pub async fn put(&self, key: &str, object: NewObject<'_>) {
-        let body = self.dir.path().join(format!("put-{}", free_port()));
+        let body = self
+            .dir
+            .path()
+            .join(format!("put-{}", self.puts.fetch_add(1, Ordering::Relaxed)));
         std::fs::write(&body, object.bytes).unwrap();
         let mut command = self.aws();
         command.args(["s3api", "put-object", "--bucket", BUCKET, "--key", key, "--body"]);
