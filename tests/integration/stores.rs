@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::{written, Azurite, NewObject, SeaweedFs, StoreEvent, StoredObject};
+use crate::support::{test_tool, written, Azurite, NewObject, SeaweedFs, StoreEvent, StoredObject};
 
 const KEY: &str = "prefix/.well-known/openid-configuration";
 const LATER_KEY: &str = "prefix/oauth/discovery/keys";
@@ -88,4 +88,10 @@ async fn azurite_stores_a_blob_with_its_headers_and_logs_writes_in_order() {
     assert_eq!(store.object(KEY).await, None);
     assert_eq!(store.keys().await, [LATER_KEY]);
     assert_eq!(store.events().await.last(), Some(&StoreEvent::Deleted(KEY.into())));
+}
+
+#[test]
+#[should_panic(expected = "run .ci/install-test-deps")]
+fn a_missing_store_tool_fails_naming_the_install_script() {
+    test_tool("venv/bin/no-such-tool");
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use super::stores::{run_tool, test_tool, NewObject, StoreEvent, StoredObject, STORE_START_TIMEOUT};
+use super::stores::{clear_cloud_env, run_tool, test_tool, NewObject, StoreEvent, StoredObject, STORE_START_TIMEOUT};
 use super::{eventually, ChildProcess, Conn, Transport, Wait};
 
 /// Azurite's well-known development account and key (public, in Microsoft's docs).
@@ -194,6 +194,7 @@ impl Azurite {
             self.endpoint()
         );
         let mut command = Command::new(test_tool("venv/bin/python"));
+        clear_cloud_env(&mut command);
         command.arg(script).args([&connection, CONTAINER]).args(args);
         run_tool(command, &format!("azure_blob.py {}", args[0])).await.stdout
     }

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -43,7 +44,11 @@ pub struct SeaweedFs {
     s3: SocketAddr,
     filer: SocketAddr,
     filer_grpc: u16,
+    /// `(service, port)` of its gRPC listeners, whose unix sockets it puts in /tmp.
+    grpc: Vec<(&'static str, u16)>,
     started: Instant,
+    /// Numbers the body files `put` writes.
+    puts: AtomicU32,
     dir: tempfile::TempDir,
 }
 
@@ -110,6 +115,12 @@ impl SeaweedFs {
             // The Iceberg and Lance catalogs would listen on fixed ports.
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-s3.config={}", identities.display()))
+            // Its unix sockets go to /tmp by default and outlive a killed server.
+            .arg(format!(
+                "-filer.localSocket={}",
+                dir.path().join("filer.sock").display()
+            ))
+            .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
             .stdin(Stdio::null())
             .stdout(File::create(&log).unwrap())
             .stderr(File::create(&log).unwrap());
@@ -135,7 +146,14 @@ impl SeaweedFs {
                 s3: s3_addr,
                 filer: filer_addr,
                 filer_grpc,
+                grpc: vec![
+                    ("master", master_grpc),
+                    ("volume", volume_grpc),
+                    ("filer", filer_grpc),
+                    ("s3", s3_grpc),
+                ],
                 started: Instant::now(),
+                puts: AtomicU32::new(0),
                 dir,
             }),
             Err(_) => Err(log_tail(&log)),
@@ -175,7 +193,10 @@ impl SeaweedFs {
 
     /// Writes an object over signed S3 with AWS's own CLI, as another client would.
     pub async fn put(&self, key: &str, object: NewObject<'_>) {
-        let body = self.dir.path().join(format!("put-{}", free_port()));
+        let body = self
+            .dir
+            .path()
+            .join(format!("put-{}", self.puts.fetch_add(1, Ordering::Relaxed)));
         std::fs::write(&body, object.bytes).unwrap();
         let mut command = self.aws();
         command.args(["s3api", "put-object", "--bucket", BUCKET, "--key", key, "--body"]);
@@ -323,6 +344,16 @@ impl SeaweedFs {
             .await
             .send(method, &host, path, headers)
             .await
+    }
+}
+
+impl Drop for SeaweedFs {
+    /// Removes the gRPC unix sockets weed makes in /tmp whatever TMPDIR says (the
+    /// process itself is killed after this, when its field is dropped).
+    fn drop(&mut self) {
+        for (service, port) in &self.grpc {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{service}-grpc-{port}.sock"));
+        }
     }
 }
 

@@ -80,6 +80,21 @@ pub fn test_tool(relative: &str) -> PathBuf {
     path
 }
 
+/// Removes every variable a cloud SDK chain reads (`AWS_*`, `AZURE_*`, `GOOGLE_*` and
+/// the few unprefixed ones) from `command`'s environment, so only what a test passes
+/// (e.g. a server's `env()`) reaches the child: a developer's own cloud credentials
+/// must neither leak into nor change a test.
+pub fn clear_cloud_env(command: &mut Command) -> &mut Command {
+    const UNPREFIXED: &[&str] = &["IDENTITY_ENDPOINT", "SERVICE_ACCOUNT", "AZURITE_BLOB_STORAGE_URL"];
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if ["AWS_", "AZURE_", "GOOGLE_"].iter().any(|p| name.starts_with(p)) || UNPREFIXED.contains(&name) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// A loopback port that was free when picked. Another process may take it before the
 /// server binds it; the servers' `start` retries with fresh ports when that happens.
 pub fn free_port() -> u16 {
