@@ -3,8 +3,11 @@
 
 mod actions;
 pub mod admin;
+mod page;
+mod page_issuer;
 mod readiness;
 mod routing;
 mod scrape;
+mod survey;
 
 pub use admin::{Admin, Startup};

@@ -29,6 +29,7 @@ mod revalidation;
 mod scale;
 mod serving;
 mod serving_upstream;
+mod status_page;
 mod stores;
 mod support;
 mod upstream;
