@@ -1,12 +1,12 @@
 //! The status page's issuer detail (`/?issuer=NAME`): both documents with their fetch
-//! timeline as inline SVG, the relying parties that fetched them, the keys and their history.
+//! last outcomes as inline SVG, the relying parties that fetched them, the keys and their history.
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
 use http::{Response, StatusCode};
 
-use crate::cache::health::TIMELINE;
+use crate::cache::health::RECENT_MARKS;
 use crate::edge::connection::Body;
 use crate::model::document::DocKind;
 use crate::model::keys::KeyState;
@@ -17,36 +17,47 @@ use crate::ops::survey::{DocView, IssuerView};
 const SVG_WIDTH: u64 = 600;
 const SVG_HEIGHT: u64 = 28;
 
-/// The fetch outcomes of the last hour: a tick per fetch, green for a success, red (and
-/// taller) for a failure, placed by time, now at the right edge.
+/// The fetch outcomes of the last hour, one slot each (at most `RECENT_MARKS`), newest
+/// at the right: green for a success, red and taller for a failure. Slots rather than a
+/// time axis, so a burst of retries stays readable; the span is written under it.
 fn timeline(b: &mut String, view: &DocView, now: SystemTime) {
     let ok = view.timeline.iter().filter(|m| m.ok).count();
     let failed = view.timeline.len() - ok;
+    let slot = SVG_WIDTH / RECENT_MARKS as u64;
     let _ = write!(
         b,
         "<svg class=\"timeline\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{SVG_WIDTH}\" height=\"{SVG_HEIGHT}\" \
-         viewBox=\"0 0 {SVG_WIDTH} {SVG_HEIGHT}\" role=\"img\" aria-label=\"fetches in the last hour: {ok} succeeded, {failed} failed\">\
-         <title>fetches in the last hour: {ok} succeeded, {failed} failed</title>\
+         viewBox=\"0 0 {SVG_WIDTH} {SVG_HEIGHT}\" role=\"img\" aria-label=\"last fetches: {ok} succeeded, {failed} failed\">\
+         <title>last fetches: {ok} succeeded, {failed} failed</title>\
          <rect x=\"0\" y=\"0\" width=\"{SVG_WIDTH}\" height=\"{SVG_HEIGHT}\" fill=\"#f6f8fa\" stroke=\"#d0d7de\"/>"
     );
-    let span = TIMELINE.as_millis() as u64;
-    for mark in &view.timeline {
-        let ago = now.duration_since(mark.at).unwrap_or_default().as_millis() as u64;
-        let x = (span.saturating_sub(ago.min(span)) * (SVG_WIDTH - 4)) / span;
+    let first = RECENT_MARKS - view.timeline.len();
+    for (n, mark) in view.timeline.iter().enumerate() {
+        let x = (first + n) as u64 * slot + 1;
         let (fill, y, h) = if mark.ok {
-            ("#1a7f37", 8, SVG_HEIGHT - 16)
+            ("#1a7f37", 4, SVG_HEIGHT - 8)
         } else {
-            ("#cf222e", 2, SVG_HEIGHT - 4)
+            ("#cf222e", 1, SVG_HEIGHT - 2)
         };
         let _ = write!(
             b,
-            "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"3\" height=\"{h}\" fill=\"{fill}\"/>",
-            if mark.ok { "fetch-ok" } else { "fetch-failed" }
+            "<rect class=\"{}\" x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{h}\" fill=\"{fill}\"/>",
+            if mark.ok { "fetch-ok" } else { "fetch-failed" },
+            slot - 2,
         );
     }
-    let _ = write!(
+    b.push_str("</svg>\n<p class=\"legend\">");
+    match view.timeline.first() {
+        Some(oldest) => {
+            b.push_str("Since ");
+            when(b, Some(oldest.at), now);
+            let _ = write!(b, ", newest at the right: {ok} fetches succeeded, ");
+        }
+        None => b.push_str("No fetch in the last hour: "),
+    }
+    let _ = writeln!(
         b,
-        "</svg>\n<p class=\"legend\">Last hour, now at the right: {ok} fetches succeeded, <span class=\"{}\">{failed} failed</span>.</p>\n",
+        "<span class=\"{}\">{failed} failed</span>.</p>",
         if failed > 0 { "bad" } else { "ok" }
     );
 }

@@ -3,6 +3,7 @@
 mod acme;
 mod acme_listeners;
 mod alerts;
+mod browser;
 mod certificates;
 mod cli;
 mod connections;

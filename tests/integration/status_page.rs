@@ -24,7 +24,8 @@ fn text(reply: &Reply) -> &str {
 }
 
 /// A healthy GitLab-shaped issuer `gitlab` and a Kubernetes-shaped `k8s` whose upstream,
-/// once served, answers every fetch with a redirect to a hostile location.
+/// once served, answers every fetch with a redirect to a hostile location; returned once
+/// `k8s` is served stale (two seconds after its last success), so its state holds still.
 pub(crate) async fn healthy_and_failing() -> (Proxy, jwks_edge::fake_idp::FakeIdp, jwks_edge::fake_idp::FakeIdp) {
     let gitlab = gitlab_idp().await;
     let k8s = kubernetes_idp().await;
@@ -32,15 +33,20 @@ pub(crate) async fn healthy_and_failing() -> (Proxy, jwks_edge::fake_idp::FakeId
         .issuer(Issuer::gitlab(&gitlab).name("gitlab"))
         .issuer(Issuer::kubernetes(&k8s).name("k8s"))
         .refresh("1s")
+        .fetch_timeout("1s")
         .start()
         .await;
     let plain = proxy.plain.unwrap();
     until_served(plain, GITLAB, GITLAB_KEYS).await;
     until_served(plain, K8S, "/openid/v1/jwks").await;
     k8s.set_fault(Fault::Redirect(format!("https://evil.example/{HOSTILE}")));
-    eventually(Duration::from_secs(15), "k8s to fail twice", async || {
+    eventually(Duration::from_secs(15), "k8s to fail twice and go stale", async || {
         let (_, body) = readyz(proxy.admin).await;
-        body["issuers"][0]["name"] == "k8s" && body["issuers"][0]["jwks"]["consecutive_failures"].as_u64() >= Some(2)
+        let k8s = &body["issuers"][0];
+        k8s["name"] == "k8s"
+            && k8s["attention"] == "stale"
+            && k8s["jwks"]["consecutive_failures"].as_u64() >= Some(2)
+            && k8s["discovery"]["consecutive_failures"].as_u64() >= Some(2)
     })
     .await;
     (proxy, gitlab, k8s)
@@ -64,7 +70,7 @@ async fn the_page_marks_the_failing_issuer_and_escapes_what_upstreams_say() {
     );
     // The failing issuer is in the attention table, marked; the healthy one only in the list.
     assert!(
-        html.contains("<a class=\"failing\" href=\"/?issuer=k8s\">k8s</a>"),
+        html.contains("<a class=\"stale\" href=\"/?issuer=k8s\">k8s</a>"),
         "{html}"
     );
     assert!(
@@ -79,10 +85,7 @@ async fn the_page_marks_the_failing_issuer_and_escapes_what_upstreams_say() {
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.header("content-security-policy").is_some());
     let html = text(&detail);
-    assert!(
-        html.contains("<span class=\"attention failing\">failing</span>"),
-        "{html}"
-    );
+    assert!(html.contains("<span class=\"attention stale\">stale</span>"), "{html}");
     assert!(html.contains("<svg class=\"timeline\""), "{html}");
     assert!(html.contains("class=\"fetch-ok\""), "{html}");
     assert!(html.contains("class=\"fetch-failed\""), "{html}");
