@@ -51,6 +51,8 @@ struct Outcome<'r> {
     host: Option<&'r str>,
     doc: Option<DocId>,
     cache: Option<CacheStatus>,
+    /// When the copy served was judged, so counting the request reads no clock again.
+    now: Option<SystemTime>,
 }
 
 impl Proxy {
@@ -115,7 +117,8 @@ impl Proxy {
         if let (Some(reach), Some(doc)) = (&self.reach, outcome.doc) {
             let agent = request.headers().get(header::USER_AGENT).map(HeaderValue::as_bytes);
             let stale = outcome.cache == Some(CacheStatus::Stale);
-            reach.record(doc, ClientFamily::classify(agent), status, stale, SystemTime::now());
+            let now = outcome.now.unwrap_or_else(SystemTime::now);
+            reach.record(doc, ClientFamily::classify(agent), status, stale, now);
         }
         if let Some(log) = &self.access_log {
             log.record(&AccessEntry {
@@ -188,6 +191,7 @@ impl Proxy {
         }
         let (doc, status, now) = self.current(id, started, deadline).await?;
         outcome.cache = Some(status);
+        outcome.now = Some(now);
         Ok(self.render(&doc, status, request, now))
     }
 

@@ -54,6 +54,9 @@ const TOKENS: &[(&[u8], ClientFamily)] = &[
     (b"mozilla/", ClientFamily::Browser),
 ];
 
+/// The first letters of `TOKENS`, where a match can start.
+const FIRST_LETTERS: &[u8] = b"ktvmagc";
+
 impl ClientFamily {
     /// Every family, in declaration order (so `family as usize` indexes it).
     pub const ALL: [ClientFamily; 11] = [
@@ -71,16 +74,31 @@ impl ClientFamily {
     ];
 
     /// The family a `User-Agent` value announces; `None` is a request without one.
-    /// Allocates nothing.
+    /// One pass over the examined head, allocating nothing: a token is compared only
+    /// where its first letter is.
     pub fn classify(user_agent: Option<&[u8]>) -> ClientFamily {
         let Some(agent) = user_agent else {
             return ClientFamily::Unnamed;
         };
         let head = &agent[..agent.len().min(EXAMINED)];
-        TOKENS
-            .iter()
-            .find(|(token, _)| head.windows(token.len()).any(|w| w.eq_ignore_ascii_case(token)))
-            .map_or(ClientFamily::Other, |&(_, family)| family)
+        let mut best = TOKENS.len();
+        for (at, byte) in head.iter().enumerate() {
+            let first = byte.to_ascii_lowercase();
+            if !FIRST_LETTERS.contains(&first) {
+                continue;
+            }
+            for (rank, (token, _)) in TOKENS.iter().enumerate().take(best) {
+                let rest = &head[at..];
+                if token[0] == first && rest.len() >= token.len() && rest[..token.len()].eq_ignore_ascii_case(token) {
+                    best = rank;
+                    break;
+                }
+            }
+            if best == 0 {
+                break;
+            }
+        }
+        TOKENS.get(best).map_or(ClientFamily::Other, |&(_, family)| family)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +153,15 @@ mod tests {
         assert_eq!(ClientFamily::classify(None), ClientFamily::Unnamed);
         // A token far down a long value is not looked for.
         assert_eq!(family(&format!("{}curl/8", "x".repeat(4096))), ClientFamily::Other);
+    }
+
+    #[test]
+    fn the_earlier_token_wins_wherever_it_is() {
+        assert_eq!(family("Go-http-client/1.1 Vault/1.17"), ClientFamily::Vault);
+        assert_eq!(family("curl/8 kube-apiserver/v1.30"), ClientFamily::Kubernetes);
+        for (token, _) in TOKENS {
+            assert!(FIRST_LETTERS.contains(&token[0]), "{token:?}");
+        }
     }
 
     #[test]
