@@ -1,5 +1,6 @@
-//! The operator's side: the admin listener (health, readiness, metrics, refresh and
-//! drop-retained actions), reading the state the lower layers keep.
+//! The operator's side: the admin listener (health, readiness and the status page from one
+//! survey, metrics, refresh and drop-retained actions), reading the state the lower
+//! layers keep.
 
 mod actions;
 pub mod admin;
