@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use crate::cache::health::RECENT_MARKS;
 use crate::edge::connection::Body;
 use crate::model::document::DocKind;
+use crate::model::key_event::KeyEventKind;
 use crate::model::keys::KeyState;
 use crate::ops::admin::Admin;
 use crate::ops::page::{attention_class, escape, html_response, shell, when};
@@ -115,7 +116,7 @@ fn document(b: &mut String, view: &DocView, now: SystemTime) {
     }
 }
 
-/// The keys, and their history read as events, newest first.
+/// The keys with their history, and the changes recorded since start, newest first.
 fn keys(b: &mut String, view: &IssuerView, now: SystemTime) {
     let summary = &view.keys;
     let _ = writeln!(b, "<h2 id=\"keys\">Keys ({} published)</h2>", summary.published);
@@ -145,21 +146,23 @@ fn keys(b: &mut String, view: &IssuerView, now: SystemTime) {
         b.push_str("</td></tr>\n");
     }
     b.push_str("</table>\n");
-    let mut events: Vec<(SystemTime, &str, &str)> = Vec::new();
-    for key in &summary.keys {
-        let kid = key.kid.as_deref().unwrap_or("(no kid)");
-        events.push((key.first_seen, kid, "appeared upstream"));
-        if let Some(removed) = key.removed_at {
-            events.push((removed, kid, "left the upstream's set; retained"));
-        }
+    b.push_str("<h3>Rotation events since start</h3>\n");
+    if view.key_changes.is_empty() {
+        b.push_str("<p>None; the table has each key's history across restarts.</p>\n");
+        return;
     }
-    events.sort_by_key(|e| std::cmp::Reverse(e.0));
-    b.push_str("<h3>Rotation events</h3>\n<ul>");
-    for (at, kid, what) in events {
+    b.push_str("<ul class=\"rotations\">");
+    for change in &view.key_changes {
         b.push_str("<li>");
-        when(b, Some(at), now);
+        when(b, Some(change.at), now);
         b.push_str(": <code>");
-        escape(b, kid);
+        escape(b, change.kid.as_deref().unwrap_or("(no kid)"));
+        let what = match change.kind {
+            KeyEventKind::Added => "published",
+            KeyEventKind::Removed => "left the upstream's set",
+            KeyEventKind::Expired => "no longer published",
+            KeyEventKind::Withdrawn => "withdrawn: never published",
+        };
         let _ = write!(b, "</code> {what}</li>");
     }
     b.push_str("</ul>\n");

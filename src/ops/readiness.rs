@@ -195,6 +195,11 @@ impl Admin {
             "discovery": self.document(&view.discovery),
             "jwks": self.document(&view.jwks),
             "keys": self.keys_report(&view.keys),
+            "key_changes": view.key_changes.iter().map(|c| json!({
+                "at": rfc3339(Some(c.at)),
+                "event": c.kind.as_str(),
+                "kid": c.kid,
+            })).collect::<Vec<_>>(),
             "publish": self.publish_report(view.index),
         })
     }

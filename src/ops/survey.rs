@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::health::{FetchRecord, Mark, TIMELINE};
 use crate::model::document::{DocKind, Freshness};
+use crate::model::key_event::KeyChange;
 use crate::model::keys::KeySummary;
 use crate::model::DocId;
 use crate::ops::admin::Admin;
@@ -99,6 +100,8 @@ pub(super) struct IssuerView {
     /// The `issuer` the upstream states, while it differs from `public_url`.
     pub mismatch: Option<String>,
     pub keys: Arc<KeySummary>,
+    /// The latest changes to the published keys since start, newest first.
+    pub key_changes: Vec<KeyChange>,
 }
 
 impl IssuerView {
@@ -197,6 +200,7 @@ impl Admin {
             discovery,
             jwks: self.doc_view(DocId::jwks(index), now),
             keys: self.keys.get(index),
+            key_changes: self.keys.changes(index),
         }
     }
 }

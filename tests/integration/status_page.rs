@@ -98,7 +98,10 @@ async fn the_page_marks_the_failing_issuer_and_escapes_what_upstreams_say() {
             "{kid}\n{html}"
         );
     }
-    assert!(html.contains("appeared upstream"), "{html}");
+    assert!(
+        html.contains("<code>dLpmcNHM-0qvwfmFC2aJWU1hHfEZ7-piIoHDeMwoqd0</code> published</li>"),
+        "{html}"
+    );
     assert!(!html.contains(HOSTILE), "{html}");
     assert!(html.contains("redirect to"), "{html}");
 
