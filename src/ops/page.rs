@@ -34,7 +34,8 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #
 table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left;border-bottom:1px solid #eee;vertical-align:top}\
 .ok,.fresh{color:#1a7f37}.stale,.failing{color:#9a6700}.unservable,.expired,.missing,.mismatch,.bad{color:#cf222e;font-weight:bold}\
 .names a{margin-right:.6em;white-space:nowrap}code{font-size:.95em}.err{font-family:monospace;word-break:break-all}\
-.status{font-size:1.2em}.timeline{display:block;margin:.8em 0 0}.legend{margin-top:.2em}nav a{margin-right:1em}";
+.status{font-size:1.2em}.docs{display:flex;flex-wrap:wrap;gap:0 2em}.doc{flex:1 1 30em;min-width:0}\
+.timeline{display:block;margin:.8em 0 0;max-width:100%}.legend{margin-top:.2em}nav a{margin-right:1em}";
 
 /// Appends `text` with every character HTML gives meaning to escaped: issuer names,
 /// errors and `kid`s come from config files and upstreams.

@@ -15,7 +15,7 @@ use crate::ops::admin::Admin;
 use crate::ops::page::{attention_class, escape, html_response, shell, when};
 use crate::ops::survey::{DocView, IssuerView};
 
-const SVG_WIDTH: u64 = 600;
+const SVG_WIDTH: u64 = 480;
 const SVG_HEIGHT: u64 = 28;
 
 /// The fetch outcomes of the last hour, one slot each (at most `RECENT_MARKS`), newest
@@ -52,9 +52,9 @@ fn timeline(b: &mut String, view: &DocView, now: SystemTime) {
         Some(oldest) => {
             b.push_str("Since ");
             when(b, Some(oldest.at), now);
-            let _ = write!(b, ", newest at the right: {ok} fetches succeeded, ");
+            let _ = write!(b, ", newest at the right: {ok} succeeded, ");
         }
-        None => b.push_str("No fetch in the last hour: "),
+        None => b.push_str("No fetch in the last hour: 0 succeeded, "),
     }
     let _ = writeln!(
         b,
@@ -69,7 +69,10 @@ fn document(b: &mut String, view: &DocView, now: SystemTime) {
         DocKind::Jwks => "Key set",
     };
     let state = view.state.as_str();
-    let _ = write!(b, "<h2>{title}: <span class=\"{state}\">{state}</span></h2>\n<table>");
+    let _ = write!(
+        b,
+        "<section class=\"doc\"><h2>{title}: <span class=\"{state}\">{state}</span></h2>\n<table>"
+    );
     b.push_str("<tr><th>age</th><td>");
     match view.age {
         Some(age) => b.push_str(&crate::ops::page::human(age)),
@@ -114,6 +117,7 @@ fn document(b: &mut String, view: &DocView, now: SystemTime) {
         }
         b.push_str("</table>\n");
     }
+    b.push_str("</section>\n");
 }
 
 /// The keys with their history, and the changes recorded since start, newest first.
@@ -199,8 +203,11 @@ impl Admin {
             escape(&mut b, upstream);
             b.push_str("</code>, not the public URL: relying parties refuse its tokens.</p>\n");
         }
+        // Side by side where the window is wide enough, so the keys show without scrolling.
+        b.push_str("<div class=\"docs\">\n");
         document(&mut b, &view.discovery, now);
         document(&mut b, &view.jwks, now);
+        b.push_str("</div>\n");
         keys(&mut b, &view, now);
         self.publish_section(&mut b, Some(index), now);
         html_response(StatusCode::OK, shell(&issuer.name, &b))
