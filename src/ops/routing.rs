@@ -44,7 +44,8 @@ impl Handler for Admin {
         }
         match path {
             // Open like /readyz: it shows the same state, and acts on nothing.
-            "/" => match query_param(request.uri(), "issuer") {
+            // The page's form sends an empty name when submitted blank: the summary then.
+            "/" => match query_param(request.uri(), "issuer").filter(|name| !name.is_empty()) {
                 Some(name) => self.issuer_page(&name),
                 None => {
                     let page = query_param(request.uri(), "page")

@@ -109,6 +109,12 @@ async fn the_page_marks_the_failing_issuer_and_escapes_what_upstreams_say() {
     assert!(healthy.contains("<span class=\"attention ok\">ok</span>"), "{healthy}");
     assert!(!healthy.contains("class=\"fetch-failed\""), "{healthy}");
 
+    let blank = page(proxy.admin, "/?issuer=").await;
+    assert!(
+        text(&blank).contains("Needing attention (1)"),
+        "the form sent blank: the summary"
+    );
+
     let unknown = page(proxy.admin, "/?issuer=%3Cb%3Enobody").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(text(&unknown).contains("&lt;b&gt;nobody"), "{}", text(&unknown));
