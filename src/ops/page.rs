@@ -32,7 +32,7 @@ const CSP: &str =
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:72em}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse}td,th{padding:.2em .6em;text-align:left;border-bottom:1px solid #eee;vertical-align:top}\
-.ok,.fresh{color:#1a7f37}.stale,.failing{color:#9a6700}.unservable,.expired,.missing,.mismatch,.bad{color:#cf222e;font-weight:bold}\
+.ok,.fresh{color:#1a7f37}.stale,.failing{color:#9a6700}.unservable,.expired,.missing,.issuer_mismatch,.bad{color:#cf222e;font-weight:bold}\
 .names a{margin-right:.6em;white-space:nowrap}code{font-size:.95em}.err{font-family:monospace;word-break:break-all}\
 .status{font-size:1.2em}.docs{display:flex;flex-wrap:wrap;gap:0 2em}.doc{flex:1 1 30em;min-width:0}\
 .timeline{display:block;margin:.8em 0 0;max-width:100%}.legend{margin-top:.2em}nav a{margin-right:1em}";
@@ -136,13 +136,7 @@ pub(super) fn issuer_link(out: &mut String, name: &str, class: &str) {
 
 /// The CSS class of an attention.
 pub(super) fn attention_class(attention: Attention) -> &'static str {
-    match attention {
-        Attention::None => "ok",
-        Attention::Failing => "failing",
-        Attention::Stale => "stale",
-        Attention::Mismatch => "mismatch",
-        Attention::Unservable => "unservable",
-    }
+    attention.as_str()
 }
 
 fn cut(text: &str) -> &str {
@@ -224,7 +218,7 @@ impl Admin {
             let class = attention_class(attention);
             b.push_str("<tr><td>");
             issuer_link(b, &self.issuers[i].name, class);
-            let _ = write!(b, "</td><td class=\"{class}\">{}</td>", attention.as_str());
+            let _ = write!(b, "</td><td class=\"{class}\">{}</td>", attention.label());
             for doc in [&view.discovery, &view.jwks] {
                 let state = doc.state.as_str();
                 let _ = write!(b, "<td class=\"{state}\">{state}");

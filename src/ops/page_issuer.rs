@@ -192,7 +192,7 @@ impl Admin {
         let _ = write!(
             b,
             "</code>: <span class=\"attention {class}\">{}</span></h1>\n<p>Public URL <code>",
-            view.attention.as_str()
+            view.attention.label()
         );
         escape(&mut b, &issuer.public_url);
         b.push_str("</code> · <a href=\"/readyz?issuer=");

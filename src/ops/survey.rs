@@ -28,13 +28,22 @@ pub(super) enum Attention {
 }
 
 impl Attention {
+    /// The `attention` of `/readyz`'s issuers, and the page's CSS class.
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Attention::None => "ok",
             Attention::Failing => "failing",
             Attention::Stale => "stale",
-            Attention::Mismatch => "issuer mismatch",
+            Attention::Mismatch => "issuer_mismatch",
             Attention::Unservable => "unservable",
+        }
+    }
+
+    /// What the page says.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Attention::Mismatch => "issuer mismatch",
+            other => other.as_str(),
         }
     }
 }
