@@ -1,5 +1,6 @@
 //! `Admin`: the operator's listener and the state it reads: `/healthz`, `/readyz`
-//! (`readiness`) and the status page (`page`, `page_issuer`), both from `survey`,
+//! (`readiness`) and the status page (`page_summary`, `page_issuer`, `page`), both from
+//! `survey`,
 //! `/metrics` (`scrape`), `POST /admin/refresh` and
 //! `POST /admin/drop-retained` (`actions`), routed by `routing`.
 

@@ -6,6 +6,7 @@ mod actions;
 pub mod admin;
 mod page;
 mod page_issuer;
+mod page_summary;
 mod readiness;
 mod routing;
 mod scrape;
