@@ -1,8 +1,7 @@
 //! `Admin`: the operator's listener and the state it reads: `/healthz`, `/readyz`
 //! (`readiness`) and the status page (`page_summary`, `page_issuer`, `page`), both from
-//! `survey`,
-//! `/metrics` (`scrape`), `POST /admin/refresh` and
-//! `POST /admin/drop-retained` (`actions`), routed by `routing`.
+//! `survey`; `/metrics` (`scrape`); `POST /admin/refresh` and `POST /admin/drop-retained`
+//! (`actions`); routed by `routing`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
