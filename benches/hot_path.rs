@@ -16,10 +16,12 @@ use jwks_edge::config::Config;
 use jwks_edge::edge::access_log::{AccessFormat, AccessLog};
 use jwks_edge::edge::connection::ConnInfo;
 use jwks_edge::edge::proxy::Proxy;
+use jwks_edge::model::client_family::ClientFamily;
 use jwks_edge::model::document::{CachePolicy, DocKind, Document};
 use jwks_edge::model::listener::Listener;
 use jwks_edge::model::DocId;
 use jwks_edge::telemetry::metrics::Metrics;
+use jwks_edge::telemetry::reach::ReachBoard;
 use jwks_edge::upstream::rewrite::rewrite_discovery;
 
 const KEYCLOAK_DISCOVERY: &str = include_str!("../tests/fixtures/keycloak/openid-configuration.json");
@@ -82,6 +84,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| router.route(black_box("auth.example.com"), black_box("/realms/prod/other")))
     });
 
+    // The worst a client can make of it: every examined byte starts a token ("a…" starts
+    // five), none matches.
+    let unknown = [b'a'; 200];
+    c.bench_function("client family: unknown 200-byte user agent", |b| {
+        b.iter(|| ClientFamily::classify(black_box(Some(&unknown[..]))))
+    });
+    c.bench_function("client family: Go-http-client", |b| {
+        b.iter(|| ClientFamily::classify(black_box(Some(&b"Go-http-client/1.1"[..]))))
+    });
+
     let doc = store.get(DocId::jwks(0)).unwrap();
     let etag = doc.etag.clone();
     let other = HeaderValue::from_static("\"0123456789abcdef0123456789abcdef\", W/\"x\"");
@@ -89,6 +101,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("if-none-match: miss", |b| b.iter(|| doc.matches(black_box(&other))));
 
     let metrics = Arc::new(Metrics::new(config.issuers.iter().map(|i| i.name.clone()).collect()));
+    // Counting relying parties by family is part of every document request in service.
     let proxy = Proxy::new(
         warm_router(&config, &store),
         store.clone(),
@@ -96,7 +109,8 @@ fn benches(c: &mut Criterion) {
         Duration::from_secs(2),
         metrics,
         None,
-    );
+    )
+    .with_reach(Arc::new(ReachBoard::new(config.issuers.len())));
     let conn = ConnInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),
         listener: Listener::Plain,
@@ -108,6 +122,7 @@ fn benches(c: &mut Criterion) {
     let request = || {
         Request::get(jwks_path)
             .header("host", "auth.example.com")
+            .header("user-agent", "Go-http-client/1.1")
             .body(Empty::<Bytes>::new())
             .unwrap()
     };

@@ -28,6 +28,7 @@ use crate::ops::admin::{Admin, Startup};
 use crate::publish::publisher::{pairs, OnceFailure, Publisher};
 use crate::publish::sink::{Sink, SinkError};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::reach::ReachBoard;
 use crate::tls::acme::{AcmeError, AcmeManager};
 use crate::tls::challenges::Challenges;
 use crate::tls::resolver::{reload_loop, CertError, CertResolver, CertSet};
@@ -123,6 +124,8 @@ pub struct App {
     refreshers: Vec<IssuerRefresh>,
     /// Shared by the request path (which pokes) and the key set refreshers (which fetch).
     revalidation: Arc<Revalidations>,
+    /// Counted by the request path, shown by the admin listener.
+    reach: Arc<ReachBoard>,
     /// Orders and renews the certificates, with `[server.tls.acme]`.
     acme: Option<AcmeManager>,
     /// HTTP-01 answers for the public listeners, with `challenge = "http-01"`.
@@ -295,6 +298,7 @@ impl App {
                 startup_report.deadline(),
             ))
         });
+        let config_issuers = config.issuers.len();
         Ok(App {
             config: Arc::new(config),
             store,
@@ -309,6 +313,7 @@ impl App {
             access_log: None,
             refreshers,
             revalidation,
+            reach: Arc::new(ReachBoard::new(config_issuers)),
             acme,
             acme_http,
             publisher,
@@ -402,7 +407,9 @@ impl App {
         if let Some(challenges) = self.acme_http.clone() {
             proxy = proxy.with_acme_http(challenges);
         }
-        proxy = proxy.with_revalidation(self.revalidation.clone());
+        proxy = proxy
+            .with_revalidation(self.revalidation.clone())
+            .with_reach(self.reach.clone());
         let proxy = Arc::new(proxy);
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
@@ -461,6 +468,7 @@ impl App {
                 readiness: self.config.admin.readiness,
                 startup,
                 publish: publish_board,
+                reach: self.reach.clone(),
             });
             servers.spawn(serve(endpoint(Listener::Admin, listener, None), admin, until_stopped()));
         }

@@ -8,10 +8,11 @@
 //! doctor     `jwks-edge doctor`: the relying party's checks, from outside
 //! fake_idp   a fault-injecting IdP for the demo, the tests and the benches
 //! app        builds everything below from config::Config and runs it on given listeners
-//! ops        the admin listener: /healthz, /readyz, /metrics, refresh and drop-retained
+//! ops        the admin listener: /healthz, /readyz and the status page at / (one survey),
+//!            /metrics, refresh and drop-retained
 //! edge       accept loop and connection budgets -> one connection under its deadlines
 //!            -> Proxy: route lookup -> store -> pre-rendered document (or a rejection),
-//!            access log
+//!            access log, reach
 //! publish    one task per [[publish]] sink and issuer: the store's copies -> object
 //!            layout (key set first) -> write when the bytes or headers differ -> status
 //! upstream   one refresher per document: fetch -> checks -> rewrite (discovery), or
@@ -21,9 +22,11 @@
 //!            challenge answers, and acme/, which renews certificates into the resolver
 //! cache      what is kept between fetches: store, routing table, health, key board,
 //!            refresh-ahead gate, snapshots and private files on disk
-//! telemetry  the metric registry every layer counts into; the batched log sink
+//! telemetry  the metric registry every layer counts into; requests by client family
+//!            (reach); the batched log sink
 //! config     the file's settings, validated, with connection limits and key settings
-//! model      shared data: DocId, Document, JwksTarget, key records, BaseUrl, timestamps
+//! model      shared data: DocId, Document, JwksTarget, key records, BaseUrl, timestamps,
+//!            client families
 //! ```
 //!
 //! The crate root holds only `error_chain`, which every layer may use.

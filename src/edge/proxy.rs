@@ -16,9 +16,11 @@ use crate::cache::store::DocumentStore;
 use crate::edge::access_log::{AccessEntry, AccessLog};
 use crate::edge::connection::{Body, ConnInfo, Handler};
 use crate::edge::reject::{Allow, Reject};
+use crate::model::client_family::ClientFamily;
 use crate::model::document::{CachePolicy, CacheStatus, Document, Freshness};
 use crate::model::DocId;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::reach::ReachBoard;
 use crate::tls::challenges::{Challenges, HTTP_CHALLENGE_PREFIX};
 
 /// The request handler shared by every public listener. It only reads the store: no
@@ -39,6 +41,8 @@ pub struct Proxy {
     acme_http: Option<Arc<Challenges>>,
     /// Where requests poke the key set refreshers; without it, nothing is revalidated.
     revalidation: Option<Arc<Revalidations>>,
+    /// Where each document request is counted by client family, for the status page.
+    reach: Option<Arc<ReachBoard>>,
 }
 
 /// What a request turned out to be, for metrics and the access log.
@@ -47,6 +51,8 @@ struct Outcome<'r> {
     host: Option<&'r str>,
     doc: Option<DocId>,
     cache: Option<CacheStatus>,
+    /// When the copy served was judged, so counting the request reads no clock again.
+    now: Option<SystemTime>,
 }
 
 impl Proxy {
@@ -67,7 +73,14 @@ impl Proxy {
             access_log,
             acme_http: None,
             revalidation: None,
+            reach: None,
         }
+    }
+
+    /// Counts every document request by client family, stale copy and 503 in `reach`.
+    pub fn with_reach(mut self, reach: Arc<ReachBoard>) -> Proxy {
+        self.reach = Some(reach);
+        self
     }
 
     /// Lets requests for aging key sets poke their refreshers through `revalidation`.
@@ -101,6 +114,12 @@ impl Proxy {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics.request(outcome.doc, status, outcome.cache, elapsed);
+        if let (Some(reach), Some(doc)) = (&self.reach, outcome.doc) {
+            let agent = request.headers().get(header::USER_AGENT).map(HeaderValue::as_bytes);
+            let stale = outcome.cache == Some(CacheStatus::Stale);
+            let now = outcome.now.unwrap_or_else(SystemTime::now);
+            reach.record(doc, ClientFamily::classify(agent), status, stale, now);
+        }
         if let Some(log) = &self.access_log {
             log.record(&AccessEntry {
                 listener: conn.listener.as_str(),
@@ -172,6 +191,7 @@ impl Proxy {
         }
         let (doc, status, now) = self.current(id, started, deadline).await?;
         outcome.cache = Some(status);
+        outcome.now = Some(now);
         Ok(self.render(&doc, status, request, now))
     }
 

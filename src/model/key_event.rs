@@ -1,4 +1,5 @@
-//! `KeyEventKind`: the kinds of change to an issuer's published keys, named once for metrics and logs.
+//! `KeyEventKind`: the kinds of change to an issuer's published keys, named once for metrics,
+//! logs and the status page's `KeyChange` list.
 
 /// What kind of change an `upstream::rotation::KeyEvent` is. `as_str` is the `event` label
 /// of `key_rotations` and the `event` field of its log line; `ALL` pre-registers every
@@ -28,6 +29,15 @@ impl KeyEventKind {
             KeyEventKind::Withdrawn => "withdrawn",
         }
     }
+}
+
+/// One change to an issuer's published keys as the status page lists it: when, what, and
+/// the key's `kid` (`None` for a key without one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyChange {
+    pub at: std::time::SystemTime,
+    pub kind: KeyEventKind,
+    pub kid: Option<String>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! times. It depends on nothing else in the crate.
 
 pub mod base_url;
+pub mod client_family;
 pub mod doc_id;
 pub mod document;
 pub mod jwks_target;

@@ -1,6 +1,7 @@
 //! `Admin`: the operator's listener and the state it reads: `/healthz`, `/readyz`
-//! (`readiness`), `/metrics` (`scrape`), `POST /admin/refresh` and
-//! `POST /admin/drop-retained` (`actions`), routed by `routing`.
+//! (`readiness`) and the status page (`page_summary`, `page_issuer`, `page`), both from
+//! `survey`; `/metrics` (`scrape`); `POST /admin/refresh` and `POST /admin/drop-retained`
+//! (`actions`); routed by `routing`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +15,7 @@ use crate::config::{Issuer, Readiness};
 use crate::model::document::CachePolicy;
 use crate::publish::status::PublishBoard;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::reach::ReachBoard;
 use crate::tls::acme::AcmeStatus;
 use crate::tls::resolver::CertResolver;
 use crate::upstream::refresh::RefreshControl;
@@ -40,6 +42,8 @@ pub struct Admin {
     /// Each `[[publish]]` sink's state per issuer; `None` without `[[publish]]`. Never
     /// part of readiness: a failing sink must not take serving replicas out.
     pub publish: Option<Arc<PublishBoard>>,
+    /// The relying parties' requests per document, counted by the public listeners.
+    pub reach: Arc<ReachBoard>,
 }
 
 /// The start-up phase of `/readyz`: "starting" (503) until every document has had a

@@ -7,8 +7,10 @@ use serde_json::json;
 
 use crate::config::Readiness;
 use crate::model::document::Freshness;
-use crate::model::DocId;
+use crate::model::keys::KeySummary;
 use crate::ops::admin::Admin;
+use crate::ops::survey::{Attention, DocView, IssuerView, Survey};
+use crate::telemetry::reach::Reach;
 
 /// How much of each issuer `/readyz` shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,34 +43,23 @@ impl Detail {
 /// under a thousand issuers, few enough that the answer stays a few kilobytes.
 const ATTENTION_LISTED: usize = 20;
 
-/// Why an issuer needs attention, most urgent last (so the greatest sorts first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Attention {
-    None,
-    /// Fresh copies, but the last refresh failed.
-    Failing,
-    /// Served from a stale copy.
-    Stale,
-    /// Served, but relying parties refuse its tokens.
-    Mismatch,
-    /// A document cannot be served.
-    Unservable,
+/// A document's relying-party requests: totals, and each family that asked.
+fn reach_report(reach: &Reach) -> serde_json::Value {
+    let families: Vec<_> = reach
+        .families
+        .iter()
+        .map(|f| json!({"family": f.family.as_str(), "requests": f.requests, "last_seen": rfc3339(Some(f.last_seen))}))
+        .collect();
+    json!({
+        "requests": reach.requests(),
+        "last_seen": rfc3339(reach.last_seen()),
+        "stale_served": reach.stale,
+        "unavailable_served": reach.unavailable,
+        "families": families,
+    })
 }
 
-/// What `/readyz` found, document by document.
-struct Survey {
-    issuers: Vec<serde_json::Value>,
-    documents: usize,
-    servable: usize,
-    /// Documents by state: fresh, stale, expired, missing.
-    states: [usize; 4],
-    /// Issuers needing attention, listed or not.
-    attention: usize,
-    /// Fresh if every servable document is fresh, else stale.
-    worst: Freshness,
-}
-
-fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
+pub(super) fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
     t.map_or(serde_json::Value::Null, |t| {
         json!(crate::model::timestamp::rfc3339_seconds(t).to_string())
     })
@@ -78,7 +69,7 @@ impl Admin {
     /// The certificates being served, the last refused reload, and with ACME each
     /// certificate's renewal state; then whether every configured name has a valid
     /// certificate, and whether any has (without one, no HTTPS handshake succeeds).
-    fn tls(&self, now: SystemTime) -> (bool, bool, serde_json::Value) {
+    pub(super) fn tls(&self, now: SystemTime) -> (bool, bool, serde_json::Value) {
         let Some(resolver) = &self.certs else {
             return (true, true, serde_json::Value::Null);
         };
@@ -127,49 +118,30 @@ impl Admin {
         (all, any, body)
     }
 
-    /// One document's freshness and state (an index of `Survey::states`), cheaply.
-    fn document_state(&self, id: DocId, now: SystemTime) -> (Freshness, usize) {
-        match self.store.get(id) {
-            None => (Freshness::Expired, 3),
-            Some(doc) => match self.policy.freshness(doc.fetched_at, now) {
-                Freshness::Fresh => (Freshness::Fresh, 0),
-                Freshness::Stale => (Freshness::Stale, 1),
-                Freshness::Expired => (Freshness::Expired, 2),
-            },
-        }
-    }
-
-    /// One document's state as `/readyz` reports it, and whether it can be served.
-    fn document(&self, id: DocId, now: SystemTime) -> (Freshness, serde_json::Value) {
-        let doc = self.store.get(id);
-        let freshness = doc
-            .as_ref()
-            .map_or(Freshness::Expired, |d| self.policy.freshness(d.fetched_at, now));
-        let state = match (&doc, freshness) {
-            (None, _) => "missing",
-            (Some(_), Freshness::Fresh) => "fresh",
-            (Some(_), Freshness::Stale) => "stale",
-            (Some(_), Freshness::Expired) => "expired",
-        };
-        let record = self.health.get(id);
-        let body = json!({
-            "state": state,
-            "age_seconds": doc.as_ref().map(|d| now.duration_since(d.fetched_at).unwrap_or_default().as_secs()),
-            "fetched_at": rfc3339(doc.as_ref().map(|d| d.fetched_at)),
+    /// One document's state as `/readyz` reports it.
+    fn document(&self, view: &DocView) -> serde_json::Value {
+        let record = &view.record;
+        json!({
+            "state": view.state.as_str(),
+            "age_seconds": view.age.map(|age| age.as_secs()),
+            "fetched_at": rfc3339(view.fetched_at),
             "last_success": rfc3339(record.last_success),
             "last_attempt": rfc3339(record.last_attempt),
             "last_error": record.last_error,
             "last_error_at": rfc3339(record.last_error_at),
             "consecutive_failures": record.consecutive_failures,
             "failures_total": record.failures_total,
-        });
-        (freshness, body)
+            "timeline": {
+                "ok": view.timeline.iter().filter(|m| m.ok).count(),
+                "failed": view.timeline.iter().filter(|m| !m.ok).count(),
+            },
+            "relying_parties": reach_report(&view.reach),
+        })
     }
 
     /// The issuer's keys: the published ones (`current`, `retained`) and the `withdrawn`
     /// ones the upstream lists, with their history.
-    fn keys_report(&self, issuer: usize) -> serde_json::Value {
-        let summary = self.keys.get(issuer);
+    fn keys_report(&self, summary: &KeySummary) -> serde_json::Value {
         let keys: Vec<_> = summary
             .keys
             .iter()
@@ -188,82 +160,47 @@ impl Admin {
         json!(keys)
     }
 
-    /// Every document's state (of one issuer, or of all) and how many can be served;
-    /// the issuers shown are all of them (`Full`, or `only`), or with `Summary` those
-    /// needing attention, most urgent first, at most `ATTENTION_LISTED`.
-    fn survey(&self, only: Option<usize>, detail: Detail, now: SystemTime) -> Survey {
-        let mut survey = Survey {
-            issuers: Vec::new(),
-            documents: 0,
-            servable: 0,
-            states: [0; 4],
-            attention: 0,
-            worst: Freshness::Fresh,
-        };
-        let mut shown = Vec::new();
-        for i in 0..self.issuers.len() {
-            if only.is_some_and(|only| only != i) {
-                continue;
-            }
-            let mut attention = Attention::None;
-            for id in [DocId::discovery(i), DocId::jwks(i)] {
-                let (freshness, state) = self.document_state(id, now);
-                survey.documents += 1;
-                survey.states[state] += 1;
-                let record = self.health.get(id);
-                let failing = record.consecutive_failures > 0 || record.last_error.is_some();
-                let mismatch = record.issuer_mismatch.is_some();
-                let concern = match freshness {
-                    Freshness::Expired => Attention::Unservable,
-                    Freshness::Stale => {
-                        survey.servable += 1;
-                        survey.worst = Freshness::Stale;
-                        Attention::Stale
-                    }
-                    Freshness::Fresh => {
-                        survey.servable += 1;
-                        Attention::None
-                    }
-                };
-                let concern = concern
-                    .max(if mismatch { Attention::Mismatch } else { Attention::None })
-                    .max(if failing { Attention::Failing } else { Attention::None });
-                attention = attention.max(concern);
-            }
-            if attention != Attention::None {
-                survey.attention += 1;
-            }
-            if only.is_some() || detail == Detail::Full || attention != Attention::None {
-                shown.push((attention, i));
-            }
-        }
-        if only.is_none() && detail == Detail::Summary {
+    /// The issuers `/readyz` lists: all of them (`Full`), or with `Summary` those needing
+    /// attention, most urgent first, at most `ATTENTION_LISTED`.
+    fn listed(&self, survey: &Survey, detail: Detail, now: SystemTime) -> Vec<serde_json::Value> {
+        let mut shown: Vec<_> = survey
+            .ranked
+            .iter()
+            .copied()
+            .filter(|&(attention, _)| detail == Detail::Full || attention != Attention::None)
+            .collect();
+        if detail == Detail::Summary {
             // Stable: equally urgent issuers stay in config order.
             shown.sort_by_key(|&(attention, _)| std::cmp::Reverse(attention));
             shown.truncate(ATTENTION_LISTED);
         }
-        survey.issuers = shown.into_iter().map(|(_, i)| self.issuer_report(i, now)).collect();
-        survey
+        shown
+            .into_iter()
+            .map(|(attention, i)| self.issuer_report(&self.issuer_view(i, attention, now)))
+            .collect()
     }
 
     /// One issuer's documents, keys and issuer check, in full.
-    fn issuer_report(&self, i: usize, now: SystemTime) -> serde_json::Value {
-        let issuer = &self.issuers[i];
-        let (discovery_freshness, discovery) = self.document(DocId::discovery(i), now);
-        let (jwks_freshness, jwks) = self.document(DocId::jwks(i), now);
-        let mismatch = self
-            .health
-            .get(DocId::discovery(i))
-            .issuer_mismatch
+    fn issuer_report(&self, view: &IssuerView) -> serde_json::Value {
+        let issuer = &self.issuers[view.index];
+        let mismatch = view
+            .mismatch
+            .as_ref()
             .map(|upstream| json!({"upstream_issuer": upstream, "public_url": issuer.public_url}));
         json!({
             "name": issuer.name,
-            "servable": discovery_freshness != Freshness::Expired && jwks_freshness != Freshness::Expired,
+            "servable": view.servable(),
+            "attention": view.attention.as_str(),
             "issuer_mismatch": mismatch,
-            "discovery": discovery,
-            "jwks": jwks,
-            "keys": self.keys_report(i),
-            "publish": self.publish_report(i),
+            "discovery": self.document(&view.discovery),
+            "jwks": self.document(&view.jwks),
+            "keys": self.keys_report(&view.keys),
+            "key_changes": view.key_changes.iter().map(|c| json!({
+                "at": rfc3339(Some(c.at)),
+                "event": c.kind.as_str(),
+                "kid": c.kid,
+            })).collect::<Vec<_>>(),
+            "publish": self.publish_report(view.index),
         })
     }
 
@@ -295,24 +232,10 @@ impl Admin {
     /// `status` is `starting`, `fresh`, `stale`, `degraded` or `unavailable`.
     pub(super) fn readiness(&self, detail: Detail) -> (bool, serde_json::Value) {
         let now = SystemTime::now();
-        let survey = self.survey(None, detail, now);
-        let all_servable = survey.servable == survey.documents;
+        let survey = self.survey(None, now);
+        let listed = self.listed(&survey, detail, now);
         let (tls_all, tls_any, tls) = self.tls(now);
-        let settled = match survey.worst {
-            Freshness::Stale => "stale",
-            _ => "fresh",
-        };
-        let (ready, status) = if !self.startup.over(all_servable) {
-            (false, "starting")
-        } else {
-            match self.readiness {
-                Readiness::All if all_servable && tls_all => (true, settled),
-                Readiness::All => (false, "unavailable"),
-                Readiness::Any if survey.servable == 0 || !tls_any => (false, "unavailable"),
-                Readiness::Any if !all_servable || !tls_all => (true, "degraded"),
-                Readiness::Any => (true, settled),
-            }
-        };
+        let (ready, status) = self.verdict(&survey, tls_all, tls_any);
         let body = json!({
             "ready": ready,
             "status": status,
@@ -328,8 +251,8 @@ impl Admin {
             "detail": detail.as_str(),
             "issuers_total": self.issuers.len(),
             "issuers_needing_attention": survey.attention,
-            "issuers_omitted": survey.attention.saturating_sub(survey.issuers.len()),
-            "issuers": survey.issuers,
+            "issuers_omitted": survey.attention.saturating_sub(listed.len()),
+            "issuers": listed,
             "tls": tls,
             "publish": self.publish.as_ref().map(|board| json!({
                 "sinks": board.pairs().iter().map(|p| p.sink.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
@@ -339,16 +262,36 @@ impl Admin {
         (ready, body)
     }
 
+    /// Whether the process is ready, and its `status`, from the survey of every issuer
+    /// and whether every (`tls_all`) or any (`tls_any`) certificate is valid.
+    pub(super) fn verdict(&self, survey: &Survey, tls_all: bool, tls_any: bool) -> (bool, &'static str) {
+        let all_servable = survey.servable == survey.documents;
+        let settled = match survey.worst {
+            Freshness::Stale => "stale",
+            _ => "fresh",
+        };
+        if !self.startup.over(all_servable) {
+            return (false, "starting");
+        }
+        match self.readiness {
+            Readiness::All if all_servable && tls_all => (true, settled),
+            Readiness::All => (false, "unavailable"),
+            Readiness::Any if survey.servable == 0 || !tls_any => (false, "unavailable"),
+            Readiness::Any if !all_servable || !tls_all => (true, "degraded"),
+            Readiness::Any => (true, settled),
+        }
+    }
+
     /// `/readyz?issuer=NAME`: 200 while both of the issuer's documents can be served and
     /// its upstream's `issuer` is the public URL, 503 otherwise; for monitors and
     /// external probes, never for taking a replica out of service.
     pub(super) fn issuer_readiness(&self, index: usize) -> (bool, serde_json::Value) {
         let now = SystemTime::now();
-        let survey = self.survey(Some(index), Detail::Full, now);
-        let report = &survey.issuers[0];
-        let (ready, status) = if survey.servable < survey.documents {
+        let survey = self.survey(Some(index), now);
+        let view = self.issuer_view(index, survey.ranked[0].0, now);
+        let (ready, status) = if !view.servable() {
             (false, "unavailable")
-        } else if !report["issuer_mismatch"].is_null() {
+        } else if view.mismatch.is_some() {
             (false, "issuer_mismatch")
         } else if survey.worst == Freshness::Stale {
             (true, "stale")
@@ -357,7 +300,7 @@ impl Admin {
         };
         (
             ready,
-            json!({"ready": ready, "status": status, "issuers": survey.issuers}),
+            json!({"ready": ready, "status": status, "issuers": [self.issuer_report(&view)]}),
         )
     }
 }

@@ -1,5 +1,6 @@
 //! Which admin endpoint answers a request — by path, token, method, `?issuer=` and
-//! `?detail=` — and how its result is sent: JSON with its status, or a `Reject`.
+//! `?detail=` — and how its result is sent: JSON with its status, HTML (the status page
+//! at `/`), or a `Reject`.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -42,6 +43,17 @@ impl Handler for Admin {
             return Reject::MethodNotAllowed(Allow::GetHead).response();
         }
         match path {
+            // Open like /readyz: it shows the same state, and acts on nothing.
+            // The page's form sends an empty name when submitted blank: the summary then.
+            "/" => match query_param(request.uri(), "issuer").filter(|name| !name.is_empty()) {
+                Some(name) => self.issuer_page(&name),
+                None => {
+                    let page = query_param(request.uri(), "page")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(1);
+                    self.status_page(page)
+                }
+            },
             "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
             "/readyz" => {
                 let detail = query_param(request.uri(), "detail");

@@ -1,5 +1,6 @@
 //! What the process tells about itself while it runs: the metric registry every layer
-//! counts into, and the batched log sink every log line goes through.
+//! counts into, the relying parties' requests per document (reach), and the batched log
+//! sink every log line goes through.
 
 pub mod connections;
 pub mod documents;
@@ -8,3 +9,4 @@ pub mod lazy;
 pub mod log_sink;
 pub mod metrics;
 pub mod publish;
+pub mod reach;

@@ -3,6 +3,7 @@
 mod acme;
 mod acme_listeners;
 mod alerts;
+mod browser;
 mod certificates;
 mod cli;
 mod connections;
@@ -29,6 +30,7 @@ mod revalidation;
 mod scale;
 mod serving;
 mod serving_upstream;
+mod status_page;
 mod stores;
 mod support;
 mod upstream;

@@ -1,4 +1,4 @@
-//! Cost that grows with what exists: `/metrics` and `/readyz` for a fleet of issuers on
+//! Cost that grows with what exists: `/metrics`, `/readyz` and the status page for a fleet of issuers on
 //! one upstream stay within a per-issuer bound, and no impossible series is exported.
 
 use std::net::SocketAddr;
@@ -86,6 +86,10 @@ const METRICS_BYTES_PER_ISSUER: usize = 1000;
 /// about 520 bytes.
 const READYZ_SUMMARY_BYTES: usize = 2048;
 
+/// The status page's summary names at most one page of issuers (200), so it does not
+/// grow with the fleet either: about 10 KB of names and 4 KB of shell.
+const PAGE_SUMMARY_BYTES: usize = 24 * 1024;
+
 #[tokio::test]
 async fn metrics_and_readyz_stay_small_with_hundreds_of_issuers_on_one_upstream() {
     let idp = fleet_idp(FLEET).await;
@@ -139,6 +143,16 @@ async fn metrics_and_readyz_stay_small_with_hundreds_of_issuers_on_one_upstream(
     let one: serde_json::Value = serde_json::from_str(&one).unwrap();
     assert_eq!(one["issuers"].as_array().unwrap().len(), 1);
     assert_eq!(one["issuers"][0]["name"], "i7");
+
+    // The status page: one page of names, the rest a link away.
+    let (status, page) = admin_text(proxy.admin, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.len() <= PAGE_SUMMARY_BYTES, "/ is {} bytes", page.len());
+    assert!(page.contains("href=\"/?issuer=i199\""));
+    assert!(!page.contains("href=\"/?issuer=i200\""));
+    assert!(page.contains("<a href=\"/?page=2\">next</a>"));
+    let (_, second) = admin_text(proxy.admin, "/?page=2").await;
+    assert!(second.contains("href=\"/?issuer=i299\""));
 }
 
 #[tokio::test]
@@ -211,12 +225,50 @@ async fn sizes_at_a_thousand_issuers() {
     let (_, summary) = admin_text(proxy.admin, "/readyz").await;
     let (_, full) = admin_text(proxy.admin, "/readyz?detail=full").await;
     let (_, one) = admin_text(proxy.admin, "/readyz?issuer=i7").await;
+    let (_, page) = admin_text(proxy.admin, "/").await;
+    let (_, page_one) = admin_text(proxy.admin, "/?issuer=i7").await;
+    for path in ["/", "/?issuer=i7", "/readyz", "/readyz?detail=full"] {
+        let mut took: Vec<_> = Vec::new();
+        for _ in 0..10 {
+            let start = std::time::Instant::now();
+            admin_text(proxy.admin, path).await;
+            took.push(start.elapsed());
+        }
+        took.sort();
+        println!(
+            "{path}: answered in {:?} (median of 10, loopback, new connection each)",
+            took[5]
+        );
+    }
     let show = |what: &str, text: &str| println!("{what}: {} bytes, {} lines", text.len(), text.lines().count());
+    show("/ (status page summary)", &page);
+    show("/?issuer=i7 (status page detail)", &page_one);
     show("/metrics before traffic", &before_traffic);
     show("/metrics after every document was requested once", &metrics);
     show("/readyz", &summary);
     show("/readyz?detail=full", &full);
     show("/readyz?issuer=i7", &one);
+
+    // The worst case for the page: every issuer failing, each with its own error.
+    let dark = fleet_idp(0).await;
+    let failing = fleet(&dark, COUNT).startup_grace("1s").start().await;
+    Wait::up_to(Duration::from_secs(180))
+        .every(Duration::from_secs(1))
+        .until("every issuer to have failed", async || {
+            readyz(failing.admin).await.1["document_states"]["missing"] == 2 * COUNT
+                && admin_text(failing.admin, "/readyz?issuer=i999")
+                    .await
+                    .1
+                    .contains("last_error\":\"")
+        })
+        .await;
+    let start = std::time::Instant::now();
+    let (_, page) = admin_text(failing.admin, "/").await;
+    println!(
+        "/ with every issuer failing: {} bytes in {:?}",
+        page.len(),
+        start.elapsed()
+    );
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ use crate::config::keys::KeyCap;
 use crate::config::Issuer;
 use crate::error_chain;
 use crate::model::document::{CachePolicy, DocKind, Document};
+use crate::model::key_event::KeyChange;
 use crate::model::keys::SavedKey;
 use crate::model::outcome::FetchOutcome;
 use crate::model::DocId;
@@ -76,6 +77,15 @@ impl IssuerRefresh {
             event.log(&self.issuer.name);
             self.metrics.key_event(self.index, event.kind());
         }
+        let now = SystemTime::now();
+        self.key_board.note(
+            self.index,
+            events.iter().map(|event| KeyChange {
+                at: now,
+                kind: event.kind(),
+                kid: event.kid().map(str::to_owned),
+            }),
+        );
         self.key_board.set(self.index, retention.summary());
     }
 

@@ -47,6 +47,14 @@ impl KeyEvent {
         }
     }
 
+    /// The key's `kid`, when it has one.
+    pub fn kid(&self) -> Option<&str> {
+        match self {
+            KeyEvent::Added { kid } | KeyEvent::Removed { kid, .. } | KeyEvent::Expired { kid, .. } => kid.as_deref(),
+            KeyEvent::Withdrawn { kid } => Some(kid),
+        }
+    }
+
     /// One INFO line with `issuer`, `kid` and `event` fields.
     pub fn log(&self, issuer: &str) {
         let event = self.kind().as_str();
