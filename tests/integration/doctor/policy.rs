@@ -52,12 +52,20 @@ fn github_claims(issuer: &str) -> Value {
     claims
 }
 
-struct Case<'a> {
-    idp: &'a Idp,
-    signer: &'a Signer,
+/// A healthy issuer behind a test CA, and the key its tokens are signed with.
+struct Case {
+    idp: Idp,
+    signer: Signer,
+    _ca: TestCa,
 }
 
-impl Case<'_> {
+impl Case {
+    async fn healthy() -> Case {
+        let signer = Signer::new("key-1", 2048);
+        let (ca, idp) = healthy(&signer).await;
+        Case { idp, signer, _ca: ca }
+    }
+
     async fn run(&self, claims: &Value, policy: &str, provider_audiences: &[&str]) -> Report {
         let mut options = self.idp.options();
         options.token = Some(self.signer.sign(&json!({"alg": "RS256", "kid": "key-1"}), claims));
@@ -87,13 +95,9 @@ fn assert_denied(report: &Report, needles: &[&str]) {
 
 #[tokio::test]
 async fn gitlab_and_github_shaped_policies_allow_or_say_which_condition_fails() {
-    let signer = Signer::new("key-1", 2048);
-    let (_ca, idp) = healthy(&signer).await;
-    let case = Case {
-        idp: &idp,
-        signer: &signer,
-    };
-    let p = provider(&idp);
+    let case = Case::healthy().await;
+    let idp = &case.idp;
+    let p = provider(idp);
 
     // GitLab: allowed, and the report names the statement.
     let report = case.run(&gitlab_claims(&idp.issuer), &gitlab_policy(&p), &[]).await;
@@ -189,13 +193,9 @@ async fn gitlab_and_github_shaped_policies_allow_or_say_which_condition_fails() 
 
 #[tokio::test]
 async fn set_operators_and_if_exists_conditions() {
-    let signer = Signer::new("key-1", 2048);
-    let (_ca, idp) = healthy(&signer).await;
-    let case = Case {
-        idp: &idp,
-        signer: &signer,
-    };
-    let p = provider(&idp);
+    let case = Case::healthy().await;
+    let idp = &case.idp;
+    let p = provider(idp);
 
     let amr = policy(vec![statement(
         "MfaOnly",
@@ -247,13 +247,9 @@ async fn set_operators_and_if_exists_conditions() {
 
 #[tokio::test]
 async fn the_provider_audience_list_is_checked_before_the_trust_policy() {
-    let signer = Signer::new("key-1", 2048);
-    let (_ca, idp) = healthy(&signer).await;
-    let case = Case {
-        idp: &idp,
-        signer: &signer,
-    };
-    let p = provider(&idp);
+    let case = Case::healthy().await;
+    let idp = &case.idp;
+    let p = provider(idp);
     // The seed case: the trust policy accepts the token, but the provider was registered
     // without its audience.
     let report = case
