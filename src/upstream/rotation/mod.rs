@@ -11,6 +11,7 @@ mod tests;
 
 pub use event::{ExpiryReason, KeyEvent};
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -53,8 +54,34 @@ struct Upstream {
     verbatim: Option<Bytes>,
     /// The set's fields other than `keys`.
     rest: Map<String, Value>,
+    /// The upstream's keys in its order, withdrawn ones left out, kept parsed only when
+    /// the set is not published verbatim. A verbatim set is parsed again on the rare
+    /// occasions its keys are needed (a key removed, a timer run out, retained keys to
+    /// add): the parsed copy of every issuer's set was 4 KB of `serde_json` values each.
+    parsed: Option<Vec<Value>>,
+    /// How many keys `keys()` holds.
+    count: usize,
+}
+
+impl Upstream {
+    fn new(verbatim: Option<Bytes>, rest: Map<String, Value>, keys: Vec<Value>) -> Upstream {
+        Upstream {
+            count: keys.len(),
+            parsed: verbatim.is_none().then_some(keys),
+            verbatim,
+            rest,
+        }
+    }
+
     /// The upstream's keys in its order, withdrawn ones left out.
-    keys: Vec<Value>,
+    fn keys(&self) -> Cow<'_, [Value]> {
+        match (&self.parsed, &self.verbatim) {
+            (Some(keys), _) => Cow::Borrowed(keys),
+            // Published verbatim: no key was left out, so these are all of its keys.
+            (None, Some(verbatim)) => Cow::Owned(keys_of(verbatim).map(|(_, keys)| keys).unwrap_or_default()),
+            (None, None) => Cow::Borrowed(&[]),
+        }
+    }
 }
 
 /// The key history of one issuer, owned by its key set refresher.
@@ -180,11 +207,11 @@ impl KeyRetention {
         records.extend(retained);
         events.extend(settle(&mut records, &upstream_keys, self.keep, self.cap, now));
         self.records = records;
-        self.upstream = Some(Upstream {
-            verbatim: verbatim.then(|| Bytes::copy_from_slice(body)),
+        self.upstream = Some(Upstream::new(
+            verbatim.then(|| Bytes::copy_from_slice(body)),
             rest,
-            keys: upstream_keys,
-        });
+            upstream_keys,
+        ));
         events
     }
 
@@ -236,7 +263,7 @@ impl KeyRetention {
                 KeyState::Retained => records.push(record),
                 KeyState::Current => {
                     // Kept from here on: the upstream's set no longer holds it.
-                    record.key = self.upstream_key(&record.id).cloned();
+                    record.key = self.upstream_key(&record.id);
                     let retained_until = (!self.keep.is_zero()).then(|| timestamp::add(now, self.keep));
                     events.push(KeyEvent::Removed {
                         kid: record.kid.clone(),
@@ -265,19 +292,15 @@ impl KeyRetention {
             return Err(Unpublishable::NoSigningKeyLeft);
         }
         self.records = records;
-        self.upstream = Some(Upstream {
-            verbatim: (!any_withdrawn).then_some(upstream),
-            rest,
-            keys: published,
-        });
+        self.upstream = Some(Upstream::new((!any_withdrawn).then_some(upstream), rest, published));
         Ok((self.body().expect("a set with a key to publish"), events))
     }
 
     /// Ends the timers that have run out by `now`, between fetches (the upstream may be
     /// down): when events are returned, `body` has changed.
     pub fn expire(&mut self, now: SystemTime) -> Vec<KeyEvent> {
-        let upstream = self.upstream.as_ref().map_or(&[][..], |u| &u.keys[..]);
-        settle(&mut self.records, upstream, self.keep, self.cap, now)
+        let upstream = self.upstream.as_ref().map(Upstream::keys).unwrap_or_default();
+        settle(&mut self.records, &upstream, self.keep, self.cap, now)
     }
 
     /// Stops publishing every retained key now; refused when nothing would be left.
@@ -285,7 +308,7 @@ impl KeyRetention {
         if !self.records.iter().any(|r| r.state() == KeyState::Retained) {
             return Ok(Vec::new());
         }
-        if self.upstream.as_ref().is_none_or(|u| u.keys.is_empty()) {
+        if self.upstream.as_ref().is_none_or(|u| u.count == 0) {
             return Err(DropRefused::WouldEmpty);
         }
         let mut events = Vec::new();
@@ -303,8 +326,8 @@ impl KeyRetention {
     }
 
     /// The key with this id in the upstream set published last.
-    fn upstream_key(&self, id: &str) -> Option<&Value> {
-        self.upstream.as_ref()?.keys.iter().find(|k| key_id(k) == id)
+    fn upstream_key(&self, id: &str) -> Option<Value> {
+        self.upstream.as_ref()?.keys().iter().find(|k| key_id(k) == id).cloned()
     }
 
     fn retained_keys(&self) -> impl Iterator<Item = &Value> {
@@ -318,13 +341,13 @@ impl KeyRetention {
     pub fn body(&self) -> Option<Bytes> {
         let upstream = self.upstream.as_ref()?;
         let retained: Vec<&Value> = self.retained_keys().collect();
-        if upstream.keys.is_empty() && retained.is_empty() {
+        if upstream.count == 0 && retained.is_empty() {
             return None;
         }
         if let (true, Some(verbatim)) = (retained.is_empty(), &upstream.verbatim) {
             return Some(verbatim.clone());
         }
-        let mut keys = upstream.keys.clone();
+        let mut keys = upstream.keys().into_owned();
         keys.extend(retained.into_iter().cloned());
         // `keys` first, as IdPs write it, then the upstream's other fields.
         let mut out = Map::new();
@@ -343,7 +366,7 @@ impl KeyRetention {
     /// What the admin listener shows.
     pub fn summary(&self) -> KeySummary {
         KeySummary {
-            published: self.upstream.as_ref().map_or(0, |u| u.keys.len()) + self.retained_keys().count(),
+            published: self.upstream.as_ref().map_or(0, |u| u.count) + self.retained_keys().count(),
             keys: self
                 .records
                 .iter()
