@@ -162,7 +162,8 @@ impl AccessLog {
         AccessLog { format, sink }
     }
 
-    pub fn record(&self, entry: &AccessEntry<'_>) {
+    /// Appends the line for `entry`, stamped `now` (the request's own clock read).
+    pub fn record(&self, entry: &AccessEntry<'_>, now: SystemTime) {
         if !tracing::enabled!(target: "jwks_edge::access", tracing::Level::INFO) {
             return;
         }
@@ -171,7 +172,7 @@ impl AccessLog {
             line.clear();
             // One capacity check for the common line instead of one per piece.
             line.reserve(256);
-            self.format(line, entry, stamp.at(SystemTime::now()));
+            self.format(line, entry, stamp.at(now));
             self.sink.append(line);
         });
     }

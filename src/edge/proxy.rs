@@ -114,23 +114,28 @@ impl Proxy {
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics.request(outcome.doc, status, outcome.cache, elapsed);
+        // One clock read for the relying-party count and the log line: a served document
+        // read it already to judge freshness.
+        let now = outcome.now.unwrap_or_else(SystemTime::now);
         if let (Some(reach), Some(doc)) = (&self.reach, outcome.doc) {
             let agent = request.headers().get(header::USER_AGENT).map(HeaderValue::as_bytes);
             let stale = outcome.cache == Some(CacheStatus::Stale);
-            let now = outcome.now.unwrap_or_else(SystemTime::now);
             reach.record(doc, ClientFamily::classify(agent), status, stale, now);
         }
         if let Some(log) = &self.access_log {
-            log.record(&AccessEntry {
-                listener: conn.listener.as_str(),
-                peer: conn.peer,
-                method: request.method().as_str(),
-                host: outcome.host.unwrap_or("-"),
-                path: request.uri().path(),
-                status,
-                cache: outcome.cache.map_or("-", CacheStatus::as_str),
-                micros: elapsed.as_micros() as u64,
-            });
+            log.record(
+                &AccessEntry {
+                    listener: conn.listener.as_str(),
+                    peer: conn.peer,
+                    method: request.method().as_str(),
+                    host: outcome.host.unwrap_or("-"),
+                    path: request.uri().path(),
+                    status,
+                    cache: outcome.cache.map_or("-", CacheStatus::as_str),
+                    micros: elapsed.as_micros() as u64,
+                },
+                now,
+            );
         }
         response
     }
