@@ -22,61 +22,6 @@ pub const GITLAB_DISCOVERY: &str = ".well-known/openid-configuration";
 pub const REALM_KEYS: &str = "realms/prod/protocol/openid-connect/certs";
 pub const REALM_DISCOVERY: &str = "realms/prod/.well-known/openid-configuration";
 
-/// What the core cases need of a store: where it is, its credentials, and the objects
-/// it holds and the writes it logged, read by its own means.
-trait Bucket {
-    /// `scheme://bucket/prefix`.
-    fn url(&self, prefix: &str) -> String;
-    fn endpoint(&self) -> String;
-    /// The credentials, for the child process's environment.
-    fn env(&self) -> Vec<(String, String)>;
-    async fn object(&self, key: &str) -> Option<StoredObject>;
-    async fn delete(&self, key: &str);
-    async fn events(&self) -> Vec<StoreEvent>;
-}
-
-impl Bucket for SeaweedFs {
-    fn url(&self, prefix: &str) -> String {
-        SeaweedFs::url(self, prefix)
-    }
-    fn endpoint(&self) -> String {
-        SeaweedFs::endpoint(self)
-    }
-    fn env(&self) -> Vec<(String, String)> {
-        SeaweedFs::env(self)
-    }
-    async fn object(&self, key: &str) -> Option<StoredObject> {
-        SeaweedFs::object(self, key).await
-    }
-    async fn delete(&self, key: &str) {
-        SeaweedFs::delete(self, key).await
-    }
-    async fn events(&self) -> Vec<StoreEvent> {
-        SeaweedFs::events(self).await
-    }
-}
-
-impl Bucket for Azurite {
-    fn url(&self, prefix: &str) -> String {
-        Azurite::url(self, prefix)
-    }
-    fn endpoint(&self) -> String {
-        Azurite::endpoint(self)
-    }
-    fn env(&self) -> Vec<(String, String)> {
-        Azurite::env(self)
-    }
-    async fn object(&self, key: &str) -> Option<StoredObject> {
-        Azurite::object(self, key).await
-    }
-    async fn delete(&self, key: &str) {
-        Azurite::delete(self, key).await
-    }
-    async fn events(&self) -> Vec<StoreEvent> {
-        Azurite::events(self).await
-    }
-}
-
 /// Two issuers of two shapes: GitLab (`jwks_uri` already public) and a Keycloak realm
 /// (`jwks_uri` on the backend, rewritten to the public URL).
 struct Idps {

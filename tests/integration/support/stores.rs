@@ -184,3 +184,54 @@ pub fn percent_decode(path: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A store as the tests see it: where it is, its credentials, and the objects it holds
+/// and the writes it logged, read and written by its own means. One set of cases (the
+/// harness's smoke test, the publisher's core cases) runs on every store.
+pub trait Bucket {
+    /// `scheme://bucket/prefix`.
+    fn url(&self, prefix: &str) -> String;
+    fn endpoint(&self) -> String;
+    /// The credentials, for the child process's environment.
+    fn env(&self) -> Vec<(String, String)>;
+    async fn put(&self, key: &str, object: NewObject<'_>);
+    async fn object(&self, key: &str) -> Option<StoredObject>;
+    /// Every key, sorted.
+    async fn keys(&self) -> Vec<String>;
+    async fn delete(&self, key: &str);
+    async fn events(&self) -> Vec<StoreEvent>;
+}
+
+/// `Bucket` through each server's own methods of the same names.
+macro_rules! bucket_by_its_own_methods {
+    ($($server:ty),*) => {$(
+        impl Bucket for $server {
+            fn url(&self, prefix: &str) -> String {
+                <$server>::url(self, prefix)
+            }
+            fn endpoint(&self) -> String {
+                <$server>::endpoint(self)
+            }
+            fn env(&self) -> Vec<(String, String)> {
+                <$server>::env(self)
+            }
+            async fn put(&self, key: &str, object: NewObject<'_>) {
+                <$server>::put(self, key, object).await
+            }
+            async fn object(&self, key: &str) -> Option<StoredObject> {
+                <$server>::object(self, key).await
+            }
+            async fn keys(&self) -> Vec<String> {
+                <$server>::keys(self).await
+            }
+            async fn delete(&self, key: &str) {
+                <$server>::delete(self, key).await
+            }
+            async fn events(&self) -> Vec<StoreEvent> {
+                <$server>::events(self).await
+            }
+        }
+    )*};
+}
+
+bucket_by_its_own_methods!(super::SeaweedFs, super::Azurite);
