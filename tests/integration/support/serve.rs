@@ -61,10 +61,12 @@ impl Serve {
             log: log.clone(),
             _config: dir,
         };
+        // Bounded as a whole, not per line: a child that keeps logging other lines must
+        // not keep the test waiting.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while listeners.len() < expected {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("serve logs its listeners within 20 s");
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("serve logs its listeners within 20 s");
             log.lock().unwrap().push(line.clone());
             if line.starts_with('{') {
                 let event: serde_json::Value = serde_json::from_str(&line).unwrap();
