@@ -7,15 +7,13 @@
 
 use crate::config::limits::ADMIN_MAX_CONNECTIONS;
 use crate::config::Config;
+use crate::upstream::fetch::IDLE_PER_AUTHORITY;
 use crate::upstream::permits::authority;
 use std::collections::{HashMap, HashSet};
 
 /// Descriptors besides client connections: listeners, the log, snapshot and certificate
 /// files, the runtime's own.
 pub const RESERVED: u64 = 64;
-/// Idle connections one upstream client keeps per authority (`pool_max_idle_per_host` in
-/// `upstream/fetch.rs`).
-pub const IDLE_PER_CLIENT: u64 = 2;
 
 /// The process's RLIMIT_NOFILE; `None` is unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +77,7 @@ pub fn upstream_connections(config: &Config) -> u64 {
     let in_flight = config.cache.max_fetches_per_upstream as u64;
     clients_by_authority
         .values()
-        .map(|clients| in_flight + IDLE_PER_CLIENT * clients.len() as u64)
+        .map(|clients| in_flight + IDLE_PER_AUTHORITY as u64 * clients.len() as u64)
         .sum()
 }
 

@@ -91,6 +91,10 @@ pub struct UpstreamAccess {
     pub host: Option<HeaderValue>,
 }
 
+/// Idle connections a client keeps to each upstream authority; the open-file check
+/// (`edge/fd_limit.rs`) counts them.
+pub const IDLE_PER_AUTHORITY: usize = 2;
+
 /// A pooled HTTP(S) client with the proxy's bounds. Cheap to clone.
 ///
 /// Only what the proxy chooses is sent upstream: `GET`, `Accept`, `User-Agent`, `Host`
@@ -131,7 +135,7 @@ impl Fetcher {
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(2)
+            .pool_max_idle_per_host(IDLE_PER_AUTHORITY)
             .build(https);
         Fetcher {
             client,
